@@ -1,0 +1,114 @@
+// The layer catalogue. Shapes are batch first: images [N, C, H, W], features [N, F],
+// sequences [N, T, D]. Weights use PyTorch's layouts (Linear [out, in], Conv2d OIHW) so that
+// checkpoints load into the same PyTorch model.
+#ifndef FTTE_CORE_LAYERS_H_
+#define FTTE_CORE_LAYERS_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ftte/core/layer.h"
+
+namespace ftte {
+
+// y = x W^T + b over the last dimension. x [N, in] or [N, T, in].
+class Linear : public Layer {
+ public:
+  Linear(int64_t in, int64_t out, bool bias, MemoryTracker* tracker);
+  std::string Describe() const override;
+  Result<Shape> OutputShape(const Shape& in) const override;
+  std::vector<Parameter*> Params() override;
+  void InitParams(Rng& rng) override;  // PyTorch's default: U(-1/sqrt(in), 1/sqrt(in))
+  bool NeedsInput(LayerMode m) const override { return m.param_grad; }
+  void Plan(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPlan* plan) const override;
+  void Prepare(const Shape& in, LayerMode m, const PlanContext& pc, MemoryTracker* tracker) override;
+  void Forward(const View& x, View y, ExecContext& ctx) override;
+  void Backward(const View& x, const View& y, const View& dy, View dx, ExecContext& ctx) override;
+  Flops CountFlops(const Shape& in, LayerMode m) const override;
+
+  Parameter& weight() { return weight_; }
+  Parameter* bias() { return bias_.get(); }
+
+ private:
+  int64_t in_, out_;
+  Parameter weight_;
+  std::unique_ptr<Parameter> bias_;
+  std::vector<RowRun> dw_tasks_;  // trainable weight rows in blocks, fixed at Prepare
+  bool quantized_ = false;
+};
+
+// 2-D convolution, square kernel, stride and zero padding, OIHW weights.
+class Conv2d : public Layer {
+ public:
+  Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride,
+         int64_t padding, bool bias, MemoryTracker* tracker);
+  std::string Describe() const override;
+  Result<Shape> OutputShape(const Shape& in) const override;
+  std::vector<Parameter*> Params() override;
+  void InitParams(Rng& rng) override;  // PyTorch's default (kaiming_uniform with a=sqrt(5))
+  bool NeedsInput(LayerMode m) const override { return m.param_grad; }
+  void Plan(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPlan* plan) const override;
+  void Prepare(const Shape& in, LayerMode m, const PlanContext& pc, MemoryTracker* tracker) override;
+  void Forward(const View& x, View y, ExecContext& ctx) override;
+  void Backward(const View& x, const View& y, const View& dy, View dx, ExecContext& ctx) override;
+  Flops CountFlops(const Shape& in, LayerMode m) const override;
+
+  Parameter& weight() { return weight_; }
+  Parameter* bias() { return bias_.get(); }
+
+ private:
+  int64_t in_c_, out_c_, kernel_, stride_, padding_;
+  Parameter weight_;
+  std::unique_ptr<Parameter> bias_;
+  bool quantized_ = false;
+  int64_t prepared_batch_ = 0;
+};
+
+// Elementwise max(x, 0). Saves one bit per element (x > 0) for backward, so neither its input
+// nor its output has to be kept; runs in place when its container allows.
+class ReLU : public Layer {
+ public:
+  std::string Describe() const override { return "ReLU()"; }
+  Result<Shape> OutputShape(const Shape& in) const override { return in; }
+  bool NeedsInput(LayerMode m) const override { return false; }
+  bool InPlace() const override { return true; }
+  void Plan(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPlan* plan) const override;
+  void Forward(const View& x, View y, ExecContext& ctx) override;
+  void Backward(const View& x, const View& y, const View& dy, View dx, ExecContext& ctx) override;
+  Flops CountFlops(const Shape& in, LayerMode m) const override;
+};
+
+// [N, d1, d2, ...] -> [N, d1*d2*...], a view: no copy, no memory.
+class Flatten : public Layer {
+ public:
+  std::string Describe() const override { return "Flatten()"; }
+  Result<Shape> OutputShape(const Shape& in) const override;
+  bool NeedsInput(LayerMode m) const override { return false; }
+  bool IsView() const override { return true; }
+  void Forward(const View& x, View y, ExecContext& ctx) override {}
+  void Backward(const View& x, const View& y, const View& dy, View dx, ExecContext& ctx) override {
+  }
+  Flops CountFlops(const Shape& in, LayerMode m) const override { return {}; }
+};
+
+// Max pooling with a square window (no padding); saves the position of the max inside its
+// window (one byte per output) for backward, so its input need not be kept.
+class MaxPool2d : public Layer {
+ public:
+  explicit MaxPool2d(int64_t kernel, int64_t stride = 0);  // stride 0 = kernel
+  std::string Describe() const override;
+  Result<Shape> OutputShape(const Shape& in) const override;
+  bool NeedsInput(LayerMode m) const override { return false; }
+  void Plan(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPlan* plan) const override;
+  void Forward(const View& x, View y, ExecContext& ctx) override;
+  void Backward(const View& x, const View& y, const View& dy, View dx, ExecContext& ctx) override;
+  Flops CountFlops(const Shape& in, LayerMode m) const override;
+
+ private:
+  int64_t kernel_, stride_;
+};
+
+}  // namespace ftte
+
+#endif  // FTTE_CORE_LAYERS_H_

@@ -1,0 +1,43 @@
+// The `ftte` command.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "train_cmd.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: ftte <command> [flags]\n"
+    "\n"
+    "commands:\n"
+    "  train        train a model centrally and report test accuracy and peak memory\n"
+    "               ftte train --model cnn --data fashion-mnist --epochs 1 [--batch 32]\n"
+    "                 [--threads 1] [--mask full|last|bias|budget:F] [--save CKPT] [--json]\n"
+    "  bench train  training-step throughput and memory on a fixed synthetic batch\n"
+    "               ftte bench train --model cnn --batch 32 --threads 1 [--mask ...] [--json]\n"
+    "\n"
+    "`ftte <command> --help` lists every flag of a command.\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::fputs(kUsage, args.empty() ? stderr : stdout);
+    return args.empty() ? 2 : 0;
+  }
+  const std::string cmd = args[0];
+  args.erase(args.begin());
+  if (cmd == "train") return ftte::cli::RunTrain(args);
+  if (cmd == "bench") {
+    if (!args.empty() && args[0] == "train") {
+      args.erase(args.begin());
+      return ftte::cli::RunBenchTrain(args);
+    }
+    std::fprintf(stderr, "ftte bench: unknown benchmark; available: train\n");
+    return 2;
+  }
+  std::fprintf(stderr, "ftte: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
+  return 2;
+}

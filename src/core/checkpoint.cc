@@ -1,0 +1,69 @@
+#include "ftte/core/checkpoint.h"
+
+#include <cstring>
+
+#include "ftte/core/safetensors.h"
+
+namespace ftte {
+
+Status SaveCheckpoint(Model& model, const std::string& path) {
+  std::vector<std::vector<float>> dense;  // dequantised copies
+  std::vector<TensorRecord> records;
+  dense.reserve(model.params().size());
+  for (Parameter* p : model.params()) {
+    const float* data = p->data();
+    if (p->quantized()) {
+      dense.emplace_back(static_cast<size_t>(p->numel()));
+      p->ReadRows(0, p->rows(), dense.back().data());
+      data = dense.back().data();
+    }
+    records.push_back({p->name(), DType::kF32, p->shape(), data,
+                       static_cast<size_t>(p->numel()) * sizeof(float)});
+  }
+  return WriteSafetensors(path, records, {{"ftte.model", model.name()}, {"format", "pt"}});
+}
+
+Status LoadCheckpoint(Model& model, const std::string& path) {
+  FTTE_ASSIGN_OR_RETURN(SafetensorsFile file, ReadSafetensors(path));
+  auto it = file.metadata.find("ftte.model");
+  if (it != file.metadata.end() && it->second != model.name()) {
+    return InvalidArgument(path + ": checkpoint is for model '" + it->second + "', not '" +
+                           model.name() + "'; pass --model " + it->second);
+  }
+  // Validate everything before touching the model.
+  for (Parameter* p : model.params()) {
+    auto t = file.tensors.find(p->name());
+    if (t == file.tensors.end()) {
+      return InvalidArgument(path + ": missing tensor '" + p->name() + "' of model " +
+                             model.name());
+    }
+    if (t->second.dtype != DType::kF32) {
+      return InvalidArgument(path + ": tensor '" + p->name() + "' is " +
+                             DTypeName(t->second.dtype) + ", expected F32");
+    }
+    if (t->second.shape != p->shape()) {
+      return InvalidArgument(path + ": tensor '" + p->name() + "' has shape " +
+                             ShapeToString(t->second.shape) + ", model " + model.name() +
+                             " expects " + ShapeToString(p->shape()));
+    }
+    if (p->quantized()) {
+      return FailedPrecondition(path + ": cannot load into int8-stored parameter '" +
+                                p->name() + "'; load before choosing frozen storage");
+    }
+  }
+  if (file.tensors.size() != model.params().size()) {
+    for (const auto& [name, t] : file.tensors) {
+      if (model.FindParam(name) == nullptr) {
+        return InvalidArgument(path + ": unexpected tensor '" + name + "' for model " +
+                               model.name());
+      }
+    }
+  }
+  for (Parameter* p : model.params()) {
+    const auto& t = file.tensors.at(p->name());
+    std::memcpy(p->data(), t.data.data(), t.data.size());
+  }
+  return Status::Ok();
+}
+
+}  // namespace ftte

@@ -1,0 +1,141 @@
+// ReLU, Flatten and MaxPool2d.
+#include <cstring>
+
+#include "ftte/core/check.h"
+#include "ftte/core/layers.h"
+
+namespace ftte {
+
+namespace {
+constexpr int64_t kElemBlock = 1 << 14;  // elements per task; a multiple of 64 (mask words)
+}  // namespace
+
+void ReLU::Plan(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPlan* plan) const {
+  plan->Add(MemCategory::kActivations, m.input_grad ? NumBlocks(NumElements(in), 64) * 8 : 0,
+            "relu sign bits");
+}
+
+void ReLU::Forward(const View& x, View y, ExecContext& ctx) {
+  const int64_t n = x.numel();
+  auto* bits = reinterpret_cast<uint64_t*>(slot(0));
+  const bool save = mode_.input_grad;
+  ctx.pool->ParallelFor(NumBlocks(n, kElemBlock), [&](int64_t t, int) {
+    const int64_t b = t * kElemBlock, e = std::min(n, b + kElemBlock);
+    for (int64_t w = b; w < e; w += 64) {
+      uint64_t word = 0;
+      const int64_t we = std::min(e, w + 64);
+      for (int64_t i = w; i < we; ++i) {
+        const float v = x.data[i];
+        const bool pos = v > 0.0f;
+        y.data[i] = pos ? v : 0.0f;
+        word |= static_cast<uint64_t>(pos) << (i - w);
+      }
+      if (save) bits[w / 64] = word;
+    }
+  });
+}
+
+void ReLU::Backward(const View& x, const View& y, const View& dy, View dx, ExecContext& ctx) {
+  if (!mode_.input_grad) return;
+  const int64_t n = dy.numel();
+  const auto* bits = reinterpret_cast<const uint64_t*>(slot(0));
+  ctx.pool->ParallelFor(NumBlocks(n, kElemBlock), [&](int64_t t, int) {
+    const int64_t b = t * kElemBlock, e = std::min(n, b + kElemBlock);
+    for (int64_t i = b; i < e; ++i) {
+      dx.data[i] = ((bits[i / 64] >> (i % 64)) & 1) ? dy.data[i] : 0.0f;
+    }
+  });
+}
+
+Flops ReLU::CountFlops(const Shape& in, LayerMode m) const {
+  return {NumElements(in), m.input_grad ? NumElements(in) : 0};
+}
+
+Result<Shape> Flatten::OutputShape(const Shape& in) const {
+  if (in.empty()) return InvalidArgument("Flatten: input has no batch dimension");
+  return Shape{in[0], in[0] == 0 ? 0 : NumElements(in) / in[0]};
+}
+
+MaxPool2d::MaxPool2d(int64_t kernel, int64_t stride)
+    : kernel_(kernel), stride_(stride == 0 ? kernel : stride) {
+  FTTE_CHECK(kernel_ >= 1 && kernel_ <= 16 && stride_ >= 1) << "MaxPool2d window must be 1..16";
+}
+
+std::string MaxPool2d::Describe() const {
+  return "MaxPool2d(kernel=" + std::to_string(kernel_) + ", stride=" + std::to_string(stride_) +
+         ")";
+}
+
+Result<Shape> MaxPool2d::OutputShape(const Shape& in) const {
+  if (in.size() != 4 || in[2] < kernel_ || in[3] < kernel_) {
+    return InvalidArgument(Describe() + ": expected input [N, C, H, W] with H, W >= " +
+                           std::to_string(kernel_) + ", got " + ShapeToString(in));
+  }
+  return Shape{in[0], in[1], (in[2] - kernel_) / stride_ + 1, (in[3] - kernel_) / stride_ + 1};
+}
+
+void MaxPool2d::Plan(const Shape& in, LayerMode m, const PlanContext& pc,
+                     MemoryPlan* plan) const {
+  int64_t outs = 0;
+  if (m.input_grad) outs = NumElements(OutputShape(in).value());
+  plan->Add(MemCategory::kActivations, outs, "maxpool argmax bytes");
+}
+
+void MaxPool2d::Forward(const View& x, View y, ExecContext& ctx) {
+  const int64_t c = x.shape[1], h = x.shape[2], w = x.shape[3];
+  const int64_t oh = y.shape[2], ow = y.shape[3];
+  auto* arg = reinterpret_cast<uint8_t*>(slot(0));
+  const bool save = mode_.input_grad;
+  // One task per (sample, channel) plane.
+  ctx.pool->ParallelFor(x.shape[0] * c, [&](int64_t plane, int) {
+    const float* xp = x.data + plane * h * w;
+    float* yp = y.data + plane * oh * ow;
+    uint8_t* ap = save ? arg + plane * oh * ow : nullptr;
+    for (int64_t i = 0; i < oh; ++i) {
+      for (int64_t j = 0; j < ow; ++j) {
+        const float* win = xp + i * stride_ * w + j * stride_;
+        float best = win[0];
+        int best_at = 0;
+        for (int64_t a = 0; a < kernel_; ++a) {
+          for (int64_t b = 0; b < kernel_; ++b) {
+            const float v = win[a * w + b];
+            // The first maximum wins, as in PyTorch; NaN propagates.
+            if (v > best || (v != v && best == best)) {
+              best = v;
+              best_at = static_cast<int>(a * kernel_ + b);
+            }
+          }
+        }
+        yp[i * ow + j] = best;
+        if (save) ap[i * ow + j] = static_cast<uint8_t>(best_at);
+      }
+    }
+  });
+}
+
+void MaxPool2d::Backward(const View& x, const View& y, const View& dy, View dx,
+                         ExecContext& ctx) {
+  if (!mode_.input_grad) return;
+  const int64_t c = dx.shape[1], h = dx.shape[2], w = dx.shape[3];
+  const int64_t oh = dy.shape[2], ow = dy.shape[3];
+  const auto* arg = reinterpret_cast<const uint8_t*>(slot(0));
+  ctx.pool->ParallelFor(dx.shape[0] * c, [&](int64_t plane, int) {
+    float* dxp = dx.data + plane * h * w;
+    std::memset(dxp, 0, sizeof(float) * h * w);
+    const float* dyp = dy.data + plane * oh * ow;
+    const uint8_t* ap = arg + plane * oh * ow;
+    for (int64_t i = 0; i < oh; ++i) {
+      for (int64_t j = 0; j < ow; ++j) {
+        const int64_t a = ap[i * ow + j] / kernel_, b = ap[i * ow + j] % kernel_;
+        dxp[(i * stride_ + a) * w + j * stride_ + b] += dyp[i * ow + j];
+      }
+    }
+  });
+}
+
+Flops MaxPool2d::CountFlops(const Shape& in, LayerMode m) const {
+  const int64_t outs = NumElements(OutputShape(in).value());
+  return {outs * kernel_ * kernel_, m.input_grad ? outs : 0};
+}
+
+}  // namespace ftte

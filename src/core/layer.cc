@@ -1,0 +1,38 @@
+#include "ftte/core/layer.h"
+
+namespace ftte {
+
+int64_t MemoryPlan::Total() const {
+  int64_t t = 0;
+  for (const auto& r : requests) t += r.bytes;
+  return t;
+}
+
+int64_t MemoryPlan::Total(MemCategory c) const {
+  int64_t t = 0;
+  for (const auto& r : requests) {
+    if (r.category == c) t += r.bytes;
+  }
+  return t;
+}
+
+void Layer::Prepare(const Shape& in, LayerMode m, const PlanContext& pc, MemoryTracker* tracker) {
+  mode_ = m;
+  pc_ = pc;
+  MemoryPlan plan;
+  Plan(in, m, pc, &plan);
+  slots_.clear();
+  for (const auto& r : plan.requests) {
+    slots_.emplace_back(tracker, r.category, static_cast<size_t>(r.bytes));
+  }
+}
+
+bool Layer::HasTrainable() const {
+  // Params() hands out mutable pointers; reading the mask through them changes nothing.
+  for (Parameter* p : const_cast<Layer*>(this)->Params()) {
+    if (p->any_trainable()) return true;
+  }
+  return false;
+}
+
+}  // namespace ftte
