@@ -22,15 +22,15 @@ void ReLU::Forward(const View& x, View y, ExecContext& ctx) {
   ctx.pool->ParallelFor(NumBlocks(n, kElemBlock), [&](int64_t t, int) {
     const int64_t b = t * kElemBlock, e = std::min(n, b + kElemBlock);
     for (int64_t w = b; w < e; w += 64) {
-      uint64_t word = 0;
       const int64_t we = std::min(e, w + 64);
+      for (int64_t i = w; i < we; ++i) y.data[i] = x.data[i] > 0.0f ? x.data[i] : 0.0f;
+      if (!save) continue;
+      // Sign bits from the output, eight at a time (branch-free, vectorisable).
+      uint64_t word = 0;
       for (int64_t i = w; i < we; ++i) {
-        const float v = x.data[i];
-        const bool pos = v > 0.0f;
-        y.data[i] = pos ? v : 0.0f;
-        word |= static_cast<uint64_t>(pos) << (i - w);
+        word |= static_cast<uint64_t>(y.data[i] > 0.0f) << (i - w);
       }
-      if (save) bits[w / 64] = word;
+      bits[w / 64] = word;
     }
   });
 }
@@ -41,8 +41,12 @@ void ReLU::Backward(const View& x, const View& y, const View& dy, View dx, ExecC
   const auto* bits = reinterpret_cast<const uint64_t*>(slot(0));
   ctx.pool->ParallelFor(NumBlocks(n, kElemBlock), [&](int64_t t, int) {
     const int64_t b = t * kElemBlock, e = std::min(n, b + kElemBlock);
-    for (int64_t i = b; i < e; ++i) {
-      dx.data[i] = ((bits[i / 64] >> (i % 64)) & 1) ? dy.data[i] : 0.0f;
+    for (int64_t w = b; w < e; w += 64) {
+      const uint64_t word = bits[w / 64];
+      const int64_t we = std::min(e, w + 64);
+      for (int64_t i = w; i < we; ++i) {
+        dx.data[i] = ((word >> (i - w)) & 1) ? dy.data[i] : 0.0f;
+      }
     }
   });
 }
@@ -91,6 +95,21 @@ void MaxPool2d::Forward(const View& x, View y, ExecContext& ctx) {
     const float* xp = x.data + plane * h * w;
     float* yp = y.data + plane * oh * ow;
     uint8_t* ap = save ? arg + plane * oh * ow : nullptr;
+    if (kernel_ == 2 && stride_ == 2) {
+      // The common window, unrolled: the first maximum wins, as in the general loop.
+      for (int64_t i = 0; i < oh; ++i) {
+        const float* r0 = xp + 2 * i * w;
+        const float* r1 = r0 + w;
+        for (int64_t j = 0; j < ow; ++j) {
+          const float v[4] = {r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]};
+          int at = 0;
+          for (int k = 1; k < 4; ++k) at = (v[k] > v[at] || (v[k] != v[k] && v[at] == v[at])) ? k : at;
+          yp[i * ow + j] = v[at];
+          if (save) ap[i * ow + j] = static_cast<uint8_t>(at);
+        }
+      }
+      return;
+    }
     for (int64_t i = 0; i < oh; ++i) {
       for (int64_t j = 0; j < ow; ++j) {
         const float* win = xp + i * stride_ * w + j * stride_;

@@ -5,7 +5,8 @@
 //   * the analytic dx and the gradients of trainable parameter rows against central finite
 //     differences of L = sum(y * dy), accumulated in double;
 //   * that results are bit-identical with 1 and 2 threads, and whether the layer was prepared
-//     for the actual batch or a larger one;
+//     for the actual batch or a larger one (a thread-count dependence shows only if the second
+//     worker takes a task, so give layers inputs large enough for several tasks too);
 //   * for InPlace() layers, that running in place (y == x, dx == dy) gives the same bits, and
 //     for IsView() layers that aliasing is all they need;
 //   * the rest of the contract: Forward does not write past y; Backward writes every element of
@@ -304,7 +305,7 @@ class Checker {
   }
 
   // Compares analytic[i] with the central difference of Loss in *value for each probe, where
-  // perturb(i) returns the float to perturb.
+  // target(i) returns the float whose gradient analytic[i] is.
   void CompareNumeric(const std::string& name, const std::vector<float>& analytic,
                       const std::function<float*(int64_t)>& target, std::vector<float>& x,
                       ThreadPool& pool) {

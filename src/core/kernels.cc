@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace ftte {
@@ -50,12 +51,14 @@ void Im2Col(const ConvGeometry& g, const float* x, float* col) {
           }
           const float* xrow = xc + iy * g.width;
           if (g.stride == 1) {
-            // Contiguous copy with zeroed edges: the common case, kept fast.
-            int64_t x0 = kj - g.padding;
-            for (int64_t xo = 0; xo < ow; ++xo) {
-              int64_t ix = xo + x0;
-              out[xo] = (ix >= 0 && ix < g.width) ? xrow[ix] : 0.0f;
-            }
+            // Valid output columns are those whose input column lies inside the row: copy that
+            // span in one go and zero the padded edges.
+            const int64_t x0 = kj - g.padding;
+            const int64_t lo = std::clamp<int64_t>(-x0, 0, ow);
+            const int64_t hi = std::clamp<int64_t>(g.width - x0, lo, ow);
+            std::memset(out, 0, sizeof(float) * lo);
+            std::memcpy(out + lo, xrow + lo + x0, sizeof(float) * (hi - lo));
+            std::memset(out + hi, 0, sizeof(float) * (ow - hi));
           } else {
             for (int64_t xo = 0; xo < ow; ++xo) {
               int64_t ix = xo * g.stride - g.padding + kj;
@@ -80,9 +83,18 @@ void Col2Im(const ConvGeometry& g, const float* col, float* dx) {
           int64_t iy = y * g.stride - g.padding + ki;
           if (iy < 0 || iy >= g.height) continue;
           float* drow = dxc + iy * g.width;
-          for (int64_t xo = 0; xo < ow; ++xo) {
-            int64_t ix = xo * g.stride - g.padding + kj;
-            if (ix >= 0 && ix < g.width) drow[ix] += row[y * ow + xo];
+          const float* crow = row + y * ow;
+          if (g.stride == 1) {
+            const int64_t x0 = kj - g.padding;
+            const int64_t lo = std::clamp<int64_t>(-x0, 0, ow);
+            const int64_t hi = std::clamp<int64_t>(g.width - x0, lo, ow);
+            float* d = drow + x0;
+            for (int64_t xo = lo; xo < hi; ++xo) d[xo] += crow[xo];
+          } else {
+            for (int64_t xo = 0; xo < ow; ++xo) {
+              int64_t ix = xo * g.stride - g.padding + kj;
+              if (ix >= 0 && ix < g.width) drow[ix] += crow[xo];
+            }
           }
         }
       }

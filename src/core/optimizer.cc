@@ -4,6 +4,42 @@
 
 namespace ftte {
 
+namespace {
+
+// torch.optim.SGD on n values; the first step copies the gradient into the momentum buffer.
+void SgdUpdate(const OptimizerConfig& c, int64_t step, const float* g, float* buf, float* w,
+               int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    float gi = g[i] + c.weight_decay * w[i];
+    if (buf != nullptr) {
+      buf[i] = step == 1 ? gi : c.momentum * buf[i] + gi;
+      gi = c.nesterov ? gi + c.momentum * buf[i] : buf[i];
+    }
+    w[i] -= c.lr * gi;
+  }
+}
+
+// torch.optim.Adam (L2 weight decay) and AdamW (decoupled) on n values.
+void AdamUpdate(const OptimizerConfig& c, double bc1, double bc2, const float* g, float* m,
+                float* v, float* w, int64_t n) {
+  const bool decoupled = c.kind == OptimizerConfig::Kind::kAdamW;
+  const auto step_size = static_cast<float>(c.lr / bc1);
+  const auto inv_bc2 = static_cast<float>(1.0 / bc2);
+  for (int64_t i = 0; i < n; ++i) {
+    float gi = g[i];
+    if (decoupled) {
+      w[i] -= c.lr * c.weight_decay * w[i];
+    } else {
+      gi += c.weight_decay * w[i];
+    }
+    m[i] = c.beta1 * m[i] + (1 - c.beta1) * gi;
+    v[i] = c.beta2 * v[i] + (1 - c.beta2) * gi * gi;
+    w[i] -= step_size * m[i] / (std::sqrt(v[i] * inv_bc2) + c.eps);
+  }
+}
+
+}  // namespace
+
 int OptimizerConfig::state_per_value() const {
   if (kind == Kind::kSgd) return momentum != 0.0f ? 1 : 0;
   return 2;
@@ -42,30 +78,10 @@ void Optimizer::Step() {
     for (const RowRun& run : p->runs()) {
       float* w = p->data() + run.begin * rs;
       const int64_t off = run.packed * rs, n = (run.end - run.begin) * rs;
-      for (int64_t i = 0; i < n; ++i) {
-        float gi = g[off + i];
-        if (c.kind == OptimizerConfig::Kind::kSgd) {
-          if (c.weight_decay != 0.0f) gi += c.weight_decay * w[i];
-          if (m != nullptr) {
-            // torch.optim.SGD: the first step copies the gradient into the buffer.
-            float& b = m[off + i];
-            b = step_ == 1 ? gi : c.momentum * b + gi;
-            gi = c.nesterov ? gi + c.momentum * b : b;
-          }
-          w[i] -= c.lr * gi;
-          continue;
-        }
-        if (c.kind == OptimizerConfig::Kind::kAdamW) {
-          w[i] -= c.lr * c.weight_decay * w[i];
-        } else if (c.weight_decay != 0.0f) {
-          gi += c.weight_decay * w[i];
-        }
-        float& mi = m[off + i];
-        float& vi = v[off + i];
-        mi = c.beta1 * mi + (1 - c.beta1) * gi;
-        vi = c.beta2 * vi + (1 - c.beta2) * gi * gi;
-        const double denom = std::sqrt(vi / bc2) + c.eps;
-        w[i] -= static_cast<float>(c.lr * (mi / bc1) / denom);
+      if (c.kind == OptimizerConfig::Kind::kSgd) {
+        SgdUpdate(c, step_, g + off, m == nullptr ? nullptr : m + off, w, n);
+      } else {
+        AdamUpdate(c, bc1, bc2, g + off, m + off, v + off, w, n);
       }
     }
   }
