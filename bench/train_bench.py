@@ -48,16 +48,12 @@ def run_json(cmd):
     return json.loads(lines[-1])
 
 
-def ftte_cmd(model, threads, mask, a):
-    return [FTTE, "bench", "train", "--model", model, "--batch", str(BATCH),
-            "--threads", str(threads), "--mask", mask, "--seconds", str(a.seconds),
-            "--warmup", str(a.warmup), "--json"]
-
-
-def torch_cmd(model, threads, mask, a):
-    return [PYTHON, TORCH_SCRIPT, "--model", model, "--batch", str(BATCH),
-            "--threads", str(threads), "--mask", mask, "--seconds", str(a.seconds),
-            "--warmup", str(a.warmup)]
+def bench_cmd(tool, model, threads, mask, a):
+    """Command line for one measurement; both tools share the flag names."""
+    head = [FTTE, "bench", "train"] if tool == "ftte" else [PYTHON, TORCH_SCRIPT]
+    return head + ["--model", model, "--batch", str(BATCH), "--threads", str(threads),
+                   "--mask", mask, "--seconds", str(a.seconds), "--warmup",
+                   str(a.warmup)] + (["--json"] if tool == "ftte" else [])
 
 
 def have_torch():
@@ -78,18 +74,17 @@ def machine_info():
         pass
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                                capture_output=True, text=True).stdout.strip() or None
+                                capture_output=True, text=True).stdout.strip()
     except OSError:
-        commit = None
+        commit = ""
     return {"nproc": len(os.sched_getaffinity(0)), "cpu_model": cpu,
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "git_commit": commit, "platform": platform.platform(),
+            "git_commit": commit or None, "platform": platform.platform(),
             "python": platform.python_version(), "loadavg_at_start": os.getloadavg()}
 
 
 def median(runs, key):
-    vals = [r[key] for r in runs]
-    return statistics.median(vals) if vals else None
+    return statistics.median([r[key] for r in runs]) if runs else None
 
 
 def mib(b):
@@ -126,13 +121,16 @@ def main():
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results"))
     a = ap.parse_args()
     a.reps, a.warmup = (1, 2) if a.quick else (3, 5)
-    if a.quick:
-        a.seconds = 1.0
+    a.seconds = 1.0 if a.quick else a.seconds
 
     if not os.access(FTTE, os.X_OK):
         sys.exit("error: ftte binary not found at %s\nbuild it with:\n"
                  "  cmake --preset release && cmake --build --preset release "
                  "--target ftte" % FTTE)
+    info = machine_info()
+    if info["loadavg_at_start"][0] > 0.5 * info["nproc"]:
+        log("warning: load average %.2f on %d CPUs; timings will be noisy"
+            % (info["loadavg_at_start"][0], info["nproc"]))
     torch_ok = have_torch()
     if not torch_ok:
         log("note: `%s -c 'import torch'` failed; reporting ftte alone" % PYTHON)
@@ -143,15 +141,13 @@ def main():
     jobs = []
     for model, threads, mask in plan:
         for rep in range(a.reps):
-            pair = [("ftte", ftte_cmd)]
-            if torch_ok and mask in TORCH_MASKS:
-                pair.append(("torch", torch_cmd))
-            jobs += [(tool, fn, model, threads, mask, rep)
-                     for tool, fn in (pair if rep % 2 == 0 else pair[::-1])]
+            pair = ["ftte"] + (["torch"] if torch_ok and mask in TORCH_MASKS else [])
+            jobs += [(tool, model, threads, mask, rep)
+                     for tool in (pair if rep % 2 == 0 else pair[::-1])]
 
     runs = []
-    for i, (tool, fn, model, threads, mask, rep) in enumerate(jobs, 1):
-        r = run_json(fn(model, threads, mask, a))
+    for i, (tool, model, threads, mask, rep) in enumerate(jobs, 1):
+        r = run_json(bench_cmd(tool, model, threads, mask, a))
         runs.append({"tool": tool, "model": model, "threads": threads, "mask": mask,
                      "rep": rep, "result": r})
         log("[%2d/%d] %-5s %-6s threads=%d mask=%-10s rep %d/%d: %8.1f samples/s"
@@ -208,10 +204,9 @@ def main():
               mib(m["torch_peak_tensor_bytes"]), num(m["torch_samples_per_s"])]
              for m in masks]
 
-    info = machine_info()
+    info["loadavg_at_end"] = os.getloadavg()
     command = "python3 bench/train_bench.py " + " ".join(sys.argv[1:])
-    torch_ver = next((r["result"]["torch_version"] for r in runs if r["tool"] == "torch"),
-                     None)
+    torch_ver = next((r["result"]["torch_version"] for r in runs if r["tool"] == "torch"), None)
     title1 = ("Training throughput and memory, batch %d, full training "
               "(median of %d runs, %g s each)" % (BATCH, a.reps, a.seconds))
     title2 = "Memory by mask: cnn, batch %d, 1 thread (budget:0.2 = int8 frozen)" % BATCH
@@ -243,8 +238,7 @@ def main():
           "\"peak vs full\" is the measured peak relative to mask full.", ""]
     with open(os.path.join(a.out, "train.md"), "w") as f:
         f.write("\n".join(md))
-    log("wrote %s and %s" % (os.path.join(a.out, "train.json"),
-                             os.path.join(a.out, "train.md")))
+    log("wrote train.json and train.md in %s" % a.out)
 
 
 if __name__ == "__main__":

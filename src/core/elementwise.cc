@@ -1,4 +1,5 @@
 // ReLU, Flatten and MaxPool2d.
+#include <array>
 #include <cstring>
 
 #include "ftte/core/check.h"
@@ -8,6 +9,32 @@ namespace ftte {
 
 namespace {
 constexpr int64_t kElemBlock = 1 << 14;  // elements per task; a multiple of 64 (mask words)
+
+// kByteMask[b][j] = bit j of b, as 1.0f or 0.0f.
+constexpr std::array<std::array<float, 8>, 256> MakeByteMask() {
+  std::array<std::array<float, 8>, 256> t{};
+  for (int b = 0; b < 256; ++b) {
+    for (int j = 0; j < 8; ++j) t[b][j] = (b >> j) & 1 ? 1.0f : 0.0f;
+  }
+  return t;
+}
+constexpr auto kByteMask = MakeByteMask();
+
+// One output row of a 2x2, stride-2 max pool, written as selects so that it compiles to
+// vector code: the first maximum wins (NaN does not propagate, unlike the general loop).
+template <bool kSave>
+void MaxPool2x2Row(const float* r0, const float* r1, int64_t ow, float* y, uint8_t* arg) {
+  for (int64_t j = 0; j < ow; ++j) {
+    const float a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
+    const bool tb = b > a;
+    const float m1 = tb ? b : a;
+    const bool tc = c > m1;
+    const float m2 = tc ? c : m1;
+    const bool td = d > m2;
+    y[j] = td ? d : m2;
+    if (kSave) arg[j] = static_cast<uint8_t>(td ? 3 : (tc ? 2 : (tb ? 1 : 0)));
+  }
+}
 }  // namespace
 
 void ReLU::Plan(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPlan* plan) const {
@@ -44,6 +71,16 @@ void ReLU::Backward(const View& x, const View& y, const View& dy, View dx, ExecC
     for (int64_t w = b; w < e; w += 64) {
       const uint64_t word = bits[w / 64];
       const int64_t we = std::min(e, w + 64);
+      if (we - w == 64) {
+        // Eight bits at a time through a table of 0/1 factors: vectorises, no shifts per value.
+        for (int k = 0; k < 8; ++k) {
+          const float* f = kByteMask[(word >> (8 * k)) & 0xff].data();
+          const float* src = dy.data + w + 8 * k;
+          float* dst = dx.data + w + 8 * k;
+          for (int j = 0; j < 8; ++j) dst[j] = src[j] * f[j];
+        }
+        continue;
+      }
       for (int64_t i = w; i < we; ++i) {
         dx.data[i] = ((word >> (i - w)) & 1) ? dy.data[i] : 0.0f;
       }
@@ -96,16 +133,12 @@ void MaxPool2d::Forward(const View& x, View y, ExecContext& ctx) {
     float* yp = y.data + plane * oh * ow;
     uint8_t* ap = save ? arg + plane * oh * ow : nullptr;
     if (kernel_ == 2 && stride_ == 2) {
-      // The common window, unrolled: the first maximum wins, as in the general loop.
       for (int64_t i = 0; i < oh; ++i) {
         const float* r0 = xp + 2 * i * w;
-        const float* r1 = r0 + w;
-        for (int64_t j = 0; j < ow; ++j) {
-          const float v[4] = {r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]};
-          int at = 0;
-          for (int k = 1; k < 4; ++k) at = (v[k] > v[at] || (v[k] != v[k] && v[at] == v[at])) ? k : at;
-          yp[i * ow + j] = v[at];
-          if (save) ap[i * ow + j] = static_cast<uint8_t>(at);
+        if (save) {
+          MaxPool2x2Row<true>(r0, r0 + w, ow, yp + i * ow, ap + i * ow);
+        } else {
+          MaxPool2x2Row<false>(r0, r0 + w, ow, yp + i * ow, nullptr);
         }
       }
       return;

@@ -304,8 +304,8 @@ class Checker {
     return l;
   }
 
-  // Compares analytic[i] with the central difference of Loss in *value for each probe, where
-  // target(i) returns the float whose gradient analytic[i] is.
+  // Compares analytic[i] with the central difference of Loss in *target(i) for each probe,
+  // target(i) being the float whose gradient analytic[i] is.
   void CompareNumeric(const std::string& name, const std::vector<float>& analytic,
                       const std::function<float*(int64_t)>& target, std::vector<float>& x,
                       ThreadPool& pool) {

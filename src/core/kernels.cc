@@ -46,7 +46,7 @@ void Im2Col(const ConvGeometry& g, const float* x, float* col) {
           int64_t iy = y * g.stride - g.padding + ki;
           float* out = row + y * ow;
           if (iy < 0 || iy >= g.height) {
-            std::memset(out, 0, sizeof(float) * ow);
+            for (int64_t xo = 0; xo < ow; ++xo) out[xo] = 0.0f;
             continue;
           }
           const float* xrow = xc + iy * g.width;
@@ -56,9 +56,11 @@ void Im2Col(const ConvGeometry& g, const float* x, float* col) {
             const int64_t x0 = kj - g.padding;
             const int64_t lo = std::clamp<int64_t>(-x0, 0, ow);
             const int64_t hi = std::clamp<int64_t>(g.width - x0, lo, ow);
-            std::memset(out, 0, sizeof(float) * lo);
-            std::memcpy(out + lo, xrow + lo + x0, sizeof(float) * (hi - lo));
-            std::memset(out + hi, 0, sizeof(float) * (ow - hi));
+            // Plain loops: rows are short (tens of values), where library calls cost more.
+            for (int64_t xo = 0; xo < lo; ++xo) out[xo] = 0.0f;
+            const float* src = xrow + x0;
+            for (int64_t xo = lo; xo < hi; ++xo) out[xo] = src[xo];
+            for (int64_t xo = hi; xo < ow; ++xo) out[xo] = 0.0f;
           } else {
             for (int64_t xo = 0; xo < ow; ++xo) {
               int64_t ix = xo * g.stride - g.padding + kj;
