@@ -205,7 +205,7 @@ def main():
              for m in masks]
 
     info["loadavg_at_end"] = os.getloadavg()
-    command = "python3 bench/train_bench.py " + " ".join(sys.argv[1:])
+    command = " ".join(["python3 bench/train_bench.py"] + sys.argv[1:])
     torch_ver = next((r["result"]["torch_version"] for r in runs if r["tool"] == "torch"), None)
     title1 = ("Training throughput and memory, batch %d, full training "
               "(median of %d runs, %g s each)" % (BATCH, a.reps, a.seconds))

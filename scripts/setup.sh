@@ -11,6 +11,8 @@ packages=(
   zlib1g-dev            # gzip'd IDX files
   nlohmann-json3-dev    # safetensors headers
   libgtest-dev libgmock-dev libbenchmark-dev
+  libtomlplusplus-dev   # experiment configs (TOML)
+  gnuplot-nox           # plots of simulation results
   dataset-fashion-mnist # /usr/share/datasets/fashion-mnist
   clang-format
 )

@@ -75,10 +75,15 @@ RowImportance ComputeImportance(Model& model, const float* x, const int32_t* lab
 }
 
 Result<Selection> SelectUnderBudget(Model& model, const RowImportance& importance,
-                                    const TrainerOptions& options, int64_t budget_bytes) {
+                                    const TrainerOptions& options, int64_t budget_bytes,
+                                    int64_t extra_bytes_per_value) {
   const auto& params = model.params();
   FTTE_CHECK(importance.size() == params.size());
-  const int64_t per_value = FloatBytes(1 + options.optimizer.state_per_value());
+  const int64_t per_value =
+      FloatBytes(1 + options.optimizer.state_per_value()) + extra_bytes_per_value;
+  auto predict = [&] {
+    return PredictPeak(model, options).total + extra_bytes_per_value * model.num_trainable();
+  };
   std::vector<Unit> units;
   double total = 0;
   for (size_t k = 0; k < params.size(); ++k) {
@@ -120,7 +125,7 @@ Result<Selection> SelectUnderBudget(Model& model, const RowImportance& importanc
         if (layer < cut || (pass == 0 && (layer != cut || has_cut_unit))) continue;
         if (p->row_trainable(u.begin)) continue;
         p->SetRowsTrainable(u.begin, u.end, true);
-        if (PredictPeak(model, options).total > budget_bytes) {
+        if (predict() > budget_bytes) {
           p->SetRowsTrainable(u.begin, u.end, false);
           continue;
         }
@@ -134,7 +139,7 @@ Result<Selection> SelectUnderBudget(Model& model, const RowImportance& importanc
       found = true;
       best.importance = captured;
       best.cut = cut;
-      best.predicted_bytes = PredictPeak(model, options).total;
+      best.predicted_bytes = predict();
       best_mask = Save(model);
     }
   }

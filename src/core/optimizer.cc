@@ -1,5 +1,6 @@
 #include "ftte/core/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace ftte {
@@ -60,6 +61,15 @@ Optimizer::Optimizer(const OptimizerConfig& config, std::vector<Parameter*> para
     const int64_t n = p->trainable_numel();
     m_.emplace_back(slots >= 1 && n > 0 ? Tensor(tracker, MemCategory::kOptimizer, {n}) : Tensor());
     v_.emplace_back(slots >= 2 && n > 0 ? Tensor(tracker, MemCategory::kOptimizer, {n}) : Tensor());
+  }
+}
+
+void Optimizer::Reset() {
+  step_ = 0;
+  for (auto* state : {&m_, &v_}) {
+    for (Tensor& t : *state) {
+      if (!t.empty()) std::fill(t.data(), t.data() + t.numel(), 0.0f);
+    }
   }
 }
 

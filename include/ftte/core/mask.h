@@ -30,8 +30,11 @@ struct Selection {
 // DESIGN.md §3: for each candidate cut depth, fill the budget greedily by importance per byte
 // with units (a 1-D tensor whole; blocks of rows of matrices); keep the best. Sets the model's
 // mask to the winner. Fails if not even one unit fits.
+// `extra_bytes_per_value` is added per trainable value on top of the training step (a device
+// that keeps a copy of its trainable rows to compute its update passes sizeof(float)).
 Result<Selection> SelectUnderBudget(Model& model, const RowImportance& importance,
-                                    const TrainerOptions& options, int64_t budget_bytes);
+                                    const TrainerOptions& options, int64_t budget_bytes,
+                                    int64_t extra_bytes_per_value = 0);
 
 // Applies a mask by name: "full", "last" (the last parameterised layer), "bias" (biases and
 // norm scales), "none". "budget:F" needs importance and is handled by the caller with

@@ -33,6 +33,8 @@ class Optimizer {
             MemoryTracker* tracker);
   // Applies one update from the parameters' packed gradients to their trainable rows.
   void Step();
+  // Zeroes the state and the step count (a new round of local training).
+  void Reset();
   const OptimizerConfig& config() const { return config_; }
   void set_lr(float lr) { config_.lr = lr; }
 

@@ -1,0 +1,69 @@
+// The device side of federated training: local training on a device's own samples, starting
+// from the server's weights, returning the change of the trainable rows.
+#ifndef FTTE_FL_CLIENT_H_
+#define FTTE_FL_CLIENT_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ftte/core/trainer.h"
+#include "ftte/data/dataset.h"
+#include "ftte/fl/update.h"
+
+namespace ftte::fl {
+
+struct ClientConfig {
+  int64_t local_epochs = 1;
+  int64_t local_steps = 0;  // > 0: exactly this many steps (cycling through the data) instead
+  int64_t batch = 32;
+  OptimizerConfig optimizer;  // the local optimizer; plain SGD by default
+  FrozenStorage frozen = FrozenStorage::kFloat32;
+};
+
+struct ClientResult {
+  Update update;
+  int64_t steps = 0;
+  int64_t peak_bytes = 0;  // measured peak of the device's training memory
+  int64_t flops = 0;       // forward + backward FLOPs of all local steps
+};
+
+// Peak bytes one device needs to train under `mask`: the training step (PredictPeak) plus the
+// copy of the trainable rows kept to compute the delta.
+int64_t PredictClientPeak(Model& model, const Mask& mask, const ClientConfig& config);
+// FLOPs of one local step at batch `batch` under `mask`.
+int64_t StepFlops(Model& model, const Mask& mask, int64_t batch);
+
+// A replica of the model and its trainer. Not thread-safe; reusable across rounds and devices
+// (the simulator gives each worker thread one). Train() allocates only when the mask or the
+// configuration changes.
+class ClientTrainer {
+ public:
+  static Result<std::unique_ptr<ClientTrainer>> Create(const std::string& model_name);
+  ~ClientTrainer();
+
+  // Local training from `weights` (all values, flat) under `mask` on data[indices]. `seed`
+  // orders the samples. Deterministic: the result depends only on the arguments.
+  ClientResult Train(const std::vector<float>& weights, const Mask& mask,
+                     const data::ImageDataset& data, const std::vector<int64_t>& indices,
+                     const ClientConfig& config, uint64_t seed);
+
+  Model& model() { return *model_; }
+
+ private:
+  explicit ClientTrainer(std::unique_ptr<Model> model);
+  void Reconfigure(const std::vector<float>& weights, const Mask& mask,
+                   const ClientConfig& config);
+
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Trainer> trainer_;
+  Mask mask_;
+  ClientConfig config_;
+  Tensor before_;  // trainable rows at the start of the round (counted in the device's peak)
+  std::vector<float> xb_;
+  std::vector<int32_t> yb_;
+};
+
+}  // namespace ftte::fl
+
+#endif  // FTTE_FL_CLIENT_H_

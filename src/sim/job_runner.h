@@ -1,0 +1,55 @@
+// Worker threads that run local training jobs for the simulator. Each worker owns one
+// ClientTrainer (a model replica). Jobs run in submission order; Wait(ticket) blocks until that
+// job's result is ready. Results depend only on the job, never on which worker ran it.
+#ifndef FTTE_SIM_JOB_RUNNER_H_
+#define FTTE_SIM_JOB_RUNNER_H_
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "ftte/fl/client.h"
+
+namespace ftte::sim {
+
+struct Job {
+  std::shared_ptr<const std::vector<float>> weights;
+  const fl::Mask* mask = nullptr;
+  const std::vector<int64_t>* indices = nullptr;
+  uint64_t seed = 0;
+};
+
+class JobRunner {
+ public:
+  // The trainers are created from `model_name` (which must be a zoo name).
+  JobRunner(int threads, const std::string& model_name, const data::ImageDataset* train,
+            const fl::ClientConfig& config);
+  ~JobRunner();
+  JobRunner(const JobRunner&) = delete;
+  JobRunner& operator=(const JobRunner&) = delete;
+
+  int64_t Submit(Job job);
+  fl::ClientResult Wait(int64_t ticket);
+
+ private:
+  void WorkerLoop();
+
+  std::string model_name_;
+  const data::ImageDataset* train_;
+  fl::ClientConfig config_;
+  std::mutex mu_;
+  std::condition_variable work_cv_, done_cv_;
+  std::deque<std::pair<int64_t, Job>> queue_;
+  std::map<int64_t, fl::ClientResult> done_;
+  int64_t next_ticket_ = 0;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace ftte::sim
+
+#endif  // FTTE_SIM_JOB_RUNNER_H_

@@ -1,0 +1,180 @@
+#include "ftte/sim/simulator.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+
+namespace ftte::sim {
+namespace {
+
+// A small synthetic image task: the label decides which quarter of the image is bright, so a
+// model can learn it quickly.
+data::ImageDataset Synthetic(int64_t n, uint64_t seed) {
+  data::ImageDataset d;
+  d.size = n;
+  d.channels = 1;
+  d.height = d.width = 28;
+  d.num_classes = 10;
+  Rng rng(seed);
+  d.images.resize(static_cast<size_t>(n * 784));
+  for (int64_t i = 0; i < n; ++i) {
+    const auto y = static_cast<int32_t>(rng.Below(10));
+    d.labels.push_back(y);
+    for (int64_t p = 0; p < 784; ++p) {
+      const bool on = (p % 28) / 3 == y;
+      d.images[i * 784 + p] = static_cast<float>((on ? 0.8 : 0.1) + 0.2 * rng.Uniform());
+    }
+  }
+  return d;
+}
+
+SimConfig SmallConfig(fl::Algorithm a) {
+  SimConfig c;
+  c.model = "mlp";
+  c.client.local_steps = 3;
+  c.client.batch = 16;
+  c.client.optimizer.lr = 0.05f;
+  c.duration_s = 60;
+  c.eval_every_s = 10;
+  c.target_accuracy = 0.5;
+  c.population.devices = 12;
+  c.population.straggler_fraction = 0.5;
+  c.population.memory_min = 1 << 20;
+  c.population.memory_max = 8 << 20;
+  MethodConfig m;
+  m.name = fl::AlgorithmName(a);
+  m.server.algorithm = a;
+  m.server.concurrency = 4;
+  m.server.buffer = 2;
+  if (a == fl::Algorithm::kFtte) {
+    m.mask = "budget";
+    m.frozen = FrozenStorage::kInt8;
+  } else {
+    m.upload.sparse = false;
+  }
+  c.methods.push_back(m);
+  return c;
+}
+
+Environment SmallEnvironment(const SimConfig& c) {
+  Environment env;
+  env.train = Synthetic(480, 1);
+  env.test = Synthetic(200, 2);
+  env.devices = MakeDevices(c.population, c.seed).value();
+  for (size_t d = 0; d < env.devices.size(); ++d) {
+    env.partition.emplace_back();
+    for (int64_t i = static_cast<int64_t>(d); i < env.train.size; i += 12) {
+      env.partition.back().push_back(i);
+    }
+  }
+  return env;
+}
+
+void ExpectSame(const MethodResult& a, const MethodResult& b) {
+  ASSERT_EQ(a.series.size(), b.series.size());
+  for (size_t i = 0; i < a.series.size(); ++i) {
+    EXPECT_EQ(a.series[i].accuracy, b.series[i].accuracy) << i;
+    EXPECT_EQ(a.series[i].loss, b.series[i].loss) << i;
+    EXPECT_EQ(a.series[i].version, b.series[i].version) << i;
+  }
+  EXPECT_EQ(a.bytes_up, b.bytes_up);
+  EXPECT_EQ(a.bytes_down, b.bytes_down);
+  EXPECT_EQ(a.updates_applied, b.updates_applied);
+  EXPECT_EQ(a.staleness, b.staleness);
+  EXPECT_EQ(a.peak_device_memory_bytes, b.peak_device_memory_bytes);
+}
+
+class SimulatorTest : public ::testing::TestWithParam<fl::Algorithm> {};
+
+TEST_P(SimulatorTest, LearnsAndIsIdenticalForOneAndTwoThreads) {
+  SimConfig c = SmallConfig(GetParam());
+  Environment env = SmallEnvironment(c);
+  c.threads = 1;
+  auto one = RunMethod(c, c.methods[0], env);
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  c.threads = 2;
+  auto two = RunMethod(c, c.methods[0], env);
+  ASSERT_TRUE(two.ok()) << two.status().ToString();
+  ExpectSame(one.value(), two.value());
+  const MethodResult& r = one.value();
+  EXPECT_GT(r.updates_applied, 0);
+  EXPECT_GT(r.final_accuracy, r.series.front().accuracy + 0.2) << r.name;
+  EXPECT_EQ(r.peak_device_memory_bytes, r.predicted_device_memory_bytes);
+  EXPECT_DOUBLE_EQ(r.series.back().virtual_s, c.duration_s);
+}
+
+INSTANTIATE_TEST_SUITE_P(Algorithms, SimulatorTest,
+                         ::testing::Values(fl::Algorithm::kFedAvg, fl::Algorithm::kFedAsync,
+                                           fl::Algorithm::kFedBuff, fl::Algorithm::kFtte),
+                         [](const auto& p) { return fl::AlgorithmName(p.param); });
+
+TEST(SimulatorMethodsTest, FtteUsesLessDeviceMemoryAndUploadThanFedBuff) {
+  SimConfig c = SmallConfig(fl::Algorithm::kFtte);
+  Environment env = SmallEnvironment(c);
+  MethodResult ftte = RunMethod(c, c.methods[0], env).value();
+  SimConfig b = SmallConfig(fl::Algorithm::kFedBuff);
+  MethodResult buff = RunMethod(b, b.methods[0], env).value();
+  EXPECT_LT(ftte.peak_device_memory_bytes, buff.peak_device_memory_bytes);
+  EXPECT_LE(ftte.peak_device_memory_bytes, ftte.budget_bytes);
+  EXPECT_LT(ftte.bytes_up / std::max<int64_t>(1, ftte.updates_received),
+            buff.bytes_up / std::max<int64_t>(1, buff.updates_received));
+}
+
+TEST(SimulatorMethodsTest, DevicesBelowTheTrainingPeakAreExcluded) {
+  SimConfig c = SmallConfig(fl::Algorithm::kFedBuff);
+  c.population.memory_min = 256 << 10;  // some devices cannot hold full training of the mlp
+  c.population.memory_max = 4 << 20;
+  Environment env = SmallEnvironment(c);
+  MethodResult r = RunMethod(c, c.methods[0], env).value();
+  int64_t below = 0;
+  for (const DeviceProfile& d : env.devices) below += d.memory_bytes < r.predicted_device_memory_bytes;
+  EXPECT_GT(below, 0);
+  EXPECT_EQ(r.excluded_devices, below);
+}
+
+TEST(DevicesTest, StragglerFractionAndDeterminism) {
+  PopulationConfig p;
+  p.devices = 200;
+  p.straggler_fraction = 0.9;
+  auto a = MakeDevices(p, 3).value();
+  auto b = MakeDevices(p, 3).value();
+  int stragglers = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].flops_per_s, b[i].flops_per_s);
+    stragglers += a[i].slowdown > 1.0;
+    EXPECT_GE(a[i].memory_bytes, p.memory_min);
+    EXPECT_LE(a[i].memory_bytes, p.memory_max);
+  }
+  EXPECT_EQ(stragglers, 180);
+}
+
+TEST(DevicesTest, CsvTrace) {
+  const std::string path = ::testing::TempDir() + "/devices.csv";
+  {
+    std::ofstream f(path);
+    f << "flops_per_s,memory_bytes,slowdown\n1e9,1048576,1\n2e9,2097152,4\n";
+  }
+  auto d = ReadDeviceCsv(path).value();
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_EQ(d[1].memory_bytes, 2097152);
+  EXPECT_EQ(d[1].slowdown, 4.0);
+  {
+    std::ofstream f(path);
+    f << "flops,memory_bytes\n1,2\n";
+  }
+  auto bad = ReadDeviceCsv(path);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("unknown column 'flops'"), std::string::npos);
+  {
+    std::ofstream f(path);
+    f << "flops_per_s,memory_bytes\n1e9,abc\n";
+  }
+  bad = ReadDeviceCsv(path);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find(":2: column memory_bytes"), std::string::npos);
+  std::remove(path.c_str());
+}
+
+}  // namespace
+}  // namespace ftte::sim
