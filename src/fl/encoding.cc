@@ -257,13 +257,13 @@ Result<Selection> ReadSelection(Reader& in, size_t k, const std::vector<ParamLay
       for (uint32_t i = 0; i < count; ++i) {
         const int64_t begin = in.U32();
         const int64_t end = in.U32();
-        const std::string run = Cat("run [", begin, ", ", end, ")");
-        if (begin >= end) return errors.Malformed(Cat(where, ": ", run, " is empty"));
+        auto run = [&] { return Cat("run [", begin, ", ", end, ")"); };  // built on error only
+        if (begin >= end) return errors.Malformed(Cat(where, ": ", run(), " is empty"));
         if (end > num_rows) {
-          return errors.Malformed(Cat(where, ": ", run, " exceeds ", num_rows, " rows"));
+          return errors.Malformed(Cat(where, ": ", run(), " exceeds ", num_rows, " rows"));
         }
         if (begin < prev_end) {
-          return errors.Malformed(Cat(where, ": ", run, " overlaps or precedes run [", prev_begin,
+          return errors.Malformed(Cat(where, ": ", run(), " overlaps or precedes run [", prev_begin,
                                       ", ", prev_end, "); runs must be sorted and disjoint"));
         }
         std::fill(rows->begin() + begin, rows->begin() + end, 1);
