@@ -47,8 +47,49 @@ from torch.profiler import ProfilerActivity, profile
 EXPECTED_PARAMS = {"lenet5": 61_706, "cnn": 1_663_370, "mlp": 199_210}
 
 
+class Residual(nn.Module):
+    """ftte's Residual: body(x) + shortcut(x), the shortcut the identity when None.
+    Attribute names match ftte's parameter names ("3.body.0.weight")."""
+
+    def __init__(self, body, shortcut=None):
+        super().__init__()
+        self.body = body
+        self.shortcut = shortcut
+
+    def forward(self, x):
+        return self.body(x) + (x if self.shortcut is None else self.shortcut(x))
+
+
+class GlobalAvgPool2d(nn.Module):
+    """ftte's GlobalAvgPool2d: [N, C, H, W] -> [N, C] (one layer, so indices match)."""
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
+
+
+def resnet8_block(cin, cout, stride):
+    """conv3x3-GN-ReLU-conv3x3-GN plus shortcut (1x1 conv + GN when the shape changes)."""
+    body = nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.GroupNorm(2, cout), nn.ReLU(),
+        nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.GroupNorm(2, cout))
+    shortcut = None
+    if stride != 1 or cin != cout:
+        shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, 0, bias=False),
+                                 nn.GroupNorm(2, cout))
+    return Residual(body, shortcut)
+
+
 def build_model(name):
-    """The three benchmark models; all take 1x28x28 inputs, 10 classes."""
+    """The zoo's PyTorch twins (src/core/zoo.cc), 10 classes. The three benchmark models
+    take 1x28x28 inputs; resnet8 (used by tools/golden, not benchmarked) takes 3x32x32."""
+    if name == "resnet8":
+        return nn.Sequential(
+            nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.GroupNorm(2, 16), nn.ReLU(),
+            resnet8_block(16, 16, 1), nn.ReLU(),
+            resnet8_block(16, 32, 2), nn.ReLU(),
+            resnet8_block(32, 64, 2), nn.ReLU(),
+            GlobalAvgPool2d(),
+            nn.Linear(64, 10))
     if name == "lenet5":
         return nn.Sequential(
             nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),

@@ -49,7 +49,7 @@ class Trainer {
 
   // One step on n <= batch samples (NCHW floats, int32 labels in [0, classes)).
   StepResult Step(const float* x, const int32_t* labels, int64_t n);
-  // Forward only, in batches; returns summed loss and correct over n samples.
+  // Forward only, in batches; returns the mean loss and the number correct over n samples.
   StepResult Evaluate(const float* x, const int32_t* labels, int64_t n);
 
   Model& model() { return *model_; }
