@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "simulate_cmd.h"
 #include "train_cmd.h"
 
 namespace {
@@ -14,6 +15,9 @@ constexpr char kUsage[] =
     "  train        train a model centrally and report test accuracy and peak memory\n"
     "               ftte train --model cnn --data fashion-mnist --epochs 1 [--batch 32]\n"
     "                 [--threads 1] [--mask full|last|bias|budget:F] [--save CKPT] [--json]\n"
+    "  simulate     federated training of many simulated devices: FTTE vs FedBuff vs FedAvg ...\n"
+    "               ftte simulate [--config FILE.toml] [--out out/sim] [--threads N] [--seed S]\n"
+    "                 [--set key=value ...] [--methods a,b] [--print-config]\n"
     "  bench train  training-step throughput and memory on a fixed synthetic batch\n"
     "               ftte bench train --model cnn --batch 32 --threads 1 [--mask ...] [--json]\n"
     "\n"
@@ -30,6 +34,7 @@ int main(int argc, char** argv) {
   const std::string cmd = args[0];
   args.erase(args.begin());
   if (cmd == "train") return ftte::cli::RunTrain(args);
+  if (cmd == "simulate") return ftte::cli::RunSimulate(args);
   if (cmd == "bench") {
     if (!args.empty() && args[0] == "train") {
       args.erase(args.begin());

@@ -1,0 +1,474 @@
+#include "ftte/sim/config.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <optional>
+#include <sstream>
+
+#include "config_schema.h"
+#include "ftte/core/model.h"
+
+namespace ftte::sim {
+
+using internal::CheckPartition;
+using internal::ClientFields;
+using internal::DeviceFields;
+using internal::Field;
+using internal::FindField;
+using internal::KeyNames;
+using internal::Kind;
+using internal::KindName;
+using internal::MethodFields;
+using internal::Quote;
+using internal::TopFields;
+using internal::ValueText;
+
+namespace {
+
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1] ? 1 : 0)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// "unknown key 'buffr' in [[method]] #2; did you mean 'buffer'? accepted keys: ..."
+Status UnknownKey(const std::string& key, const std::string& where,
+                  const std::vector<std::string>& accepted) {
+  std::string list, best;
+  size_t best_d = 3;  // suggest only near misses
+  for (const auto& a : accepted) {
+    list += (list.empty() ? "" : ", ") + a;
+    const size_t d = EditDistance(key, a);
+    if (d < best_d) best_d = d, best = a;
+  }
+  std::string msg = "unknown key '" + key + "' in " + where;
+  if (!best.empty()) msg += "; did you mean '" + best + "'?";
+  return InvalidArgument(msg + " (accepted keys: " + list + ")");
+}
+
+// ---- Reading values: from TOML nodes and from command-line text. ----
+
+std::string Location(const std::string& origin, const toml::source_region& r) {
+  return origin + ":" + std::to_string(r.begin.line) + ":" + std::to_string(r.begin.column);
+}
+
+std::string NodeDescription(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::string:
+      return "the string " + Quote(n.as_string()->get());
+    case toml::node_type::integer:
+      return "the integer " + std::to_string(n.as_integer()->get());
+    case toml::node_type::floating_point:
+      return "the number " + FormatDouble(n.as_floating_point()->get());
+    case toml::node_type::boolean:
+      return n.as_boolean()->get() ? "true" : "false";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    default:
+      return "a date/time";
+  }
+}
+
+Result<ConfigValue> FromNode(const toml::node& n, Kind kind) {
+  ConfigValue v;
+  v.kind = kind;
+  switch (kind) {
+    case Kind::kInt:
+      if (auto* i = n.as_integer()) {
+        v.i = i->get();
+        return v;
+      }
+      if (auto* f = n.as_floating_point();
+          f && std::trunc(f->get()) == f->get() && std::abs(f->get()) < 9e18) {
+        return InvalidArgument("must be an integer, got " + NodeDescription(n) + "; write " +
+                               std::to_string(static_cast<int64_t>(f->get())) +
+                               " (no decimal point or exponent)");
+      }
+      break;
+    case Kind::kFloat:
+      if (auto* i = n.as_integer()) {
+        v.f = static_cast<double>(i->get());
+        return v;
+      }
+      if (auto* f = n.as_floating_point()) {
+        v.f = f->get();
+        if (!std::isfinite(v.f))
+          return InvalidArgument("must be a finite number, got " + FormatDouble(v.f));
+        return v;
+      }
+      break;
+    case Kind::kBool:
+      if (auto* b = n.as_boolean()) {
+        v.b = b->get();
+        return v;
+      }
+      break;
+    case Kind::kString:
+      if (auto* s = n.as_string()) {
+        v.s = s->get();
+        return v;
+      }
+      break;
+  }
+  return InvalidArgument(std::string("must be ") + KindName(kind) + ", got " + NodeDescription(n));
+}
+
+Result<ConfigValue> FromText(const std::string& text, Kind kind) {
+  ConfigValue v;
+  v.kind = kind;
+  const char* first = text.data();
+  const char* last = text.data() + text.size();
+  switch (kind) {
+    case Kind::kInt: {
+      const auto [ptr, ec] = std::from_chars(first, last, v.i);
+      if (!text.empty() && ec == std::errc() && ptr == last) return v;
+      break;
+    }
+    case Kind::kFloat: {
+      const auto [ptr, ec] = std::from_chars(first, last, v.f);
+      if (!text.empty() && ec == std::errc() && ptr == last) {
+        if (!std::isfinite(v.f)) return InvalidArgument("must be a finite number, got " + text);
+        return v;
+      }
+      break;
+    }
+    case Kind::kBool:
+      if (text == "true" || text == "false") {
+        v.b = text == "true";
+        return v;
+      }
+      break;
+    case Kind::kString:
+      v.s = text;
+      if (v.s.size() >= 2 && (v.s.front() == '"' || v.s.front() == '\'') &&
+          v.s.back() == v.s.front()) {
+        v.s = v.s.substr(1, v.s.size() - 2);
+      }
+      return v;
+  }
+  return InvalidArgument(std::string("must be ") + KindName(kind) + ", got '" + text + "'");
+}
+
+// "devices.count must be >= 1, got 0", or "algorithm: unknown algorithm 'x'; use ...".
+std::string KeyMessage(const std::string& key, const Status& s) {
+  const bool reads_on = s.message().rfind("must ", 0) == 0;
+  return key + (reads_on ? " " : ": ") + s.message();
+}
+
+// Applies every key of TOML table `t` through `fields`; `skip` keys were handled by the caller.
+template <typename T>
+Status ApplyTable(const toml::table& t, const std::vector<Field<T>>& fields, T& target,
+                  const std::string& prefix, const std::string& where, const std::string& origin,
+                  std::initializer_list<const char*> skip = {}) {
+  for (auto&& [k, node] : t) {
+    const std::string key(k.str());
+    if (std::any_of(skip.begin(), skip.end(), [&](const char* s) { return key == s; })) continue;
+    const Field<T>* f = FindField(fields, key);
+    if (!f) {
+      return InvalidArgument(Location(origin, k.source()) + ": " +
+                             UnknownKey(key, where, KeyNames(fields)).message());
+    }
+    Result<ConfigValue> v = FromNode(node, f->kind);
+    const Status s = v.ok() ? f->set(target, v.value()) : v.status();
+    if (!s.ok()) {
+      return InvalidArgument(Location(origin, node.source()) + ": " + KeyMessage(prefix + key, s));
+    }
+  }
+  return Status::Ok();
+}
+
+Result<MethodConfig> ParseMethod(const toml::table& t, size_t index, const std::string& origin) {
+  std::string where = "[[method]] #" + std::to_string(index + 1);
+  MethodConfig probe;  // receives name and algorithm, which decide the other defaults
+  std::optional<std::string> name;
+  std::optional<fl::Algorithm> algorithm;
+  for (const char* key : {"name", "algorithm"}) {
+    const toml::node* n = t.get(key);
+    if (!n) continue;
+    Result<ConfigValue> v = FromNode(*n, Kind::kString);
+    Status s = v.ok() ? FindField(MethodFields(), key)->set(probe, v.value()) : v.status();
+    if (!s.ok()) {
+      return InvalidArgument(Location(origin, n->source()) + ": " + where + ": " +
+                             KeyMessage(key, s));
+    }
+    if (std::string(key) == "name") {
+      name = probe.name;
+      where += " ('" + *name + "')";
+    } else {
+      algorithm = probe.server.algorithm;
+    }
+  }
+  if (!algorithm) {
+    Result<fl::Algorithm> from_name =
+        name ? fl::ParseAlgorithm(*name) : Result<fl::Algorithm>(InvalidArgument(""));
+    if (!from_name.ok()) {
+      return InvalidArgument(Location(origin, t.source()) + ": " + where +
+                             " needs algorithm = \"fedavg\", \"fedasync\", \"fedbuff\" or "
+                             "\"ftte\" (it may be left out only when the name is one of those)");
+    }
+    algorithm = from_name.value();
+  }
+  MethodConfig m = DefaultMethod(*algorithm, name.value_or(fl::AlgorithmName(*algorithm)));
+  FTTE_RETURN_IF_ERROR(
+      ApplyTable(t, MethodFields(), m, where + ": ", where, origin, {"name", "algorithm"}));
+  return m;
+}
+
+}  // namespace
+
+std::string FormatDouble(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[64];
+  const auto [ptr, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, ptr);
+}
+
+SimConfig DefaultSimConfig() {
+  SimConfig c;
+  c.model = "cnn";
+  c.dataset = "fashion-mnist";
+  c.partition = "dirichlet:0.5";
+  c.population.devices = 100;
+  // tuned: TODO(tune) first guesses, scaled from a run of paper-fmnist-small.toml (7 methods,
+  // 100 devices, 20 virtual minutes: about 10 wall minutes on 2 cores). Aim: the whole run in a
+  // few minutes on 2 cores, every method reaching the target within the horizon.
+  c.test_limit = 1000;
+  c.client.local_steps = 5;
+  c.client.batch = 32;
+  c.client.optimizer.lr = 0.05f;
+  c.population.straggler_fraction = 0.5;
+  c.duration_s = 1200;
+  c.eval_every_s = 60;
+  c.target_accuracy = 0.6;
+  MethodConfig ftte = DefaultMethod(fl::Algorithm::kFtte, "ftte");
+  ftte.server.concurrency = 10;
+  ftte.server.buffer = 5;
+  MethodConfig fedbuff = DefaultMethod(fl::Algorithm::kFedBuff, "fedbuff");
+  fedbuff.server.concurrency = 10;
+  fedbuff.server.buffer = 5;
+  MethodConfig fedavg = DefaultMethod(fl::Algorithm::kFedAvg, "fedavg");
+  fedavg.server.concurrency = 10;
+  c.methods = {ftte, fedbuff, fedavg};
+  return c;
+}
+
+Result<SimConfig> ParseSimConfig(const std::string& toml_text, const std::string& origin) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, origin);
+  } catch (const toml::parse_error& e) {
+    return InvalidArgument(Location(origin, e.source()) + ": " + std::string(e.description()) +
+                           " (TOML syntax)");
+  }
+  SimConfig c;
+  std::vector<std::string> top_keys = KeyNames(TopFields());
+  for (const char* section : {"client", "devices", "method"}) top_keys.push_back(section);
+  for (auto&& [k, node] : root) {
+    const std::string key(k.str());
+    const std::string at = Location(origin, node.source());
+    if (key == "client" || key == "devices") {
+      const toml::table* t = node.as_table();
+      if (!t) {
+        return InvalidArgument(at + ": " + key + " must be a table: write [" + key +
+                               "] on a line of its own and its keys below it");
+      }
+      FTTE_RETURN_IF_ERROR(ApplyTable(*t, key == "client" ? ClientFields() : DeviceFields(), c,
+                                      key + ".", "[" + key + "]", origin));
+    } else if (key == "method") {
+      const toml::array* arr = node.as_array();
+      if (!arr || !arr->is_array_of_tables()) {
+        return InvalidArgument(at +
+                               ": method must be an array of tables: write [[method]] "
+                               "(two brackets) above each method's keys");
+      }
+      for (size_t i = 0; i < arr->size(); ++i) {
+        FTTE_ASSIGN_OR_RETURN(MethodConfig m, ParseMethod(*arr->get(i)->as_table(), i, origin));
+        c.methods.push_back(std::move(m));
+      }
+    } else if (const Field<SimConfig>* f = FindField(TopFields(), key)) {
+      Result<ConfigValue> v = FromNode(node, f->kind);
+      Status s = v.ok() ? f->set(c, v.value()) : v.status();
+      if (!s.ok()) return InvalidArgument(at + ": " + KeyMessage(key, s));
+    } else {
+      return InvalidArgument(Location(origin, k.source()) + ": " +
+                             UnknownKey(key, "the top level", top_keys).message());
+    }
+  }
+  Status s = ValidateSimConfig(c);
+  if (!s.ok()) return InvalidArgument(origin + ": " + s.message());
+  return c;
+}
+
+Result<SimConfig> LoadSimConfig(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return NotFound("cannot open config " + path +
+                    "; check the path (examples are in experiments/*.toml)");
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return IoError("cannot read config " + path);
+  return ParseSimConfig(text.str(), path);
+}
+
+Status ApplyOverride(SimConfig* config, const std::string& key, const std::string& value) {
+  SimConfig c = *config;
+  auto set = [&](auto& fields, auto& target, const std::string& field_key,
+                 const std::string& where) -> Status {
+    const auto* f = FindField(fields, field_key);
+    if (!f) return UnknownKey(field_key, where, KeyNames(fields));
+    Result<ConfigValue> v = FromText(value, f->kind);
+    Status s = v.ok() ? f->set(target, v.value()) : v.status();
+    if (!s.ok()) return InvalidArgument(KeyMessage(key, s));
+    return Status::Ok();
+  };
+  if (key.rfind("method.", 0) == 0) {
+    const size_t dot = key.rfind('.');
+    if (dot <= 7) {
+      return InvalidArgument("override " + key +
+                             ": method keys look like method.<name>.<key> "
+                             "or method.*.<key> (every method), e.g. method.ftte.buffer");
+    }
+    const std::string name = key.substr(7, dot - 7);
+    const std::string field = key.substr(dot + 1);
+    bool found = false;
+    std::string names;
+    for (MethodConfig& m : c.methods) {
+      names += (names.empty() ? "" : ", ") + m.name;
+      if (name != "*" && m.name != name) continue;
+      found = true;
+      FTTE_RETURN_IF_ERROR(set(MethodFields(), m, field, "[[method]]"));
+    }
+    if (!found && name != "*") {
+      return InvalidArgument("override " + key + ": no method named '" + name +
+                             "' (methods: " + (names.empty() ? "none" : names) + ")");
+    }
+  } else if (key.rfind("client.", 0) == 0) {
+    FTTE_RETURN_IF_ERROR(set(ClientFields(), c, key.substr(7), "[client]"));
+  } else if (key.rfind("devices.", 0) == 0) {
+    FTTE_RETURN_IF_ERROR(set(DeviceFields(), c, key.substr(8), "[devices]"));
+  } else {
+    std::vector<std::string> accepted = KeyNames(TopFields());
+    for (const char* p : {"client.<key>", "devices.<key>", "method.<name>.<key>"}) {
+      accepted.push_back(p);
+    }
+    const auto* f = FindField(TopFields(), key);
+    if (!f) return UnknownKey(key, "the top level", accepted);
+    FTTE_RETURN_IF_ERROR(set(TopFields(), c, key, "the top level"));
+  }
+  *config = std::move(c);
+  return Status::Ok();
+}
+
+Status ValidateSimConfig(const SimConfig& c) {
+  if (c.methods.empty()) {
+    return InvalidArgument(
+        "no methods to run: add at least one [[method]] table, e.g.\n"
+        "  [[method]]\n  name = \"ftte\"");
+  }
+  for (size_t i = 0; i < c.methods.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (c.methods[i].name == c.methods[j].name) {
+        return InvalidArgument("two methods are named '" + c.methods[i].name + "' (#" +
+                               std::to_string(j + 1) + " and #" + std::to_string(i + 1) +
+                               "); give each [[method]] a unique name");
+      }
+    }
+  }
+  struct Pair {
+    const char* lo_key;
+    const char* hi_key;
+    double lo, hi;
+  };
+  const PopulationConfig& p = c.population;
+  for (const Pair& r :
+       {Pair{"flops_min", "flops_max", p.flops_min, p.flops_max},
+        Pair{"memory_min_mib", "memory_max_mib", static_cast<double>(p.memory_min),
+             static_cast<double>(p.memory_max)},
+        Pair{"uplink_mbps_min", "uplink_mbps_max", p.uplink_min, p.uplink_max},
+        Pair{"downlink_mbps_min", "downlink_mbps_max", p.downlink_min, p.downlink_max},
+        Pair{"slowdown_min", "slowdown_max", p.slowdown_min, p.slowdown_max}}) {
+    if (r.lo > r.hi) {
+      return InvalidArgument(std::string("devices.") + r.lo_key + " is above devices." + r.hi_key +
+                             "; the minimum of a range must not exceed its maximum");
+    }
+  }
+  if (c.eval_every_s > c.duration_s) {
+    return InvalidArgument("eval_every_s (" + FormatDouble(c.eval_every_s) +
+                           ") is longer than duration_s (" + FormatDouble(c.duration_s) +
+                           "); nothing would be evaluated before the end");
+  }
+  if (c.client.local_epochs == 0 && c.client.local_steps == 0) {
+    return InvalidArgument(
+        "client.local_epochs and client.local_steps are both 0: devices "
+        "would not train; set one of them >= 1");
+  }
+  if (Status s = CheckPartition(c.partition); !s.ok()) {
+    return InvalidArgument(KeyMessage("partition", s));
+  }
+  if (c.dataset == "cifar10" && c.data_dir.empty()) {
+    return InvalidArgument(
+        "dataset = \"cifar10\" needs data_dir: the folder holding "
+        "data_batch_1.bin ... test_batch.bin (CIFAR-10 binary version)");
+  }
+  Result<std::unique_ptr<Model>> model = MakeModel(c.model);
+  if (!model.ok()) return InvalidArgument("model: " + model.status().message());
+  const Shape want = c.dataset == "cifar10" ? Shape{3, 32, 32} : Shape{1, 28, 28};
+  if (model.value()->sample_shape() != want) {
+    return InvalidArgument("model '" + c.model + "' does not take " + c.dataset + " images; use " +
+                           (c.dataset == "cifar10" ? "resnet8" : "mlp, lenet5 or cnn"));
+  }
+  for (const MethodConfig& m : c.methods) {
+    if (m.mask == "budget" && c.calibration_samples == 0) {
+      return InvalidArgument("method '" + m.name +
+                             "' selects parameters under a budget "
+                             "(mask = \"budget\"), which needs calibration_samples >= 1");
+    }
+  }
+  return Status::Ok();
+}
+
+std::vector<ConfigSection> DescribeSimConfig(const SimConfig& config) {
+  std::vector<ConfigSection> out;
+  auto section = [&](const std::string& name, const auto& fields, const auto& target) {
+    ConfigSection s{name, {}};
+    for (const auto& f : fields) s.values.emplace_back(f.key, f.get(target));
+    out.push_back(std::move(s));
+  };
+  section("", TopFields(), config);
+  section("client", ClientFields(), config);
+  section("devices", DeviceFields(), config);
+  for (const MethodConfig& m : config.methods) section("method", MethodFields(), m);
+  return out;
+}
+
+std::string FormatSimConfig(const SimConfig& config) {
+  std::string out = "# ftte simulate configuration (ftte simulate --config reads it back)\n";
+  for (const ConfigSection& s : DescribeSimConfig(config)) {
+    if (s.name == "method") {
+      out += "\n[[method]]\n";
+    } else if (!s.name.empty()) {
+      out += "\n[" + s.name + "]\n";
+    }
+    for (const auto& [key, value] : s.values) out += key + " = " + ValueText(value) + "\n";
+  }
+  return out;
+}
+
+}  // namespace ftte::sim
