@@ -3,20 +3,17 @@
 
   python3 bench/train_bench.py [--seconds 3] [--quick] [--out bench/results]
 
-Table 1: lenet5 and cnn at batch 32 with 1 and 2 threads, full training:
-throughput, tensor peak and process peak RSS for ftte and PyTorch.
-Table 2: cnn, batch 32, 1 thread, masks full/last/bias/budget:0.2: ftte's
-predicted vs. measured peak, trainable params, throughput (+ PyTorch where
-the mask exists there).
-
-Every measurement is a separate subprocess, repeated REPS times with ftte and
-PyTorch alternating (order flipped on every repetition); the summary holds the
-median of each metric. Writes <out>/train.json (raw runs, summary, machine
-info) and <out>/train.md (the tables). Progress goes to stderr.
-Python 3 standard library only.
+Table 1: lenet5 and cnn, batch 32, 1 and 2 threads, full training: throughput,
+tensor peak and peak RSS of ftte and PyTorch. Table 2: cnn, batch 32, 1 thread,
+masks full/last/bias/budget:0.2: ftte's predicted vs. measured peak, trainable
+params, throughput (and PyTorch's, for the masks it has).
+Each measurement is its own subprocess, repeated 3 times with ftte and PyTorch
+alternating (order flipped every repetition); the summary holds medians.
+Writes <out>/train.json (raw runs, summary, machine info) and <out>/train.md.
 """
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -56,6 +53,11 @@ def bench_cmd(tool, model, threads, mask, a):
                    str(a.warmup)] + (["--json"] if tool == "ftte" else [])
 
 
+def file_sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
 def have_torch():
     try:
         return subprocess.run([PYTHON, "-c", "import torch"], capture_output=True,
@@ -75,7 +77,7 @@ def machine_info():
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
                                 capture_output=True, text=True).stdout.strip()
-    except OSError:
+    except OSError:  # git not installed
         commit = ""
     return {"nproc": len(os.sched_getaffinity(0)), "cpu_model": cpu,
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -107,9 +109,8 @@ def text_table(header, rows):
 
 
 def md_table(header, rows):
-    out = ["| " + " | ".join(header) + " |",
-           "|" + "|".join("---:" for _ in header) + "|"]
-    return "\n".join(out + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+    line = lambda cells: "| " + " | ".join(str(c) for c in cells) + " |"
+    return "\n".join([line(header), line("---:" for _ in header)] + [line(r) for r in rows])
 
 
 def main():
@@ -127,7 +128,7 @@ def main():
         sys.exit("error: ftte binary not found at %s\nbuild it with:\n"
                  "  cmake --preset release && cmake --build --preset release "
                  "--target ftte" % FTTE)
-    info = machine_info()
+    info = dict(machine_info(), ftte_sha256=file_sha256(FTTE))
     if info["loadavg_at_start"][0] > 0.5 * info["nproc"]:
         log("warning: load average %.2f on %d CPUs; timings will be noisy"
             % (info["loadavg_at_start"][0], info["nproc"]))
@@ -205,6 +206,9 @@ def main():
              for m in masks]
 
     info["loadavg_at_end"] = os.getloadavg()
+    if file_sha256(FTTE) != info["ftte_sha256"]:
+        info["ftte_changed_during_run"] = True
+        log("warning: %s was rebuilt during the run; results mix binaries" % FTTE)
     command = " ".join(["python3 bench/train_bench.py"] + sys.argv[1:])
     torch_ver = next((r["result"]["torch_version"] for r in runs if r["tool"] == "torch"), None)
     title1 = ("Training throughput and memory, batch %d, full training "
@@ -226,9 +230,9 @@ def main():
         f.write("\n")
     md = ["# ftte training benchmark", "",
           "Produced by `%s` on %s." % (command, info["date"]), "",
-          "Machine: %s, %d CPUs, %s; git %s; PyTorch %s." % (
-              info["cpu_model"], info["nproc"], info["platform"],
-              info["git_commit"] or "n/a", torch_ver or "not available"), "",
+          "Machine: %s, %d CPUs, %s; git %s; PyTorch %s; 1-min load %.2f -> %.2f." % (
+              info["cpu_model"], info["nproc"], info["platform"], info["git_commit"] or "n/a",
+              torch_ver or "n/a", info["loadavg_at_start"][0], info["loadavg_at_end"][0]), "",
           "## " + title1, "", md_table(h1, rows1), "",
           "## " + title2, "", md_table(h2, rows2), "",
           "Tensor peak: ftte's own allocation accounting vs. PyTorch's c10 CPU "
