@@ -9,6 +9,8 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "ftte/core/kernels.h"
@@ -40,21 +42,25 @@ void BM_Gemm(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * m * n * k);
 }
-// The per-sample GEMMs of a convolution: forward (W * col), weight gradient (dy * col^T) and
-// input gradient (W^T * dy).
+// The per-sample GEMMs of a convolution: forward (W * col), weight gradient (Conv2d sums
+// col * dy^T, the transpose of dy * col^T, which is faster at these shapes; both are listed) and
+// input gradient (W^T * dy); and the GEMMs of the cnn's first Linear layer.
 BENCHMARK(BM_Gemm)
     ->ArgNames({"ta", "tb", "m", "n", "k"})
-    ->Args({0, 0, 64, 196, 800})   // cnn conv2 forward
-    ->Args({0, 1, 64, 800, 196})   // cnn conv2 weight gradient
-    ->Args({1, 0, 800, 196, 64})   // cnn conv2 input gradient
-    ->Args({0, 0, 32, 784, 25})    // cnn conv1 forward
-    ->Args({0, 1, 32, 25, 784})    // cnn conv1 weight gradient
-    ->Args({0, 0, 6, 784, 25})     // lenet5 conv1 forward
-    ->Args({0, 0, 16, 100, 150})   // lenet5 conv2 forward
-    ->Args({0, 1, 16, 150, 100})   // lenet5 conv2 weight gradient
-    ->Args({1, 0, 150, 100, 16})   // lenet5 conv2 input gradient
-    ->Args({0, 1, 32, 512, 3136})  // cnn fc1 forward
-    ->Args({1, 0, 512, 3136, 32})  // cnn fc1 weight gradient
+    ->Args({0, 0, 64, 196, 800})    // cnn conv2 forward
+    ->Args({0, 1, 800, 64, 196})    // cnn conv2 weight gradient, transposed
+    ->Args({0, 1, 64, 800, 196})    // cnn conv2 weight gradient
+    ->Args({1, 0, 800, 196, 64})    // cnn conv2 input gradient
+    ->Args({0, 0, 32, 784, 25})     // cnn conv1 forward
+    ->Args({0, 1, 25, 32, 784})     // cnn conv1 weight gradient, transposed
+    ->Args({0, 0, 6, 784, 25})      // lenet5 conv1 forward
+    ->Args({0, 1, 25, 6, 784})      // lenet5 conv1 weight gradient, transposed
+    ->Args({0, 0, 16, 100, 150})    // lenet5 conv2 forward
+    ->Args({0, 1, 150, 16, 100})    // lenet5 conv2 weight gradient, transposed
+    ->Args({0, 1, 16, 150, 100})    // lenet5 conv2 weight gradient
+    ->Args({1, 0, 150, 100, 16})    // lenet5 conv2 input gradient
+    ->Args({0, 1, 32, 512, 3136})   // cnn fc1 forward
+    ->Args({1, 0, 512, 3136, 32})   // cnn fc1 weight gradient
     ->Args({0, 0, 32, 3136, 512});  // cnn fc1 input gradient
 
 // {channels, height, width, kernel, padding}, stride 1.
@@ -67,8 +73,9 @@ void BM_Im2Col(benchmark::State& state) {
   const ConvGeometry g = GeometryArgs(state);
   std::vector<float> x = RandomVector(g.channels * g.height * g.width, 3);
   std::vector<float> col(static_cast<size_t>(g.col_rows() * g.col_cols()));
+  std::vector<float> scratch(static_cast<size_t>(g.scratch_size()));
   for (auto _ : state) {
-    Im2Col(g, x.data(), col.data());
+    Im2Col(g, x.data(), col.data(), scratch.data());
     benchmark::DoNotOptimize(col.data());
   }
   state.SetItemsProcessed(state.iterations() * g.col_rows() * g.col_cols());
@@ -78,8 +85,9 @@ void BM_Col2Im(benchmark::State& state) {
   const ConvGeometry g = GeometryArgs(state);
   std::vector<float> col = RandomVector(g.col_rows() * g.col_cols(), 4);
   std::vector<float> dx(static_cast<size_t>(g.channels * g.height * g.width));
+  std::vector<float> scratch(static_cast<size_t>(g.scratch_size()));
   for (auto _ : state) {
-    Col2Im(g, col.data(), dx.data());
+    Col2Im(g, col.data(), dx.data(), scratch.data());
     benchmark::DoNotOptimize(dx.data());
   }
   state.SetItemsProcessed(state.iterations() * g.col_rows() * g.col_cols());

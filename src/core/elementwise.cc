@@ -1,90 +1,48 @@
 // ReLU, Flatten and MaxPool2d.
-#include <array>
+#include <algorithm>
 #include <cstring>
 
 #include "ftte/core/check.h"
+#include "ftte/core/kernels.h"
 #include "ftte/core/layers.h"
 
 namespace ftte {
 
 namespace {
-constexpr int64_t kElemBlock = 1 << 14;  // elements per task; a multiple of 64 (mask words)
+constexpr int64_t kElemBlock = 1 << 14;  // elements per task; a multiple of kReluGroup
 
-// kByteMask[b][j] = bit j of b, as 1.0f or 0.0f.
-constexpr std::array<std::array<float, 8>, 256> MakeByteMask() {
-  std::array<std::array<float, 8>, 256> t{};
-  for (int b = 0; b < 256; ++b) {
-    for (int j = 0; j < 8; ++j) t[b][j] = (b >> j) & 1 ? 1.0f : 0.0f;
-  }
-  return t;
-}
-constexpr auto kByteMask = MakeByteMask();
+// Max pool tasks take whole (sample, channel) planes, about this many outputs' worth (a fixed
+// size, never derived from the thread count, see thread_pool.h).
+constexpr int64_t kPoolTaskOutputs = 1024;
 
-// One output row of a 2x2, stride-2 max pool, written as selects so that it compiles to
-// vector code: the first maximum wins (NaN does not propagate, unlike the general loop).
-template <bool kSave>
-void MaxPool2x2Row(const float* r0, const float* r1, int64_t ow, float* y, uint8_t* arg) {
-  for (int64_t j = 0; j < ow; ++j) {
-    const float a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
-    const bool tb = b > a;
-    const float m1 = tb ? b : a;
-    const bool tc = c > m1;
-    const float m2 = tc ? c : m1;
-    const bool td = d > m2;
-    y[j] = td ? d : m2;
-    if (kSave) arg[j] = static_cast<uint8_t>(td ? 3 : (tc ? 2 : (tb ? 1 : 0)));
-  }
+int64_t PoolPlanesPerTask(int64_t plane_outputs) {
+  return std::max<int64_t>(1, kPoolTaskOutputs / std::max<int64_t>(1, plane_outputs));
 }
 }  // namespace
 
 void ReLU::Plan(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPlan* plan) const {
-  plan->Add(MemCategory::kActivations, m.input_grad ? NumBlocks(NumElements(in), 64) * 8 : 0,
+  plan->Add(MemCategory::kActivations,
+            m.input_grad ? NumBlocks(NumElements(in), kReluGroup) * (kReluGroup / 8) : 0,
             "relu sign bits");
 }
 
 void ReLU::Forward(const View& x, View y, ExecContext& ctx) {
   const int64_t n = x.numel();
-  auto* bits = reinterpret_cast<uint64_t*>(slot(0));
+  auto* mask = reinterpret_cast<uint8_t*>(slot(0));
   const bool save = mode_.input_grad;
   ctx.pool->ParallelFor(NumBlocks(n, kElemBlock), [&](int64_t t, int) {
     const int64_t b = t * kElemBlock, e = std::min(n, b + kElemBlock);
-    for (int64_t w = b; w < e; w += 64) {
-      const int64_t we = std::min(e, w + 64);
-      for (int64_t i = w; i < we; ++i) y.data[i] = x.data[i] > 0.0f ? x.data[i] : 0.0f;
-      if (!save) continue;
-      // Sign bits from the output, eight at a time (branch-free, vectorisable).
-      uint64_t word = 0;
-      for (int64_t i = w; i < we; ++i) {
-        word |= static_cast<uint64_t>(y.data[i] > 0.0f) << (i - w);
-      }
-      bits[w / 64] = word;
-    }
+    ReluForward(x.data + b, e - b, y.data + b, save ? mask + b / 8 : nullptr);
   });
 }
 
 void ReLU::Backward(const View& x, const View& y, const View& dy, View dx, ExecContext& ctx) {
   if (!mode_.input_grad) return;
   const int64_t n = dy.numel();
-  const auto* bits = reinterpret_cast<const uint64_t*>(slot(0));
+  const auto* mask = reinterpret_cast<const uint8_t*>(slot(0));
   ctx.pool->ParallelFor(NumBlocks(n, kElemBlock), [&](int64_t t, int) {
     const int64_t b = t * kElemBlock, e = std::min(n, b + kElemBlock);
-    for (int64_t w = b; w < e; w += 64) {
-      const uint64_t word = bits[w / 64];
-      const int64_t we = std::min(e, w + 64);
-      if (we - w == 64) {
-        // Eight bits at a time through a table of 0/1 factors: vectorises, no shifts per value.
-        for (int k = 0; k < 8; ++k) {
-          const float* f = kByteMask[(word >> (8 * k)) & 0xff].data();
-          const float* src = dy.data + w + 8 * k;
-          float* dst = dx.data + w + 8 * k;
-          for (int j = 0; j < 8; ++j) dst[j] = src[j] * f[j];
-        }
-        continue;
-      }
-      for (int64_t i = w; i < we; ++i) {
-        dx.data[i] = ((word >> (i - w)) & 1) ? dy.data[i] : 0.0f;
-      }
-    }
+    ReluBackward(dy.data + b, mask + b / 8, e - b, dx.data + b);
   });
 }
 
@@ -123,43 +81,45 @@ void MaxPool2d::Plan(const Shape& in, LayerMode m, const PlanContext& pc,
 }
 
 void MaxPool2d::Forward(const View& x, View y, ExecContext& ctx) {
-  const int64_t c = x.shape[1], h = x.shape[2], w = x.shape[3];
-  const int64_t oh = y.shape[2], ow = y.shape[3];
+  const int64_t planes = x.shape[0] * x.shape[1], h = x.shape[2], w = x.shape[3];
+  const int64_t oh = y.shape[2], ow = y.shape[3], plane_out = oh * ow;
   auto* arg = reinterpret_cast<uint8_t*>(slot(0));
   const bool save = mode_.input_grad;
-  // One task per (sample, channel) plane.
-  ctx.pool->ParallelFor(x.shape[0] * c, [&](int64_t plane, int) {
-    const float* xp = x.data + plane * h * w;
-    float* yp = y.data + plane * oh * ow;
-    uint8_t* ap = save ? arg + plane * oh * ow : nullptr;
-    if (kernel_ == 2 && stride_ == 2) {
-      for (int64_t i = 0; i < oh; ++i) {
-        const float* r0 = xp + 2 * i * w;
-        if (save) {
-          MaxPool2x2Row<true>(r0, r0 + w, ow, yp + i * ow, ap + i * ow);
-        } else {
-          MaxPool2x2Row<false>(r0, r0 + w, ow, yp + i * ow, nullptr);
+  const int64_t per_task = PoolPlanesPerTask(plane_out);
+  ctx.pool->ParallelFor(NumBlocks(planes, per_task), [&](int64_t t, int) {
+    const int64_t p0 = t * per_task, p1 = std::min(planes, p0 + per_task);
+    if (IsTwoByTwo()) {
+      for (int64_t p = p0; p < p1; ++p) {
+        for (int64_t i = 0; i < oh; ++i) {
+          const float* r0 = x.data + p * h * w + 2 * i * w;
+          const int64_t at = p * plane_out + i * ow;
+          MaxPool2x2Row(r0, r0 + w, ow, y.data + at, save ? arg + at : nullptr);
         }
       }
       return;
     }
-    for (int64_t i = 0; i < oh; ++i) {
-      for (int64_t j = 0; j < ow; ++j) {
-        const float* win = xp + i * stride_ * w + j * stride_;
-        float best = win[0];
-        int best_at = 0;
-        for (int64_t a = 0; a < kernel_; ++a) {
-          for (int64_t b = 0; b < kernel_; ++b) {
-            const float v = win[a * w + b];
-            // The first maximum wins, as in PyTorch; NaN propagates.
-            if (v > best || (v != v && best == best)) {
-              best = v;
-              best_at = static_cast<int>(a * kernel_ + b);
+    for (int64_t p = p0; p < p1; ++p) {
+      const float* xp = x.data + p * h * w;
+      float* yp = y.data + p * plane_out;
+      uint8_t* ap = save ? arg + p * plane_out : nullptr;
+      for (int64_t i = 0; i < oh; ++i) {
+        for (int64_t j = 0; j < ow; ++j) {
+          const float* win = xp + i * stride_ * w + j * stride_;
+          float best = win[0];
+          int best_at = 0;
+          for (int64_t a = 0; a < kernel_; ++a) {
+            for (int64_t b = 0; b < kernel_; ++b) {
+              const float v = win[a * w + b];
+              // The first maximum wins, as in PyTorch; NaN propagates.
+              if (v > best || (v != v && best == best)) {
+                best = v;
+                best_at = static_cast<int>(a * kernel_ + b);
+              }
             }
           }
+          yp[i * ow + j] = best;
+          if (save) ap[i * ow + j] = static_cast<uint8_t>(best_at);
         }
-        yp[i * ow + j] = best;
-        if (save) ap[i * ow + j] = static_cast<uint8_t>(best_at);
       }
     }
   });
@@ -168,18 +128,37 @@ void MaxPool2d::Forward(const View& x, View y, ExecContext& ctx) {
 void MaxPool2d::Backward(const View& x, const View& y, const View& dy, View dx,
                          ExecContext& ctx) {
   if (!mode_.input_grad) return;
-  const int64_t c = dx.shape[1], h = dx.shape[2], w = dx.shape[3];
-  const int64_t oh = dy.shape[2], ow = dy.shape[3];
+  const int64_t planes = dx.shape[0] * dx.shape[1], h = dx.shape[2], w = dx.shape[3];
+  const int64_t oh = dy.shape[2], ow = dy.shape[3], plane_out = oh * ow;
   const auto* arg = reinterpret_cast<const uint8_t*>(slot(0));
-  ctx.pool->ParallelFor(dx.shape[0] * c, [&](int64_t plane, int) {
-    float* dxp = dx.data + plane * h * w;
-    std::memset(dxp, 0, sizeof(float) * h * w);
-    const float* dyp = dy.data + plane * oh * ow;
-    const uint8_t* ap = arg + plane * oh * ow;
-    for (int64_t i = 0; i < oh; ++i) {
-      for (int64_t j = 0; j < ow; ++j) {
-        const int64_t a = ap[i * ow + j] / kernel_, b = ap[i * ow + j] % kernel_;
-        dxp[(i * stride_ + a) * w + j * stride_ + b] += dyp[i * ow + j];
+  const int64_t per_task = PoolPlanesPerTask(plane_out);
+  ctx.pool->ParallelFor(NumBlocks(planes, per_task), [&](int64_t t, int) {
+    const int64_t p0 = t * per_task, p1 = std::min(planes, p0 + per_task);
+    if (IsTwoByTwo()) {
+      // Every input inside a window gets the window's gradient or zero: no clearing and no
+      // accumulation; only a leftover last row or column is cleared.
+      for (int64_t p = p0; p < p1; ++p) {
+        float* dxp = dx.data + p * h * w;
+        for (int64_t i = 0; i < oh; ++i) {
+          float* r0 = dxp + 2 * i * w;
+          const int64_t at = p * plane_out + i * ow;
+          MaxPool2x2BackwardRow(dy.data + at, arg + at, ow, r0, r0 + w);
+          for (int64_t j = 2 * ow; j < w; ++j) r0[j] = r0[w + j] = 0.0f;
+        }
+        std::memset(dxp + 2 * oh * w, 0, sizeof(float) * (h - 2 * oh) * w);
+      }
+      return;
+    }
+    for (int64_t p = p0; p < p1; ++p) {
+      float* dxp = dx.data + p * h * w;
+      const float* dyp = dy.data + p * plane_out;
+      const uint8_t* ap = arg + p * plane_out;
+      std::memset(dxp, 0, sizeof(float) * h * w);
+      for (int64_t i = 0; i < oh; ++i) {
+        for (int64_t j = 0; j < ow; ++j) {
+          const int64_t a = ap[i * ow + j] / kernel_, b = ap[i * ow + j] % kernel_;
+          dxp[(i * stride_ + a) * w + j * stride_ + b] += dyp[i * ow + j];
+        }
       }
     }
   });

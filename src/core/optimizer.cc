@@ -8,34 +8,67 @@ namespace ftte {
 namespace {
 
 // torch.optim.SGD on n values; the first step copies the gradient into the momentum buffer.
+// The settings are template arguments and copied into locals so that the loop has neither
+// branches nor loads that a store might alias, and compiles to vector code.
+template <bool kMomentum, bool kFirstStep, bool kNesterov>
+void SgdLoop(float lr, float weight_decay, float momentum, const float* __restrict g,
+             float* __restrict buf, float* __restrict w, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    float gi = g[i] + weight_decay * w[i];
+    if (kMomentum) {
+      buf[i] = kFirstStep ? gi : momentum * buf[i] + gi;
+      gi = kNesterov ? gi + momentum * buf[i] : buf[i];
+    }
+    w[i] -= lr * gi;
+  }
+}
+
 void SgdUpdate(const OptimizerConfig& c, int64_t step, const float* g, float* buf, float* w,
                int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    float gi = g[i] + c.weight_decay * w[i];
-    if (buf != nullptr) {
-      buf[i] = step == 1 ? gi : c.momentum * buf[i] + gi;
-      gi = c.nesterov ? gi + c.momentum * buf[i] : buf[i];
+  const float lr = c.lr, wd = c.weight_decay, mu = c.momentum;
+  if (buf == nullptr) {
+    SgdLoop<false, false, false>(lr, wd, mu, g, buf, w, n);
+  } else if (step == 1) {
+    if (c.nesterov) {
+      SgdLoop<true, true, true>(lr, wd, mu, g, buf, w, n);
+    } else {
+      SgdLoop<true, true, false>(lr, wd, mu, g, buf, w, n);
     }
-    w[i] -= c.lr * gi;
+  } else if (c.nesterov) {
+    SgdLoop<true, false, true>(lr, wd, mu, g, buf, w, n);
+  } else {
+    SgdLoop<true, false, false>(lr, wd, mu, g, buf, w, n);
   }
 }
 
 // torch.optim.Adam (L2 weight decay) and AdamW (decoupled) on n values.
-void AdamUpdate(const OptimizerConfig& c, double bc1, double bc2, const float* g, float* m,
-                float* v, float* w, int64_t n) {
-  const bool decoupled = c.kind == OptimizerConfig::Kind::kAdamW;
-  const auto step_size = static_cast<float>(c.lr / bc1);
-  const auto inv_bc2 = static_cast<float>(1.0 / bc2);
+template <bool kDecoupled>
+void AdamLoop(float lr, float weight_decay, float beta1, float beta2, float eps, float step_size,
+              float inv_bc2, const float* __restrict g, float* __restrict m,
+              float* __restrict v, float* __restrict w, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     float gi = g[i];
-    if (decoupled) {
-      w[i] -= c.lr * c.weight_decay * w[i];
+    if (kDecoupled) {
+      w[i] -= lr * weight_decay * w[i];
     } else {
-      gi += c.weight_decay * w[i];
+      gi += weight_decay * w[i];
     }
-    m[i] = c.beta1 * m[i] + (1 - c.beta1) * gi;
-    v[i] = c.beta2 * v[i] + (1 - c.beta2) * gi * gi;
-    w[i] -= step_size * m[i] / (std::sqrt(v[i] * inv_bc2) + c.eps);
+    m[i] = beta1 * m[i] + (1 - beta1) * gi;
+    v[i] = beta2 * v[i] + (1 - beta2) * gi * gi;
+    w[i] -= step_size * m[i] / (std::sqrt(v[i] * inv_bc2) + eps);
+  }
+}
+
+void AdamUpdate(const OptimizerConfig& c, double bc1, double bc2, const float* g, float* m,
+                float* v, float* w, int64_t n) {
+  const auto step_size = static_cast<float>(c.lr / bc1);
+  const auto inv_bc2 = static_cast<float>(1.0 / bc2);
+  if (c.kind == OptimizerConfig::Kind::kAdamW) {
+    AdamLoop<true>(c.lr, c.weight_decay, c.beta1, c.beta2, c.eps, step_size, inv_bc2, g, m, v, w,
+                   n);
+  } else {
+    AdamLoop<false>(c.lr, c.weight_decay, c.beta1, c.beta2, c.eps, step_size, inv_bc2, g, m, v,
+                    w, n);
   }
 }
 

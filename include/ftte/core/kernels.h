@@ -1,5 +1,7 @@
-// Numerical kernels. Fast versions call CBLAS (OpenBLAS); the Ref* versions are plain loops
-// kept in the tree as the oracle that tests compare the fast ones against.
+// Numerical kernels, single-threaded (see thread_pool.h). Gemm calls CBLAS (OpenBLAS); the
+// others work on short rows in fixed-size vector blocks (see kernels.cc). The Ref* versions are
+// plain loops kept in the tree as the oracle that tests compare the fast ones against.
+// Pointer arguments never alias unless a comment says they may.
 #ifndef FTTE_CORE_KERNELS_H_
 #define FTTE_CORE_KERNELS_H_
 
@@ -24,12 +26,44 @@ struct ConvGeometry {
   int64_t out_width() const { return (width + 2 * padding - kernel) / stride + 1; }
   int64_t col_rows() const { return channels * kernel * kernel; }
   int64_t col_cols() const { return out_height() * out_width(); }
+  int64_t padded_width() const { return width + 2 * padding; }
+  // Floats of the scratch Im2Col and Col2Im work in: one zero-padded channel plane, its rows
+  // widened by up to a vector's width (about (H + 2 pad) (W + 2 pad + 15) floats).
+  int64_t scratch_size() const;
 };
 
-// col[C*k*k, OH*OW] from x[C, H, W]; zeros where the window hangs over the padding.
-void Im2Col(const ConvGeometry& g, const float* x, float* col);
-// dx[C, H, W] = sum of col entries back into their pixels (dx is overwritten).
-void Col2Im(const ConvGeometry& g, const float* col, float* dx);
+// col[C*k*k, OH*OW] from x[C, H, W]; zeros where the window hangs over the padding. `scratch`
+// holds scratch_size() floats (contents on entry and exit are unspecified). Writes only col.
+void Im2Col(const ConvGeometry& g, const float* x, float* col, float* scratch);
+// dx[C, H, W] = sum of col entries back into their pixels (dx is overwritten). `scratch` as
+// for Im2Col.
+void Col2Im(const ConvGeometry& g, const float* col, float* dx, float* scratch);
+// Element-by-element versions of the two above, the oracle for them.
+void RefIm2Col(const ConvGeometry& g, const float* x, float* col);
+void RefCol2Im(const ConvGeometry& g, const float* col, float* dx);
+
+// One output row of a 2x2, stride-2 max pool over input rows r0 and r1 (2 * ow values each):
+// y[j] = the maximum of r0[2j], r0[2j+1], r1[2j], r1[2j+1], the first maximum in that order
+// winning (a NaN wins only in the first place), and, unless arg is null, arg[j] = its place
+// 0..3.
+void MaxPool2x2Row(const float* r0, const float* r1, int64_t ow, float* y, uint8_t* arg);
+// Its backward: each dy[j] goes to the place arg[j] names in d0 / d1 (input rows as above, 2 *
+// ow values each, overwritten), the other three places get 0.
+void MaxPool2x2BackwardRow(const float* dy, const uint8_t* arg, int64_t ow, float* d0,
+                           float* d1);
+// Element-by-element versions of the two above, the oracle for them.
+void RefMaxPool2x2Row(const float* r0, const float* r1, int64_t ow, float* y, uint8_t* arg);
+void RefMaxPool2x2BackwardRow(const float* dy, const uint8_t* arg, int64_t ow, float* d0,
+                              float* d1);
+
+// ReLU. The sign mask holds one bit per value, (y > 0), by groups of 64 values in 8 bytes:
+// value 16 k + l of a group (k < 4, l < 16) is bit k + 4 (l % 2) of byte l / 2, the order that
+// vector code packs and unpacks fastest. A mask for n values takes 8 ceil(n / 64) bytes.
+constexpr int64_t kReluGroup = 64;
+// y = max(x, 0) (NaN gives 0) for n values, y may be x; unless mask is null, also its sign mask.
+void ReluForward(const float* x, int64_t n, float* y, uint8_t* mask);
+// dx = dy where the mask bit is set, else 0, for n values; dx may be dy.
+void ReluBackward(const float* dy, const uint8_t* mask, int64_t n, float* dx);
 
 }  // namespace ftte
 

@@ -106,6 +106,8 @@ class MaxPool2d : public Layer {
   Flops CountFlops(const Shape& in, LayerMode m) const override;
 
  private:
+  bool IsTwoByTwo() const { return kernel_ == 2 && stride_ == 2; }  // has a vectorised path
+
   int64_t kernel_, stride_;
 };
 
