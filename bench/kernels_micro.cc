@@ -93,11 +93,11 @@ void BM_Col2Im(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * g.col_rows() * g.col_cols());
 }
 
-#define FTTE_CONV_GEOMETRIES                                     \
-  ArgNames({"c", "h", "w", "k", "pad"})                          \
-      ->Args({1, 28, 28, 5, 2})   /* lenet5 and cnn conv1 */     \
-      ->Args({6, 14, 14, 5, 0})   /* lenet5 conv2 */             \
-      ->Args({32, 14, 14, 5, 2})  /* cnn conv2 */
+#define FTTE_CONV_GEOMETRIES                                \
+  ArgNames({"c", "h", "w", "k", "pad"})                     \
+      ->Args({1, 28, 28, 5, 2})  /* lenet5 and cnn conv1 */ \
+      ->Args({6, 14, 14, 5, 0})  /* lenet5 conv2 */         \
+      ->Args({32, 14, 14, 5, 2}) /* cnn conv2 */
 BENCHMARK(BM_Im2Col)->FTTE_CONV_GEOMETRIES;
 BENCHMARK(BM_Col2Im)->FTTE_CONV_GEOMETRIES;
 
@@ -132,8 +132,8 @@ struct LayerRig {
 
 // {batch, in_c, out_c, hw, kernel, padding, input_grad}
 void ConvSetup(LayerRig& rig, std::unique_ptr<Conv2d>& conv, const benchmark::State& state) {
-  conv = std::make_unique<Conv2d>(state.range(1), state.range(2), state.range(4), 1,
-                                  state.range(5), true, &rig.tracker);
+  conv = std::make_unique<Conv2d>(state.range(1), state.range(2), state.range(4), 1, state.range(5),
+                                  true, &rig.tracker);
   rig.Setup(*conv, {state.range(0), state.range(1), state.range(3), state.range(3)},
             LayerMode{true, state.range(6) != 0});
 }
@@ -162,12 +162,12 @@ void BM_Conv2dBackward(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * state.range(0));  // samples
 }
 
-#define FTTE_CONV_LAYERS                                               \
-  ArgNames({"n", "ic", "oc", "hw", "k", "pad", "dx"})                  \
-      ->Args({32, 1, 6, 28, 5, 2, 0})    /* lenet5 conv1 */            \
-      ->Args({32, 6, 16, 14, 5, 0, 1})   /* lenet5 conv2 */            \
-      ->Args({32, 1, 32, 28, 5, 2, 0})   /* cnn conv1 */               \
-      ->Args({32, 32, 64, 14, 5, 2, 1})  /* cnn conv2 */
+#define FTTE_CONV_LAYERS                                   \
+  ArgNames({"n", "ic", "oc", "hw", "k", "pad", "dx"})      \
+      ->Args({32, 1, 6, 28, 5, 2, 0})   /* lenet5 conv1 */ \
+      ->Args({32, 6, 16, 14, 5, 0, 1})  /* lenet5 conv2 */ \
+      ->Args({32, 1, 32, 28, 5, 2, 0})  /* cnn conv1 */    \
+      ->Args({32, 32, 64, 14, 5, 2, 1}) /* cnn conv2 */
 BENCHMARK(BM_Conv2dForward)->FTTE_CONV_LAYERS;
 BENCHMARK(BM_Conv2dBackward)->FTTE_CONV_LAYERS;
 
@@ -197,11 +197,11 @@ void BM_MaxPoolBackward(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * NumElements(rig.in));
 }
 
-#define FTTE_POOL_SHAPES                                 \
-  ArgNames({"n", "c", "hw"})                             \
-      ->Args({32, 6, 28})   /* lenet5 pool1 */           \
-      ->Args({32, 32, 28})  /* cnn pool1 */              \
-      ->Args({32, 64, 14})  /* cnn pool2 */
+#define FTTE_POOL_SHAPES                      \
+  ArgNames({"n", "c", "hw"})                  \
+      ->Args({32, 6, 28})  /* lenet5 pool1 */ \
+      ->Args({32, 32, 28}) /* cnn pool1 */    \
+      ->Args({32, 64, 14}) /* cnn pool2 */
 BENCHMARK(BM_MaxPoolForward)->FTTE_POOL_SHAPES;
 BENCHMARK(BM_MaxPoolBackward)->FTTE_POOL_SHAPES;
 

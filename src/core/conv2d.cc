@@ -18,9 +18,7 @@ constexpr int64_t kTransposeRows = 16;  // weight-gradient rows per transposing 
 ConvGeometry GeometryOf(const Shape& in, int64_t k, int64_t s, int64_t p) {
   return ConvGeometry{in[1], in[2], in[3], k, s, p};
 }
-bool IsPointwise(const ConvGeometry& g) {
-  return g.kernel == 1 && g.stride == 1 && g.padding == 0;
-}
+bool IsPointwise(const ConvGeometry& g) { return g.kernel == 1 && g.stride == 1 && g.padding == 0; }
 // Sum of d[0, n) in double: kLanes independent partial sums (so that the adds vectorise and
 // do not wait on one another), combined in a fixed order.
 double SumAsDouble(const float* d, int64_t n) {
@@ -80,7 +78,8 @@ void Conv2d::InitParams(Rng& rng) {
   const double bound = 1.0 / std::sqrt(static_cast<double>(in_c_ * kernel_ * kernel_));
   for (Parameter* p : Params()) {
     float* d = p->data();
-    for (int64_t i = 0; i < p->numel(); ++i) d[i] = static_cast<float>((2 * rng.Uniform() - 1) * bound);
+    for (int64_t i = 0; i < p->numel(); ++i)
+      d[i] = static_cast<float>((2 * rng.Uniform() - 1) * bound);
   }
 }
 

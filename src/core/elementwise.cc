@@ -73,8 +73,7 @@ Result<Shape> MaxPool2d::OutputShape(const Shape& in) const {
   return Shape{in[0], in[1], (in[2] - kernel_) / stride_ + 1, (in[3] - kernel_) / stride_ + 1};
 }
 
-void MaxPool2d::Plan(const Shape& in, LayerMode m, const PlanContext& pc,
-                     MemoryPlan* plan) const {
+void MaxPool2d::Plan(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPlan* plan) const {
   int64_t outs = 0;
   if (m.input_grad) outs = NumElements(OutputShape(in).value());
   plan->Add(MemCategory::kActivations, outs, "maxpool argmax bytes");
@@ -125,8 +124,7 @@ void MaxPool2d::Forward(const View& x, View y, ExecContext& ctx) {
   });
 }
 
-void MaxPool2d::Backward(const View& x, const View& y, const View& dy, View dx,
-                         ExecContext& ctx) {
+void MaxPool2d::Backward(const View& x, const View& y, const View& dy, View dx, ExecContext& ctx) {
   if (!mode_.input_grad) return;
   const int64_t planes = dx.shape[0] * dx.shape[1], h = dx.shape[2], w = dx.shape[3];
   const int64_t oh = dy.shape[2], ow = dy.shape[3], plane_out = oh * ow;

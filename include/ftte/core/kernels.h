@@ -11,16 +11,15 @@ namespace ftte {
 
 // C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, row-major, leading dimensions given.
 // op(X) = X^T when trans_X. Single-threaded (see thread_pool.h).
-void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-          const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-          int64_t ldc);
+void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 void RefGemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
              const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
              int64_t ldc);
 
 // Geometry of a 2-D convolution / pooling window over one sample.
 struct ConvGeometry {
-  int64_t channels, height, width;    // input
+  int64_t channels, height, width;  // input
   int64_t kernel, stride, padding;
   int64_t out_height() const { return (height + 2 * padding - kernel) / stride + 1; }
   int64_t out_width() const { return (width + 2 * padding - kernel) / stride + 1; }
@@ -49,8 +48,7 @@ void RefCol2Im(const ConvGeometry& g, const float* col, float* dx);
 void MaxPool2x2Row(const float* r0, const float* r1, int64_t ow, float* y, uint8_t* arg);
 // Its backward: each dy[j] goes to the place arg[j] names in d0 / d1 (input rows as above, 2 *
 // ow values each, overwritten), the other three places get 0.
-void MaxPool2x2BackwardRow(const float* dy, const uint8_t* arg, int64_t ow, float* d0,
-                           float* d1);
+void MaxPool2x2BackwardRow(const float* dy, const uint8_t* arg, int64_t ow, float* d0, float* d1);
 // Element-by-element versions of the two above, the oracle for them.
 void RefMaxPool2x2Row(const float* r0, const float* r1, int64_t ow, float* y, uint8_t* arg);
 void RefMaxPool2x2BackwardRow(const float* dy, const uint8_t* arg, int64_t ow, float* d0,

@@ -22,7 +22,8 @@ class Linear : public Layer {
   void InitParams(Rng& rng) override;  // PyTorch's default: U(-1/sqrt(in), 1/sqrt(in))
   bool NeedsInput(LayerMode m) const override { return m.param_grad; }
   void Plan(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPlan* plan) const override;
-  void Prepare(const Shape& in, LayerMode m, const PlanContext& pc, MemoryTracker* tracker) override;
+  void Prepare(const Shape& in, LayerMode m, const PlanContext& pc,
+               MemoryTracker* tracker) override;
   void Forward(const View& x, View y, ExecContext& ctx) override;
   void Backward(const View& x, const View& y, const View& dy, View dx, ExecContext& ctx) override;
   Flops CountFlops(const Shape& in, LayerMode m) const override;
@@ -41,15 +42,16 @@ class Linear : public Layer {
 // 2-D convolution, square kernel, stride and zero padding, OIHW weights.
 class Conv2d : public Layer {
  public:
-  Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride,
-         int64_t padding, bool bias, MemoryTracker* tracker);
+  Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride, int64_t padding,
+         bool bias, MemoryTracker* tracker);
   std::string Describe() const override;
   Result<Shape> OutputShape(const Shape& in) const override;
   std::vector<Parameter*> Params() override;
   void InitParams(Rng& rng) override;  // PyTorch's default (kaiming_uniform with a=sqrt(5))
   bool NeedsInput(LayerMode m) const override { return m.param_grad; }
   void Plan(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPlan* plan) const override;
-  void Prepare(const Shape& in, LayerMode m, const PlanContext& pc, MemoryTracker* tracker) override;
+  void Prepare(const Shape& in, LayerMode m, const PlanContext& pc,
+               MemoryTracker* tracker) override;
   void Forward(const View& x, View y, ExecContext& ctx) override;
   void Backward(const View& x, const View& y, const View& dy, View dx, ExecContext& ctx) override;
   Flops CountFlops(const Shape& in, LayerMode m) const override;
@@ -87,8 +89,7 @@ class Flatten : public Layer {
   bool NeedsInput(LayerMode m) const override { return false; }
   bool IsView() const override { return true; }
   void Forward(const View& x, View y, ExecContext& ctx) override {}
-  void Backward(const View& x, const View& y, const View& dy, View dx, ExecContext& ctx) override {
-  }
+  void Backward(const View& x, const View& y, const View& dy, View dx, ExecContext& ctx) override {}
   Flops CountFlops(const Shape& in, LayerMode m) const override { return {}; }
 };
 
