@@ -20,9 +20,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 const std::map<std::string, bool> kCommonFlags = {
-    {"model", true},  {"batch", true},  {"threads", true}, {"mask", true},
-    {"frozen", true}, {"optimizer", true}, {"lr", true},   {"momentum", true},
-    {"seed", true},   {"json", false},  {"help", false}};
+    {"model", true},  {"batch", true},     {"threads", true}, {"mask", true},
+    {"frozen", true}, {"optimizer", true}, {"lr", true},      {"momentum", true},
+    {"seed", true},   {"json", false},     {"help", false}};
 
 int Fail(const Status& s) {
   std::fprintf(stderr, "ftte: %s\n", s.ToString().c_str());
@@ -85,19 +85,18 @@ Result<Setup> MakeSetup(const Flags& f, const float* calib_x, const int32_t* cal
   const std::string frac = s.mask.substr(7);
   const double fraction = std::strtod(frac.c_str(), &end);
   if (frac.empty() || *end != '\0' || !(fraction > 0 && fraction <= 1)) {
-    return InvalidArgument("--mask budget:F needs F in (0, 1], e.g. budget:0.2; got '" +
-                           s.mask + "'");
+    return InvalidArgument("--mask budget:F needs F in (0, 1], e.g. budget:0.2; got '" + s.mask +
+                           "'");
   }
   RowImportance imp = ComputeImportance(*s.model, calib_x, calib_y, calib_n, s.options, 8);
   const auto budget_bytes = static_cast<int64_t>(fraction * static_cast<double>(s.full_peak));
-  FTTE_ASSIGN_OR_RETURN(Selection sel,
-                        SelectUnderBudget(*s.model, imp, s.options, budget_bytes));
+  FTTE_ASSIGN_OR_RETURN(Selection sel, SelectUnderBudget(*s.model, imp, s.options, budget_bytes));
   char buf[256];
   std::snprintf(buf, sizeof buf,
                 "budget %s (%.0f%% of full training's %s): cut at layer %lld, %.1f%% of "
                 "calibration importance, %lld trainable values",
-                FormatBytes(budget_bytes).c_str(), 100 * fraction,
-                FormatBytes(s.full_peak).c_str(), static_cast<long long>(sel.cut),
+                FormatBytes(budget_bytes).c_str(), 100 * fraction, FormatBytes(s.full_peak).c_str(),
+                static_cast<long long>(sel.cut),
                 100 * sel.importance / std::max(sel.total_importance, 1e-30),
                 static_cast<long long>(s.model->num_trainable()));
   s.selection_note = buf;
@@ -113,8 +112,7 @@ std::string CategoriesJson(const std::array<int64_t, kNumMemCategories>& c) {
   return s + "}";
 }
 
-Result<std::pair<data::ImageDataset, data::ImageDataset>> LoadData(const Flags& f,
-                                                                   const Model& m) {
+Result<std::pair<data::ImageDataset, data::ImageDataset>> LoadData(const Flags& f, const Model& m) {
   const std::string name = f.Get("data", "fashion-mnist");
   std::pair<data::ImageDataset, data::ImageDataset> d;
   if (name == "fashion-mnist") {
@@ -123,7 +121,8 @@ Result<std::pair<data::ImageDataset, data::ImageDataset>> LoadData(const Flags& 
     FTTE_ASSIGN_OR_RETURN(d.second, data::LoadFashionMnist(dir, false));
   } else if (name == "cifar10") {
     if (!f.Has("data-dir")) {
-      return InvalidArgument("--data cifar10 needs --data-dir DIR with the CIFAR-10 binary batches");
+      return InvalidArgument(
+          "--data cifar10 needs --data-dir DIR with the CIFAR-10 binary batches");
     }
     FTTE_ASSIGN_OR_RETURN(d.first, data::LoadCifar10(f.Get("data-dir", ""), true));
     FTTE_ASSIGN_OR_RETURN(d.second, data::LoadCifar10(f.Get("data-dir", ""), false));
@@ -132,8 +131,8 @@ Result<std::pair<data::ImageDataset, data::ImageDataset>> LoadData(const Flags& 
   }
   const Shape want = m.sample_shape();
   if (Shape{d.first.channels, d.first.height, d.first.width} != want) {
-    return InvalidArgument("model " + m.name() + " takes samples " + ShapeToString(want) +
-                           " but " + name + " has " +
+    return InvalidArgument("model " + m.name() + " takes samples " + ShapeToString(want) + " but " +
+                           name + " has " +
                            ShapeToString({d.first.channels, d.first.height, d.first.width}) +
                            "; pick a model for this dataset (mlp, lenet5, cnn: 28x28x1; "
                            "resnet8: 32x32x3)");
@@ -145,8 +144,8 @@ Result<std::pair<data::ImageDataset, data::ImageDataset>> LoadData(const Flags& 
 
 int RunTrain(const std::vector<std::string>& args) {
   auto known = kCommonFlags;
-  known.insert({{"data", true}, {"data-dir", true}, {"epochs", true}, {"save", true},
-                {"limit", true}});
+  known.insert(
+      {{"data", true}, {"data-dir", true}, {"epochs", true}, {"save", true}, {"limit", true}});
   auto flags = Flags::Parse(args, known);
   if (!flags.ok()) return Fail(flags.status());
   const Flags& f = flags.value();
@@ -312,8 +311,8 @@ int RunBenchTrain(const std::vector<std::string>& args) {
         static_cast<long long>(s.model->num_trainable()));
   } else {
     std::printf("%s batch %lld, %d thread(s), mask %s: %.0f samples/s (%.1f GFLOP/s)\n",
-                s.model->name().c_str(), static_cast<long long>(s.options.batch),
-                s.options.threads, s.mask.c_str(), sps, sps * fps / 1e9);
+                s.model->name().c_str(), static_cast<long long>(s.options.batch), s.options.threads,
+                s.mask.c_str(), sps, sps * fps / 1e9);
     std::printf("peak tensor memory %s (predicted %s), peak RSS %s\n",
                 FormatBytes(mem.peak_total).c_str(), FormatBytes(predicted).c_str(),
                 FormatBytes(PeakRssBytes()).c_str());

@@ -47,8 +47,8 @@ Status LoadCheckpoint(Model& model, const std::string& path) {
                              " expects " + ShapeToString(p->shape()));
     }
     if (p->quantized()) {
-      return FailedPrecondition(path + ": cannot load into int8-stored parameter '" +
-                                p->name() + "'; load before choosing frozen storage");
+      return FailedPrecondition(path + ": cannot load into int8-stored parameter '" + p->name() +
+                                "'; load before choosing frozen storage");
     }
   }
   if (file.tensors.size() != model.params().size()) {

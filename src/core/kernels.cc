@@ -44,15 +44,13 @@ void Store(const V& v, void* p) {
 }  // namespace
 #endif  // FTTE_VECTOR_EXTENSIONS
 
-void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-          const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-          int64_t ldc) {
+void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-              trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m),
-              static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
-              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
-              static_cast<blasint>(ldc));
+              trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m), static_cast<blasint>(n),
+              static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b,
+              static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
 }
 
 void RefGemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
@@ -427,23 +425,20 @@ void MaxPool2x2Row(const float* r0, const float* r1, int64_t ow, float* y, uint8
 #ifdef FTTE_VECTOR_EXTENSIONS
   auto at = [arg](int64_t j) { return arg == nullptr ? nullptr : arg + j; };
   if (ow >= 8) {
-    OverlappingBlocks<8>(ow, [&](int64_t j) {
-      MaxPoolBlock<F8, I8, B8>(r0 + 2 * j, r1 + 2 * j, y + j, at(j));
-    });
+    OverlappingBlocks<8>(
+        ow, [&](int64_t j) { MaxPoolBlock<F8, I8, B8>(r0 + 2 * j, r1 + 2 * j, y + j, at(j)); });
     return;
   }
   if (ow >= 4) {
-    OverlappingBlocks<4>(ow, [&](int64_t j) {
-      MaxPoolBlock<F4, I4, B4>(r0 + 2 * j, r1 + 2 * j, y + j, at(j));
-    });
+    OverlappingBlocks<4>(
+        ow, [&](int64_t j) { MaxPoolBlock<F4, I4, B4>(r0 + 2 * j, r1 + 2 * j, y + j, at(j)); });
     return;
   }
 #endif
   RefMaxPool2x2Row(r0, r1, ow, y, arg);
 }
 
-void MaxPool2x2BackwardRow(const float* dy, const uint8_t* arg, int64_t ow, float* d0,
-                           float* d1) {
+void MaxPool2x2BackwardRow(const float* dy, const uint8_t* arg, int64_t ow, float* d0, float* d1) {
 #ifdef FTTE_VECTOR_EXTENSIONS
   if (ow >= 8) {
     OverlappingBlocks<8>(ow, [&](int64_t j) {
@@ -513,8 +508,8 @@ void ReluGroup(const float* x, float* y, uint8_t* mask) {
   const F16 zero = {};
   for (int k = 0; k < 4; ++k) Store(v[k] > 0.0f ? v[k] : zero, y + 16 * k);
   if (mask == nullptr) return;
-  const I16 nibble = ((v[0] > 0.0f) & 1) | ((v[1] > 0.0f) & 2) | ((v[2] > 0.0f) & 4) |
-                     ((v[3] > 0.0f) & 8);
+  const I16 nibble =
+      ((v[0] > 0.0f) & 1) | ((v[1] > 0.0f) & 2) | ((v[2] > 0.0f) & 4) | ((v[3] > 0.0f) & 8);
   const B16 b = __builtin_convertvector(nibble, B16);
   const B8 even = __builtin_shufflevector(b, b, 0, 2, 4, 6, 8, 10, 12, 14);
   const B8 odd = __builtin_shufflevector(b, b, 1, 3, 5, 7, 9, 11, 13, 15);

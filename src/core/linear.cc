@@ -28,8 +28,7 @@ std::string Linear::Describe() const {
 Result<Shape> Linear::OutputShape(const Shape& in) const {
   if (in.size() < 2 || in.back() != in_) {
     return InvalidArgument(Describe() + ": expected input [N, " + std::to_string(in_) +
-                           "] or [N, T, " + std::to_string(in_) + "], got " +
-                           ShapeToString(in));
+                           "] or [N, T, " + std::to_string(in_) + "], got " + ShapeToString(in));
   }
   Shape out = in;
   out.back() = out_;
@@ -46,7 +45,8 @@ void Linear::InitParams(Rng& rng) {
   const double bound = 1.0 / std::sqrt(static_cast<double>(in_));
   for (Parameter* p : Params()) {
     float* d = p->data();
-    for (int64_t i = 0; i < p->numel(); ++i) d[i] = static_cast<float>((2 * rng.Uniform() - 1) * bound);
+    for (int64_t i = 0; i < p->numel(); ++i)
+      d[i] = static_cast<float>((2 * rng.Uniform() - 1) * bound);
   }
 }
 

@@ -31,7 +31,9 @@ void Restore(Model& m, const MaskSnapshot& s) {
 }
 
 // Top-level layer index of each parameter ("7.weight" -> 7).
-int64_t TopIndex(const Parameter* p) { return std::stoll(p->name().substr(0, p->name().find('.'))); }
+int64_t TopIndex(const Parameter* p) {
+  return std::stoll(p->name().substr(0, p->name().find('.')));
+}
 
 struct Unit {
   size_t param;
@@ -88,7 +90,8 @@ Result<Selection> SelectUnderBudget(Model& model, const RowImportance& importanc
   double total = 0;
   for (size_t k = 0; k < params.size(); ++k) {
     const Parameter* p = params[k];
-    const int64_t block = p->shape().size() <= 1 ? p->rows() : std::max<int64_t>(1, (p->rows() + 15) / 16);
+    const int64_t block =
+        p->shape().size() <= 1 ? p->rows() : std::max<int64_t>(1, (p->rows() + 15) / 16);
     for (int64_t b = 0; b < p->rows(); b += block) {
       const int64_t e = std::min(p->rows(), b + block);
       double s = 0;

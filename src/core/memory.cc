@@ -11,13 +11,20 @@ namespace ftte {
 
 const char* MemCategoryName(MemCategory c) {
   switch (c) {
-    case MemCategory::kWeights: return "weights";
-    case MemCategory::kGradients: return "gradients";
-    case MemCategory::kOptimizer: return "optimizer";
-    case MemCategory::kActivations: return "activations";
-    case MemCategory::kActGrads: return "activation_grads";
-    case MemCategory::kWorkspace: return "workspace";
-    case MemCategory::kBatch: return "batch";
+    case MemCategory::kWeights:
+      return "weights";
+    case MemCategory::kGradients:
+      return "gradients";
+    case MemCategory::kOptimizer:
+      return "optimizer";
+    case MemCategory::kActivations:
+      return "activations";
+    case MemCategory::kActGrads:
+      return "activation_grads";
+    case MemCategory::kWorkspace:
+      return "workspace";
+    case MemCategory::kBatch:
+      return "batch";
   }
   return "unknown";
 }

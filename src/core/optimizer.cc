@@ -44,8 +44,8 @@ void SgdUpdate(const OptimizerConfig& c, int64_t step, const float* g, float* bu
 // torch.optim.Adam (L2 weight decay) and AdamW (decoupled) on n values.
 template <bool kDecoupled>
 void AdamLoop(float lr, float weight_decay, float beta1, float beta2, float eps, float step_size,
-              float inv_bc2, const float* __restrict g, float* __restrict m,
-              float* __restrict v, float* __restrict w, int64_t n) {
+              float inv_bc2, const float* __restrict g, float* __restrict m, float* __restrict v,
+              float* __restrict w, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     float gi = g[i];
     if (kDecoupled) {
@@ -67,8 +67,8 @@ void AdamUpdate(const OptimizerConfig& c, double bc1, double bc2, const float* g
     AdamLoop<true>(c.lr, c.weight_decay, c.beta1, c.beta2, c.eps, step_size, inv_bc2, g, m, v, w,
                    n);
   } else {
-    AdamLoop<false>(c.lr, c.weight_decay, c.beta1, c.beta2, c.eps, step_size, inv_bc2, g, m, v,
-                    w, n);
+    AdamLoop<false>(c.lr, c.weight_decay, c.beta1, c.beta2, c.eps, step_size, inv_bc2, g, m, v, w,
+                    n);
   }
 }
 

@@ -109,8 +109,7 @@ void Residual::Forward(const View& x, View y, ExecContext& ctx) {
   }
 }
 
-void Residual::Backward(const View& x, const View& y, const View& dy, View dx,
-                        ExecContext& ctx) {
+void Residual::Backward(const View& x, const View& y, const View& dy, View dx, ExecContext& ctx) {
   const LayerMode bm = BodyMode(mode_);
   if (bm.backward()) body_->Backward(x, y, dy, bm.input_grad ? dx : View{}, ctx);
   if (!mode_.input_grad) {

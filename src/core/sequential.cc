@@ -21,12 +21,12 @@ struct Sequential::LayoutStore {
 struct Sequential::Layout {
   enum Kind { kExternalIn, kExternalOut, kSaved, kScratch, kNone };
   using Store = LayoutStore;
-  std::vector<Shape> shapes;      // of tensors 0..n, at the prepared batch
-  std::vector<LayerMode> modes;   // of children
+  std::vector<Shape> shapes;     // of tensors 0..n, at the prepared batch
+  std::vector<LayerMode> modes;  // of children
   size_t first_bw = 0;
-  int64_t micro = 0;              // > 0: children before first_bw run in micro-batches of this
-  std::vector<Store> value;       // forward storage of tensors 0..n
-  std::vector<Store> grad;        // gradient storage of tensors first_bw..n (others kNone)
+  int64_t micro = 0;         // > 0: children before first_bw run in micro-batches of this
+  std::vector<Store> value;  // forward storage of tensors 0..n
+  std::vector<Store> grad;   // gradient storage of tensors first_bw..n (others kNone)
   std::vector<int64_t> saved_numel;
   int64_t scratch_numel[2] = {0, 0};
   bool needs_input = false, needs_output = false;
@@ -115,8 +115,9 @@ Sequential::Layout Sequential::MakeLayout(const Shape& in, LayerMode m) const {
     const Layer& producer = *children_[t - 1];
     const int g_in = group[t - 1];
     const bool cut_input = L.micro > 0 && t == L.first_bw;
-    const bool alias = t < n && !cut_input &&
-                       (producer.IsView() || (producer.InPlace() && g_in != 0 && !group_need[g_in]));
+    const bool alias =
+        t < n && !cut_input &&
+        (producer.IsView() || (producer.InPlace() && g_in != 0 && !group_need[g_in]));
     if (alias) {
       group[t] = g_in;
       group_need[g_in] = group_need[g_in] || need[t];
@@ -204,8 +205,7 @@ bool Sequential::NeedsOutput(LayerMode m) const {
   return last.NeedsOutput(lm);
 }
 
-void Sequential::Plan(const Shape& in, LayerMode m, const PlanContext& pc,
-                      MemoryPlan* plan) const {
+void Sequential::Plan(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPlan* plan) const {
   Layout L = MakeLayout(in, m);
   for (int64_t numel : L.saved_numel) {
     plan->Add(MemCategory::kActivations, FloatBytes(numel), "saved activation");
@@ -247,12 +247,16 @@ Shape Sequential::ChildInputShape(const Layout& L, size_t i) {
 // ext_in / ext_out are the caller's x and y for values, dx and dy for gradients.
 float* Sequential::Resolve(const LayoutStore& st, const View& ext_in, const View& ext_out) const {
   switch (st.kind) {
-    case Layout::kExternalIn: return ext_in.data;
-    case Layout::kExternalOut: return ext_out.data;
-    case Layout::kSaved: return static_cast<float*>(buffers_[st.index].data());
+    case Layout::kExternalIn:
+      return ext_in.data;
+    case Layout::kExternalOut:
+      return ext_out.data;
+    case Layout::kSaved:
+      return static_cast<float*>(buffers_[st.index].data());
     case Layout::kScratch:
       return static_cast<float*>(buffers_[layout_->saved_numel.size() + st.index].data());
-    case Layout::kNone: return nullptr;
+    case Layout::kNone:
+      return nullptr;
   }
   return nullptr;
 }
@@ -268,10 +272,10 @@ void Sequential::Forward(const View& x, View y, ExecContext& ctx) {
   FTTE_CHECK(layout_ != nullptr) << "Sequential::Forward before Prepare";
   const Layout& L = *layout_;
   const int64_t batch = x.shape[0];
-  FTTE_CHECK(batch <= L.shapes[0][0]) << "batch " << batch << " exceeds prepared " << L.shapes[0][0];
+  FTTE_CHECK(batch <= L.shapes[0][0])
+      << "batch " << batch << " exceeds prepared " << L.shapes[0][0];
   auto value = [&](size_t t) {
-    return View{Resolve(L.value[t], x, y),
-                WithBatch(L.shapes[t], batch)};
+    return View{Resolve(L.value[t], x, y), WithBatch(L.shapes[t], batch)};
   };
   const size_t n = children_.size();
   auto run = [&](size_t i, const View& xi, View yi) {
@@ -303,22 +307,20 @@ void Sequential::Forward(const View& x, View y, ExecContext& ctx) {
   for (size_t i = start; i < n; ++i) run(i, value(i), value(i + 1));
 }
 
-void Sequential::Backward(const View& x, const View& y, const View& dy, View dx,
-                          ExecContext& ctx) {
+void Sequential::Backward(const View& x, const View& y, const View& dy, View dx, ExecContext& ctx) {
   const Layout& L = *layout_;
   const int64_t batch = dy.shape[0];
   auto value = [&](size_t t) {
-    return View{Resolve(L.value[t], x, y),
-                WithBatch(L.shapes[t], batch)};
+    return View{Resolve(L.value[t], x, y), WithBatch(L.shapes[t], batch)};
   };
   auto grad = [&](size_t t) {
-    return View{Resolve(L.grad[t], dx, dy),
-                WithBatch(L.shapes[t], batch)};
+    return View{Resolve(L.grad[t], dx, dy), WithBatch(L.shapes[t], batch)};
   };
   for (size_t i = children_.size(); i-- > L.first_bw;) {
     View gy = grad(i + 1), gx = grad(i);
     if (children_[i]->IsView()) {
-      if (!gx.empty() && gx.data != gy.data) std::memcpy(gx.data, gy.data, sizeof(float) * gy.numel());
+      if (!gx.empty() && gx.data != gy.data)
+        std::memcpy(gx.data, gy.data, sizeof(float) * gy.numel());
       continue;
     }
     children_[i]->Backward(value(i), value(i + 1), gy, gx, ctx);
@@ -328,7 +330,8 @@ void Sequential::Backward(const View& x, const View& y, const View& dy, View dx,
 Flops Sequential::CountFlops(const Shape& in, LayerMode m) const {
   Layout L = MakeLayout(in, m);
   Flops f;
-  for (size_t i = 0; i < children_.size(); ++i) f += children_[i]->CountFlops(L.shapes[i], L.modes[i]);
+  for (size_t i = 0; i < children_.size(); ++i)
+    f += children_[i]->CountFlops(L.shapes[i], L.modes[i]);
   return f;
 }
 

@@ -102,8 +102,8 @@ Trainer::Trainer(Model* model, const TrainerOptions& options)
   MemoryTracker* t = &model->tracker();
   for (Parameter* p : model->params()) {
     p->SetStorage(options.frozen);
-    p->grad() = p->any_trainable() ? Tensor(t, MemCategory::kGradients, {p->trainable_numel()})
-                                   : Tensor();
+    p->grad() =
+        p->any_trainable() ? Tensor(t, MemCategory::kGradients, {p->trainable_numel()}) : Tensor();
   }
   optimizer_ = std::make_unique<Optimizer>(options.optimizer, model->params(), t);
   const Shape in = BatchShape(*model, options.batch);
@@ -122,10 +122,9 @@ Trainer::~Trainer() {
   for (Parameter* p : model_->params()) p->grad() = Tensor();
 }
 
-StepResult Trainer::ForwardLoss(const float* x, const int32_t* labels, int64_t n,
-                                bool training) {
-  FTTE_CHECK(n >= 1 && n <= options_.batch) << "batch of " << n << " for a trainer of "
-                                            << options_.batch;
+StepResult Trainer::ForwardLoss(const float* x, const int32_t* labels, int64_t n, bool training) {
+  FTTE_CHECK(n >= 1 && n <= options_.batch)
+      << "batch of " << n << " for a trainer of " << options_.batch;
   const int64_t sample = NumElements(model_->sample_shape());
   std::memcpy(batch_.data(), x, sizeof(float) * n * sample);
   std::memcpy(labels_.data(), labels, sizeof(int32_t) * n);

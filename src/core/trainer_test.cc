@@ -61,16 +61,17 @@ TEST_P(PlannerTest, PredictionEqualsMeasurement) {
   EXPECT_EQ(s.allocations, allocations) << "a warmed-up step allocated";
   EXPECT_EQ(s.peak_total, predicted.total);
   for (int c = 0; c < kNumMemCategories; ++c) {
-    EXPECT_EQ(s.at_peak[c], predicted.by_category[c]) << MemCategoryName(static_cast<MemCategory>(c));
+    EXPECT_EQ(s.at_peak[c], predicted.by_category[c])
+        << MemCategoryName(static_cast<MemCategory>(c));
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Models, PlannerTest,
-    ::testing::Combine(::testing::Values("mlp", "lenet5", "cnn", "resnet8"),
-                       ::testing::Values("full", "last", "bias", "none"),
-                       ::testing::Values(FrozenStorage::kFloat32, FrozenStorage::kInt8),
-                       ::testing::Values(1, 2)));
+INSTANTIATE_TEST_SUITE_P(Models, PlannerTest,
+                         ::testing::Combine(::testing::Values("mlp", "lenet5", "cnn", "resnet8"),
+                                            ::testing::Values("full", "last", "bias", "none"),
+                                            ::testing::Values(FrozenStorage::kFloat32,
+                                                              FrozenStorage::kInt8),
+                                            ::testing::Values(1, 2)));
 
 TEST(TrainerTest, FrozenRowsStayBitIdentical) {
   auto model = MakeModel("lenet5", 3).value();
@@ -95,7 +96,8 @@ TEST(TrainerTest, FrozenRowsStayBitIdentical) {
       for (int64_t j = 0; j < p->row_size(); ++j) {
         const size_t i = offset + r * p->row_size() + j;
         if (!p->row_trainable(r)) {
-          ASSERT_EQ(std::memcmp(&before[i], &after[i], sizeof(float)), 0) << p->name() << " row " << r;
+          ASSERT_EQ(std::memcmp(&before[i], &after[i], sizeof(float)), 0)
+              << p->name() << " row " << r;
         } else {
           changed += before[i] != after[i];
         }
@@ -224,8 +226,8 @@ TEST(ZooTest, ParameterCountsAndNames) {
   auto cnn = MakeModel("cnn").value();
   std::vector<std::string> names;
   for (const Parameter* p : cnn->params()) names.push_back(p->name());
-  EXPECT_EQ(names, (std::vector<std::string>{"0.weight", "0.bias", "3.weight", "3.bias",
-                                             "7.weight", "7.bias", "9.weight", "9.bias"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"0.weight", "0.bias", "3.weight", "3.bias", "7.weight",
+                                             "7.bias", "9.weight", "9.bias"}));
   EXPECT_EQ(cnn->FindParam("0.weight")->shape(), (Shape{32, 1, 5, 5}));
   auto r8 = MakeModel("resnet8").value();
   EXPECT_NE(r8->FindParam("5.body.0.weight"), nullptr);

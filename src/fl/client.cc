@@ -107,9 +107,9 @@ ClientResult ClientTrainer::Train(const std::vector<float>& weights, const Mask&
   const int64_t n = static_cast<int64_t>(indices.size());
   const int64_t sample = data.sample_numel();
   const int64_t per_epoch = (n + config.batch - 1) / config.batch;
-  const int64_t steps = config.local_steps > 0 ? config.local_steps
-                                               : std::max<int64_t>(1, config.local_epochs) *
-                                                     per_epoch;
+  const int64_t steps = config.local_steps > 0
+                            ? config.local_steps
+                            : std::max<int64_t>(1, config.local_epochs) * per_epoch;
   xb_.resize(static_cast<size_t>(config.batch * sample));
   yb_.resize(static_cast<size_t>(config.batch));
   CopyTrainableRows(*model_, before_.data(), /*to_model=*/false);
@@ -140,7 +140,8 @@ ClientResult ClientTrainer::Train(const std::vector<float>& weights, const Mask&
     seen += m;
     for (const Parameter* p : model_->params()) {
       const float* g = p->grad().data();
-      for (int64_t i = 0; i < p->trainable_numel(); ++i) grad_sq += static_cast<double>(g[i]) * g[i];
+      for (int64_t i = 0; i < p->trainable_numel(); ++i)
+        grad_sq += static_cast<double>(g[i]) * g[i];
     }
   }
 

@@ -9,17 +9,21 @@ namespace ftte::fl {
 
 const char* AlgorithmName(Algorithm a) {
   switch (a) {
-    case Algorithm::kFedAvg: return "fedavg";
-    case Algorithm::kFedAsync: return "fedasync";
-    case Algorithm::kFedBuff: return "fedbuff";
-    case Algorithm::kFtte: return "ftte";
+    case Algorithm::kFedAvg:
+      return "fedavg";
+    case Algorithm::kFedAsync:
+      return "fedasync";
+    case Algorithm::kFedBuff:
+      return "fedbuff";
+    case Algorithm::kFtte:
+      return "ftte";
   }
   return "unknown";
 }
 
 Result<Algorithm> ParseAlgorithm(const std::string& s) {
-  for (Algorithm a : {Algorithm::kFedAvg, Algorithm::kFedAsync, Algorithm::kFedBuff,
-                      Algorithm::kFtte}) {
+  for (Algorithm a :
+       {Algorithm::kFedAvg, Algorithm::kFedAsync, Algorithm::kFedBuff, Algorithm::kFtte}) {
     if (s == AlgorithmName(a)) return a;
   }
   return InvalidArgument("unknown algorithm '" + s + "'; use fedavg, fedasync, fedbuff or ftte");

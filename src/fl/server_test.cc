@@ -38,7 +38,7 @@ TEST(ServerTest, FedBuffWaitsForKAndDiscountsStaleness) {
   EXPECT_EQ(s.version(), 0);
   EXPECT_TRUE(s.Receive(MakeUpdate(0, 1, 0, std::vector<float>(8, 4.0f))));
   EXPECT_EQ(s.version(), 1);
-  EXPECT_FLOAT_EQ(s.weights()[0], 3.0f);  // (2 + 4) / K
+  EXPECT_FLOAT_EQ(s.weights()[0], 3.0f);                        // (2 + 4) / K
   s.Receive(MakeUpdate(0, 1, 0, std::vector<float>(8, 2.0f)));  // tau = 1
   s.Receive(MakeUpdate(1, 1, 0, std::vector<float>(8, 2.0f)));  // tau = 0
   EXPECT_NEAR(s.weights()[0], 3.0f + (2.0f / std::sqrt(2.0f) + 2.0f) / 2, 1e-5);

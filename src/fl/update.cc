@@ -73,8 +73,7 @@ void SetWeights(Model& model, const std::vector<float>& flat) {
               flat.begin() + static_cast<int64_t>(at) + p->numel(), p->data());
     at += static_cast<size_t>(p->numel());
   }
-  FTTE_CHECK(at == flat.size()) << "flat weights have " << flat.size() << " values, model "
-                                << at;
+  FTTE_CHECK(at == flat.size()) << "flat weights have " << flat.size() << " values, model " << at;
 }
 
 std::vector<float> PackMasked(const std::vector<float>& flat, const Mask& mask,

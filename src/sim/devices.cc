@@ -23,8 +23,8 @@ Result<std::vector<DeviceProfile>> MakeDevices(const PopulationConfig& c, uint64
   std::vector<DeviceProfile> out(static_cast<size_t>(c.devices));
   for (DeviceProfile& d : out) {
     d.flops_per_s = LogUniform(rng, c.flops_min, c.flops_max);
-    d.memory_bytes = static_cast<int64_t>(LogUniform(rng, static_cast<double>(c.memory_min),
-                                                     static_cast<double>(c.memory_max)));
+    d.memory_bytes = static_cast<int64_t>(
+        LogUniform(rng, static_cast<double>(c.memory_min), static_cast<double>(c.memory_max)));
     d.uplink_bytes_per_s = LogUniform(rng, c.uplink_min, c.uplink_max);
     d.downlink_bytes_per_s = LogUniform(rng, c.downlink_min, c.downlink_max);
     d.latency_s = c.latency_s;
@@ -46,16 +46,17 @@ Result<std::vector<DeviceProfile>> ReadDeviceCsv(const std::string& path) {
   std::ifstream in(path);
   if (!in) return NotFound(path + ": cannot open the device trace CSV");
   std::string line;
-  if (!std::getline(in, line)) return InvalidArgument(path + ": empty device trace; expected a header line");
+  if (!std::getline(in, line))
+    return InvalidArgument(path + ": empty device trace; expected a header line");
   std::vector<std::string> cols;
   {
     std::stringstream ss(line);
     std::string col;
     while (std::getline(ss, col, ',')) cols.push_back(col);
   }
-  const std::vector<std::string> known = {"flops_per_s",          "memory_bytes", "uplink_bytes_per_s",
-                                          "downlink_bytes_per_s", "latency_s",    "availability",
-                                          "slowdown"};
+  const std::vector<std::string> known = {
+      "flops_per_s",  "memory_bytes", "uplink_bytes_per_s", "downlink_bytes_per_s", "latency_s",
+      "availability", "slowdown"};
   for (const auto& col : cols) {
     bool ok = false;
     for (const auto& k : known) ok = ok || k == col;

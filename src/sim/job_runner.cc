@@ -4,8 +4,8 @@
 
 namespace ftte::sim {
 
-JobRunner::JobRunner(int threads, const std::string& model_name,
-                     const data::ImageDataset* train, const fl::ClientConfig& config)
+JobRunner::JobRunner(int threads, const std::string& model_name, const data::ImageDataset* train,
+                     const fl::ClientConfig& config)
     : model_name_(model_name), train_(train), config_(config) {
   FTTE_CHECK(threads >= 1);
   UseSingleThreadedBlas();

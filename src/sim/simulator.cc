@@ -26,16 +26,13 @@ struct Event {
   int64_t ticket;
   int64_t base_version;
   int64_t up_bytes;
-  bool operator>(const Event& o) const {
-    return time != o.time ? time > o.time : seq > o.seq;
-  }
+  bool operator>(const Event& o) const { return time != o.time ? time > o.time : seq > o.seq; }
 };
 
 // Evaluates the global weights on the test set; caches by version.
 class Evaluator {
  public:
-  Evaluator(const std::string& model, const data::ImageDataset* test, int threads)
-      : test_(test) {
+  Evaluator(const std::string& model, const data::ImageDataset* test, int threads) : test_(test) {
     model_ = MakeModel(model, 0).value();
     model_->SetAllTrainable(false);
     TrainerOptions o;
@@ -81,13 +78,13 @@ Result<Environment> MakeEnvironment(const SimConfig& c) {
   } else {
     return InvalidArgument("dataset '" + c.dataset + "' is unknown; use fashion-mnist or cifar10");
   }
-  if (c.train_limit > 0 && c.train_limit < env.train.size) env.train = env.train.Head(c.train_limit);
+  if (c.train_limit > 0 && c.train_limit < env.train.size)
+    env.train = env.train.Head(c.train_limit);
   if (c.test_limit > 0 && c.test_limit < env.test.size) env.test = env.test.Head(c.test_limit);
   FTTE_ASSIGN_OR_RETURN(env.devices, MakeDevices(c.population, c.seed));
-  FTTE_ASSIGN_OR_RETURN(
-      env.partition,
-      data::PartitionByName(c.partition, env.train.labels, env.train.num_classes,
-                            static_cast<int64_t>(env.devices.size()), c.seed));
+  FTTE_ASSIGN_OR_RETURN(env.partition,
+                        data::PartitionByName(c.partition, env.train.labels, env.train.num_classes,
+                                              static_cast<int64_t>(env.devices.size()), c.seed));
   return env;
 }
 
@@ -119,13 +116,13 @@ Result<MethodResult> RunMethod(const SimConfig& config, const MethodConfig& meth
     o.batch = client.batch;
     o.optimizer = client.optimizer;
     o.frozen = client.frozen;
-    RowImportance imp = ComputeImportance(*model, env.train.images.data(),
-                                          env.train.labels.data(), n, o,
-                                          (n + o.batch - 1) / o.batch);
+    RowImportance imp = ComputeImportance(*model, env.train.images.data(), env.train.labels.data(),
+                                          n, o, (n + o.batch - 1) / o.batch);
     auto sel = SelectUnderBudget(*model, imp, o, res.budget_bytes, FloatBytes(1));
     if (!sel.ok()) return InvalidArgument(method.name + ": " + sel.status().message());
   } else {
-    return InvalidArgument(method.name + ": mask '" + method.mask + "' is unknown; use full or budget");
+    return InvalidArgument(method.name + ": mask '" + method.mask +
+                           "' is unknown; use full or budget");
   }
   const fl::Mask mask = fl::Mask::FromModel(*model);
   res.trainable_params = model->num_trainable();
@@ -189,14 +186,19 @@ Result<MethodResult> RunMethod(const SimConfig& config, const MethodConfig& meth
   };
   // Starts device d at virtual time t: download, train (submitted to the workers), upload.
   auto start = [&](int64_t d, double t, int64_t seq) {
-    const int64_t down = synced[d] < 0 ? full_down : (synced[d] == server.version() ? 0 : sync_down);
+    const int64_t down =
+        synced[d] < 0 ? full_down : (synced[d] == server.version() ? 0 : sync_down);
     synced[d] = server.version();
     res.bytes_down += down;
     busy[d] = true;
     Job job{weights_now(), &mask, &env.partition[d],
             Rng(config.seed).Fork(static_cast<uint64_t>(d) * 1000003 + rounds[d]++).Next()};
-    return Event{t + duration(static_cast<size_t>(d), down), seq, d, runner.Submit(std::move(job)),
-                 server.version(), up_bytes};
+    return Event{t + duration(static_cast<size_t>(d), down),
+                 seq,
+                 d,
+                 runner.Submit(std::move(job)),
+                 server.version(),
+                 up_bytes};
   };
 
   double next_eval = 0;
@@ -232,7 +234,8 @@ Result<MethodResult> RunMethod(const SimConfig& config, const MethodConfig& meth
       if (round.empty()) break;
       double end = 0;
       for (const Event& e : round) end = std::max(end, e.time);
-      if (method.server.round_deadline_s > 0) end = std::min(end, t + method.server.round_deadline_s);
+      if (method.server.round_deadline_s > 0)
+        end = std::min(end, t + method.server.round_deadline_s);
       std::vector<fl::Update> updates;
       for (const Event& e : round) {
         fl::Update u = take(e);

@@ -128,7 +128,8 @@ TEST(SimulatorMethodsTest, DevicesBelowTheTrainingPeakAreExcluded) {
   Environment env = SmallEnvironment(c);
   MethodResult r = RunMethod(c, c.methods[0], env).value();
   int64_t below = 0;
-  for (const DeviceProfile& d : env.devices) below += d.memory_bytes < r.predicted_device_memory_bytes;
+  for (const DeviceProfile& d : env.devices)
+    below += d.memory_bytes < r.predicted_device_memory_bytes;
   EXPECT_GT(below, 0);
   EXPECT_EQ(r.excluded_devices, below);
 }

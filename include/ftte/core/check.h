@@ -29,9 +29,8 @@ struct Voidify {
 
 }  // namespace ftte::internal
 
-#define FTTE_CHECK(cond)                 \
-  (cond) ? (void)0                       \
-         : ::ftte::internal::Voidify() & \
-               ::ftte::internal::CheckFailure(__FILE__, __LINE__, #cond)
+#define FTTE_CHECK(cond) \
+  (cond) ? (void)0       \
+         : ::ftte::internal::Voidify() & ::ftte::internal::CheckFailure(__FILE__, __LINE__, #cond)
 
 #endif  // FTTE_CORE_CHECK_H_

@@ -67,7 +67,7 @@ struct Flops {
 
 // What the buffers of a layer depend on besides its input shape and mode.
 struct PlanContext {
-  int threads = 1;                               // workers that may run tasks at once
+  int threads = 1;                                 // workers that may run tasks at once
   FrozenStorage frozen = FrozenStorage::kFloat32;  // how fully frozen weights are stored
 };
 

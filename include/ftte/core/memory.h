@@ -12,13 +12,13 @@
 namespace ftte {
 
 enum class MemCategory : int {
-  kWeights = 0,   // parameters (float32 or int8 + scales)
-  kGradients,     // gradients of trainable rows only
-  kOptimizer,     // optimizer state (momentum, Adam moments) of trainable rows only
-  kActivations,   // activations saved for backward, and forward-only transient outputs
-  kActGrads,      // activation-gradient buffers of backward
-  kWorkspace,     // im2col columns, per-chunk partial sums, dequantised weight blocks
-  kBatch,         // the input batch and its labels
+  kWeights = 0,  // parameters (float32 or int8 + scales)
+  kGradients,    // gradients of trainable rows only
+  kOptimizer,    // optimizer state (momentum, Adam moments) of trainable rows only
+  kActivations,  // activations saved for backward, and forward-only transient outputs
+  kActGrads,     // activation-gradient buffers of backward
+  kWorkspace,    // im2col columns, per-chunk partial sums, dequantised weight blocks
+  kBatch,        // the input batch and its labels
 };
 inline constexpr int kNumMemCategories = 7;
 const char* MemCategoryName(MemCategory c);

@@ -15,9 +15,9 @@ struct OptimizerConfig {
   enum class Kind { kSgd, kAdam, kAdamW };
   Kind kind = Kind::kSgd;
   float lr = 0.01f;
-  float momentum = 0.0f;      // SGD
-  bool nesterov = false;      // SGD
-  float weight_decay = 0.0f;  // L2 for SGD and Adam, decoupled for AdamW
+  float momentum = 0.0f;                            // SGD
+  bool nesterov = false;                            // SGD
+  float weight_decay = 0.0f;                        // L2 for SGD and Adam, decoupled for AdamW
   float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;  // Adam
 
   // Float32 state values per trainable value: 0 (plain SGD), 1 (momentum) or 2 (Adam).
@@ -29,8 +29,7 @@ struct OptimizerConfig {
 class Optimizer {
  public:
   // Allocates state for the current trainable rows of `params` (kOptimizer).
-  Optimizer(const OptimizerConfig& config, std::vector<Parameter*> params,
-            MemoryTracker* tracker);
+  Optimizer(const OptimizerConfig& config, std::vector<Parameter*> params, MemoryTracker* tracker);
   // Applies one update from the parameters' packed gradients to their trainable rows.
   void Step();
   // Zeroes the state and the step count (a new round of local training).

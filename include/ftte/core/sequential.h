@@ -46,7 +46,8 @@ class Sequential : public Layer {
   bool NeedsInput(LayerMode m) const override;
   bool NeedsOutput(LayerMode m) const override;
   void Plan(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPlan* plan) const override;
-  void Prepare(const Shape& in, LayerMode m, const PlanContext& pc, MemoryTracker* tracker) override;
+  void Prepare(const Shape& in, LayerMode m, const PlanContext& pc,
+               MemoryTracker* tracker) override;
   void Forward(const View& x, View y, ExecContext& ctx) override;
   void Backward(const View& x, const View& y, const View& dy, View dx, ExecContext& ctx) override;
   Flops CountFlops(const Shape& in, LayerMode m) const override;
@@ -78,7 +79,8 @@ class Residual : public Layer {
   void InitParams(Rng& rng) override;
   bool NeedsInput(LayerMode m) const override;
   void Plan(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPlan* plan) const override;
-  void Prepare(const Shape& in, LayerMode m, const PlanContext& pc, MemoryTracker* tracker) override;
+  void Prepare(const Shape& in, LayerMode m, const PlanContext& pc,
+               MemoryTracker* tracker) override;
   void Forward(const View& x, View y, ExecContext& ctx) override;
   void Backward(const View& x, const View& y, const View& dy, View dx, ExecContext& ctx) override;
   Flops CountFlops(const Shape& in, LayerMode m) const override;

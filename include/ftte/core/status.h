@@ -43,7 +43,9 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status InvalidArgument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
 inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status DataLoss(std::string m) { return {StatusCode::kDataLoss, std::move(m)}; }
 inline Status IoError(std::string m) { return {StatusCode::kIoError, std::move(m)}; }
@@ -55,7 +57,7 @@ inline Status FailedPrecondition(std::string m) {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {  // NOLINT
     FTTE_CHECK(!status_.ok()) << "Result constructed from an OK status without a value";
   }
@@ -86,10 +88,10 @@ class [[nodiscard]] Result {
 }  // namespace ftte
 
 // Returns early from the enclosing function if `expr` (a Status) is not OK.
-#define FTTE_RETURN_IF_ERROR(expr)            \
-  do {                                        \
-    ::ftte::Status _ftte_s = (expr);          \
-    if (!_ftte_s.ok()) return _ftte_s;        \
+#define FTTE_RETURN_IF_ERROR(expr)     \
+  do {                                 \
+    ::ftte::Status _ftte_s = (expr);   \
+    if (!_ftte_s.ok()) return _ftte_s; \
   } while (0)
 
 #define FTTE_CONCAT_INNER(a, b) a##b

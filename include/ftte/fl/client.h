@@ -52,8 +52,7 @@ class ClientTrainer {
 
  private:
   explicit ClientTrainer(std::unique_ptr<Model> model);
-  void Reconfigure(const std::vector<float>& weights, const Mask& mask,
-                   const ClientConfig& config);
+  void Reconfigure(const std::vector<float>& weights, const Mask& mask, const ClientConfig& config);
 
   std::unique_ptr<Model> model_;
   std::unique_ptr<Trainer> trainer_;

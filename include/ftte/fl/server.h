@@ -30,14 +30,14 @@ struct ServerConfig {
   double async_alpha = 0.6;         // FedAsync mixing weight
   bool use_age = true;              // FTTE ablations
   bool use_variance = true;
-  double round_deadline_s = 0;      // FedAvg: 0 waits for every sampled device
+  double round_deadline_s = 0;  // FedAvg: 0 waits for every sampled device
 };
 
 struct ServerStats {
-  int64_t received = 0;       // updates that reached Receive / AggregateRound
-  int64_t aggregations = 0;   // model versions produced
-  int64_t applied = 0;        // updates that went into an aggregation
-  int64_t dropped_stale = 0;  // older than max_staleness
+  int64_t received = 0;                  // updates that reached Receive / AggregateRound
+  int64_t aggregations = 0;              // model versions produced
+  int64_t applied = 0;                   // updates that went into an aggregation
+  int64_t dropped_stale = 0;             // older than max_staleness
   std::map<int64_t, int64_t> staleness;  // tau -> count, of applied updates
 };
 

@@ -23,13 +23,13 @@
 namespace ftte::sim {
 
 struct DeviceProfile {
-  double flops_per_s = 1e10;     // sustained training FLOP/s
-  int64_t memory_bytes = 0;      // memory available for training
+  double flops_per_s = 1e10;  // sustained training FLOP/s
+  int64_t memory_bytes = 0;   // memory available for training
   double uplink_bytes_per_s = 1e6;
   double downlink_bytes_per_s = 4e6;
-  double latency_s = 0.05;       // per message
-  double availability = 1.0;     // probability that the device takes work when asked
-  double slowdown = 1.0;         // straggler factor on compute time (1 = none)
+  double latency_s = 0.05;    // per message
+  double availability = 1.0;  // probability that the device takes work when asked
+  double slowdown = 1.0;      // straggler factor on compute time (1 = none)
 };
 
 // How a population of devices is drawn. Ranges are sampled log-uniformly; stragglers are a
@@ -69,7 +69,7 @@ struct MethodConfig {
 struct SimConfig {
   std::string model = "cnn";
   std::string dataset = "fashion-mnist";
-  std::string data_dir;               // default: the dataset's standard location
+  std::string data_dir;  // default: the dataset's standard location
   std::string partition = "dirichlet:0.5";
   int64_t train_limit = 0;            // use the first N training samples (0 = all)
   int64_t test_limit = 2000;          // evaluate on the first N test samples (0 = all)
@@ -77,8 +77,8 @@ struct SimConfig {
   fl::ClientConfig client;
   PopulationConfig population;
   std::vector<MethodConfig> methods;
-  double duration_s = 3600;           // virtual time horizon of every method
-  double eval_every_s = 60;           // virtual seconds between evaluations
+  double duration_s = 3600;  // virtual time horizon of every method
+  double eval_every_s = 60;  // virtual seconds between evaluations
   double target_accuracy = 0.7;
   int threads = 1;
   uint64_t seed = 0;
@@ -100,12 +100,12 @@ struct MethodResult {
   std::optional<double> time_to_target_s;  // virtual; nullopt if never reached
   int64_t peak_device_memory_bytes = 0;    // measured on the real training steps
   int64_t predicted_device_memory_bytes = 0;
-  int64_t budget_bytes = 0;                // M_min (budget masks only)
+  int64_t budget_bytes = 0;  // M_min (budget masks only)
   int64_t trainable_params = 0;
   int64_t bytes_up = 0, bytes_down = 0;
-  int64_t excluded_devices = 0;            // memory below this method's training peak
+  int64_t excluded_devices = 0;  // memory below this method's training peak
   int64_t updates_received = 0, updates_applied = 0, dropped_stale = 0, versions = 0;
-  std::map<int64_t, int64_t> staleness;    // tau -> count
+  std::map<int64_t, int64_t> staleness;  // tau -> count
   double wall_s = 0;
   std::vector<SeriesPoint> series;
 };
