@@ -13,6 +13,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libtomlplusplus-dev   # experiment configs (TOML)
   gnuplot-nox           # plots of simulation results
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # ftte serve/client
+  libssl-dev openssl    # TLS test certificates
+  bible-kjv bible-kjv-text  # text corpus for the language-model experiments
   dataset-fashion-mnist # /usr/share/datasets/fashion-mnist
   clang-format
 )
