@@ -66,4 +66,23 @@ Result<double> Flags::GetDouble(const std::string& name, double def) const {
   return v;
 }
 
+Result<std::vector<std::string>> TakeRepeated(std::vector<std::string>* args,
+                                              const std::string& name) {
+  std::vector<std::string> rest, values;
+  const std::string flag = "--" + name, prefix = flag + "=";
+  for (size_t i = 0; i < args->size(); ++i) {
+    const std::string& a = (*args)[i];
+    if (a == flag) {
+      if (i + 1 >= args->size()) return InvalidArgument(flag + " needs a value");
+      values.push_back((*args)[++i]);
+    } else if (a.rfind(prefix, 0) == 0) {
+      values.push_back(a.substr(prefix.size()));
+    } else {
+      rest.push_back(a);
+    }
+  }
+  *args = std::move(rest);
+  return values;
+}
+
 }  // namespace ftte::cli

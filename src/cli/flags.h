@@ -27,6 +27,11 @@ class Flags {
   std::map<std::string, std::string> values_;
 };
 
+// Removes every "--name value" / "--name=value" from args and returns the values in order (for
+// repeatable flags such as --set). Fails if the last "--name" has no value.
+Result<std::vector<std::string>> TakeRepeated(std::vector<std::string>* args,
+                                              const std::string& name);
+
 }  // namespace ftte::cli
 
 #endif  // FTTE_CLI_FLAGS_H_

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "net_cmd.h"
 #include "simulate_cmd.h"
 #include "train_cmd.h"
 
@@ -18,6 +19,11 @@ constexpr char kUsage[] =
     "  simulate     federated training of many simulated devices: FTTE vs FedBuff vs FedAvg ...\n"
     "               ftte simulate [--config FILE.toml] [--out out/sim] [--threads N] [--seed S]\n"
     "                 [--set key=value ...] [--methods a,b] [--print-config]\n"
+    "  serve        run a federation over gRPC (TLS, tokens, validation, crash recovery)\n"
+    "               ftte serve --config examples/deploy/serve.toml [--set section.key=value ...]\n"
+    "  client       one device: train on local data within a memory budget, submit updates\n"
+    "               ftte client --server HOST:PORT --enroll-key KEY --memory-budget 64MiB\n"
+    "                 [--data DIR] [--shard I/N] [--tls-ca CA.pem | --insecure]\n"
     "  bench train  training-step throughput and memory on a fixed synthetic batch\n"
     "               ftte bench train --model cnn --batch 32 --threads 1 [--mask ...] [--json]\n"
     "\n"
@@ -35,6 +41,8 @@ int main(int argc, char** argv) {
   args.erase(args.begin());
   if (cmd == "train") return ftte::cli::RunTrain(args);
   if (cmd == "simulate") return ftte::cli::RunSimulate(args);
+  if (cmd == "serve") return ftte::cli::RunServe(args);
+  if (cmd == "client") return ftte::cli::RunClient(args);
   if (cmd == "bench") {
     if (!args.empty() && args[0] == "train") {
       args.erase(args.begin());

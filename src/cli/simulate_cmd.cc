@@ -136,17 +136,9 @@ class ProgressLine {
 
 int RunSimulate(const std::vector<std::string>& args) {
   // --set may repeat, so it is taken out before the one-value-per-flag parser sees the rest.
-  std::vector<std::string> rest, sets;
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--set") {
-      if (i + 1 >= args.size()) return Fail(InvalidArgument("--set needs key=value"), 2);
-      sets.push_back(args[++i]);
-    } else if (args[i].rfind("--set=", 0) == 0) {
-      sets.push_back(args[i].substr(6));
-    } else {
-      rest.push_back(args[i]);
-    }
-  }
+  std::vector<std::string> rest = args;
+  auto sets = TakeRepeated(&rest, "set");
+  if (!sets.ok()) return Fail(sets.status(), 2);
   auto flags = Flags::Parse(rest, {{"config", true},
                                    {"out", true},
                                    {"threads", true},
@@ -161,7 +153,7 @@ int RunSimulate(const std::vector<std::string>& args) {
     std::fputs(kHelp, stdout);
     return 0;
   }
-  auto config = BuildConfig(f, sets);
+  auto config = BuildConfig(f, sets.value());
   if (!config.ok()) return Fail(config.status(), 2);
   const sim::SimConfig& c = config.value();
   if (f.Has("print-config")) {

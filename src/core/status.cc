@@ -24,6 +24,10 @@ const char* CodeName(StatusCode c) {
       return "Unimplemented";
     case StatusCode::kInternal:
       return "Internal";
+    case StatusCode::kUnauthenticated:
+      return "Unauthenticated";
+    case StatusCode::kUnavailable:
+      return "Unavailable";
   }
   return "Unknown";
 }

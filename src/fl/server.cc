@@ -120,6 +120,28 @@ bool Server::Receive(const Update& u) {
   return true;
 }
 
+ServerState Server::State() const { return {version_, weights_, momentum_, buffer_, stats_}; }
+
+Status Server::Restore(ServerState state) {
+  if (state.weights.size() != weights_.size() || state.momentum.size() != momentum_.size()) {
+    return InvalidArgument(
+        "server state holds " + std::to_string(state.weights.size()) + " weights and " +
+        std::to_string(state.momentum.size()) + " momentum values; this model and mask need " +
+        std::to_string(weights_.size()) + " and " + std::to_string(momentum_.size()));
+  }
+  for (const Update& u : state.buffer) {
+    if (u.delta.size() != momentum_.size() || u.base_version > state.version) {
+      return InvalidArgument("server state holds a buffered update that does not fit the mask");
+    }
+  }
+  version_ = state.version;
+  weights_ = std::move(state.weights);
+  momentum_ = std::move(state.momentum);
+  buffer_ = std::move(state.buffer);
+  stats_ = std::move(state.stats);
+  return Status::Ok();
+}
+
 void Server::AggregateRound(const std::vector<Update>& updates) {
   FTTE_CHECK(config_.algorithm == Algorithm::kFedAvg);
   stats_.received += static_cast<int64_t>(updates.size());

@@ -1,5 +1,7 @@
 #include "ftte/fl/update.h"
 
+#include <algorithm>
+
 #include "ftte/core/check.h"
 
 namespace ftte::fl {
@@ -93,22 +95,39 @@ std::vector<float> PackMasked(const std::vector<float>& flat, const Mask& mask,
   return packed;
 }
 
-void AddMasked(const std::vector<float>& packed, float scale, const Mask& mask,
-               const std::vector<ParamLayout>& layout, std::vector<float>* flat) {
+namespace {
+// Visits the mask's rows of `flat` in order with their slice of `packed`.
+template <typename F>
+void ForMaskedRows(const std::vector<float>& packed, const Mask& mask,
+                   const std::vector<ParamLayout>& layout, std::vector<float>* flat, F&& f) {
   int64_t base = 0;
   size_t at = 0;
   for (size_t k = 0; k < layout.size(); ++k) {
     const int64_t rs = layout[k].row_size;
     for (int64_t r = 0; r < layout[k].rows; ++r) {
       if (!mask.rows[k][r]) continue;
-      float* dst = flat->data() + base + r * rs;
-      for (int64_t j = 0; j < rs; ++j) dst[j] += scale * packed[at + j];
+      f(flat->data() + base + r * rs, packed.data() + at, rs);
       at += static_cast<size_t>(rs);
     }
     base += layout[k].numel();
   }
   FTTE_CHECK(at == packed.size()) << "packed update has " << packed.size() << " values, mask "
                                   << at;
+}
+
+}  // namespace
+
+void AddMasked(const std::vector<float>& packed, float scale, const Mask& mask,
+               const std::vector<ParamLayout>& layout, std::vector<float>* flat) {
+  ForMaskedRows(packed, mask, layout, flat, [scale](float* dst, const float* src, int64_t n) {
+    for (int64_t j = 0; j < n; ++j) dst[j] += scale * src[j];
+  });
+}
+
+void SetMasked(const std::vector<float>& packed, const Mask& mask,
+               const std::vector<ParamLayout>& layout, std::vector<float>* flat) {
+  ForMaskedRows(packed, mask, layout, flat,
+                [](float* dst, const float* src, int64_t n) { std::copy(src, src + n, dst); });
 }
 
 }  // namespace ftte::fl

@@ -23,6 +23,8 @@ enum class StatusCode {
   kFailedPrecondition,
   kUnimplemented,
   kInternal,
+  kUnauthenticated,  // a network call without valid credentials
+  kUnavailable,      // a server that cannot be reached now; retrying may help
 };
 
 class [[nodiscard]] Status {
@@ -52,6 +54,11 @@ inline Status IoError(std::string m) { return {StatusCode::kIoError, std::move(m
 inline Status FailedPrecondition(std::string m) {
   return {StatusCode::kFailedPrecondition, std::move(m)};
 }
+
+inline Status Unauthenticated(std::string m) {
+  return {StatusCode::kUnauthenticated, std::move(m)};
+}
+inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 
 // Either a value or a non-OK Status. Accessing value() of an error aborts (a programming error).
 template <typename T>

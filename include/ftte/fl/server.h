@@ -41,6 +41,15 @@ struct ServerStats {
   std::map<int64_t, int64_t> staleness;  // tau -> count, of applied updates
 };
 
+// Everything that changes as updates arrive: what a checkpoint must keep to resume exactly.
+struct ServerState {
+  int64_t version = 0;
+  std::vector<float> weights;
+  std::vector<double> momentum;  // packed over the mask
+  std::vector<Update> buffer;    // received, not yet aggregated
+  ServerStats stats;
+};
+
 class Server {
  public:
   // `mask` fixes which rows devices train (full for FedAvg, FedAsync, FedBuff).
@@ -59,6 +68,12 @@ class Server {
   bool Receive(const Update& u);
   // FedAvg: one synchronous round; the sample-weighted mean of the deltas is applied.
   void AggregateRound(const std::vector<Update>& updates);
+
+  // The state to checkpoint, and its restoration (same config, mask and layout). Restore
+  // checks the sizes and fails, changing nothing, if they do not fit.
+  ServerState State() const;
+  Status Restore(ServerState state);
+  int64_t buffered() const { return static_cast<int64_t>(buffer_.size()); }
 
   // The weight FTTE gives update i of a buffer (exposed for tests and reports).
   static double FtteWeight(const ServerConfig& c, const Update& u, int64_t tau,

@@ -46,6 +46,9 @@ std::vector<float> PackMasked(const std::vector<float>& flat, const Mask& mask,
                               const std::vector<ParamLayout>& layout);
 void AddMasked(const std::vector<float>& packed, float scale, const Mask& mask,
                const std::vector<ParamLayout>& layout, std::vector<float>* flat);
+// Overwrites the mask's rows of `flat` with `packed` (model values sent to a device).
+void SetMasked(const std::vector<float>& packed, const Mask& mask,
+               const std::vector<ParamLayout>& layout, std::vector<float>* flat);
 
 // A client's update. `delta` = (weights after local training) - (weights it started from),
 // packed over `mask` (parameter order, trainable rows in order).

@@ -1,0 +1,92 @@
+// The server side of a real deployment: any strategy (FedAvg, FedAsync, FedBuff, FTTE) behind
+// the gRPC service of proto/ftte/v1/federation.proto, with TLS, per-device tokens, validation
+// of every update before it reaches the buffer, periodic evaluation on a held-out set, and
+// state that survives kill -9 (see the coordinator and state store in src/net).
+#ifndef FTTE_NET_SERVER_H_
+#define FTTE_NET_SERVER_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ftte/core/status.h"
+#include "ftte/data/dataset.h"
+#include "ftte/fl/client.h"
+#include "ftte/fl/server.h"
+
+namespace ftte::net {
+
+// `ftte serve` settings; the TOML file's sections and keys are documented in docs/deploy.md.
+struct ServeConfig {
+  // [server]
+  std::string address = "127.0.0.1:50051";  // port 0 picks a free port (see port_file)
+  std::string port_file;                    // written with the bound port once listening
+  std::string state_dir = "ftte-state";
+  bool fsync = true;              // false trades crash safety for speed (benchmarks only)
+  double snapshot_every_s = 30;   // the log holds what happened since
+  std::string tls_cert, tls_key;  // PEM files; required unless insecure
+  std::string tls_client_ca;      // set: devices must present a certificate signed by it
+  bool insecure = false;          // plain text, for loopback tests and demos
+  int64_t max_message_bytes = 64 << 20;
+  // [auth]
+  std::string enroll_key;  // given to devices with the app; required
+  // [model]
+  std::string model = "mlp";
+  uint64_t seed = 1;
+  std::string mask = "full";  // or "budget": FTTE's selection under budget_bytes
+  int64_t budget_bytes = 0;   // M_min for mask = "budget"
+  // [strategy]
+  fl::ServerConfig strategy;
+  // [client]: the hyperparameters devices train with
+  fl::ClientConfig client;
+  bool int8_upload = false;
+  // [eval]
+  std::string data = "/usr/share/datasets/fashion-mnist";  // held-out test set + calibration
+  int64_t eval_samples = 2000;
+  int64_t eval_every = 5;  // versions between evaluations
+  int64_t calibration_samples = 512;
+  // [validation]
+  double max_update_norm = 1000;  // L2 norm of a delta
+  int64_t max_samples_per_update = 1 << 20;
+  double lease_s = 300;  // a device that holds work this long without submitting frees its slot
+  // [stop]: the federation is done at the first of these (0 = never)
+  double target_accuracy = 0;
+  int64_t max_versions = 0;
+};
+
+// Reads a TOML config; `overrides` are "section.key=value" strings applied after it. Unknown
+// sections, keys or bad values are errors that name them.
+Result<ServeConfig> LoadServeConfig(const std::string& path,
+                                    const std::vector<std::string>& overrides);
+
+class Coordinator;
+
+// A running server. Start returns once it listens.
+class FederationServer {
+ public:
+  // `eval` is the held-out set (its head also calibrates FTTE's selection). `log` receives
+  // one line per event worth a human's attention (enrolments, rejections, evaluations).
+  static Result<std::unique_ptr<FederationServer>> Start(
+      const ServeConfig& config, data::ImageDataset eval,
+      std::function<void(const std::string&)> log);
+  ~FederationServer();
+
+  int port() const;
+  // True once the federation is done (or Shutdown() ran).
+  bool finished() const;
+  // Blocks until the federation is done (target or max_versions reached) or Shutdown().
+  void Wait();
+  // Stops accepting calls, writes a final snapshot, and returns.
+  void Shutdown();
+  Coordinator& coordinator();
+
+ private:
+  struct Impl;
+  explicit FederationServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ftte::net
+
+#endif  // FTTE_NET_SERVER_H_

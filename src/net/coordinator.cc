@@ -1,0 +1,597 @@
+#include "coordinator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+#include "ftte/core/mask.h"
+#include "ftte/fl/encoding.h"
+#include "wire.h"
+
+namespace ftte::net {
+
+namespace {
+
+constexpr uint32_t kSnapshotFormat = 1;
+
+std::string NewToken() {
+  std::random_device rd;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string t;
+  for (int i = 0; i < 8; ++i) {  // 256 bits
+    const uint32_t v = rd();
+    for (int shift = 28; shift >= 0; shift -= 4) t.push_back(kHex[(v >> shift) & 0xf]);
+  }
+  return t;
+}
+
+// Compares secrets in time independent of where they differ.
+bool SameSecret(const std::string& a, const std::string& b) {
+  if (a.size() != b.size() || b.empty()) return false;
+  unsigned diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+std::string Encode(const fl::Update& u, const fl::Mask& mask,
+                   const std::vector<fl::ParamLayout>& layout) {
+  return fl::EncodeUpdate(u, mask, layout, {true, false});
+}
+
+}  // namespace
+
+Coordinator::Coordinator(const ServeConfig& config, Clock clock, Logger log)
+    : config_(config), clock_(std::move(clock)), log_(std::move(log)) {
+  if (!log_) log_ = [](const std::string&) {};
+}
+
+Coordinator::~Coordinator() = default;
+
+Result<std::unique_ptr<Coordinator>> Coordinator::Create(const ServeConfig& config,
+                                                         data::ImageDataset eval, Clock clock,
+                                                         Logger log) {
+  if (config.enroll_key.empty()) {
+    return InvalidArgument(
+        "no enrolment key: set [auth] enroll_key (a secret shipped with the "
+        "device app)");
+  }
+  std::unique_ptr<Coordinator> c(new Coordinator(config, std::move(clock), std::move(log)));
+  FTTE_RETURN_IF_ERROR(c->Init(std::move(eval)));
+  return c;
+}
+
+Status Coordinator::Init(data::ImageDataset eval) {
+  FTTE_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, MakeModel(config_.model, config_.seed));
+  layout_ = fl::LayoutOf(*model);
+  int64_t rows = 0;
+  for (const fl::ParamLayout& p : layout_) {
+    row_base_.push_back(rows);
+    rows += p.rows;
+  }
+  int64_t numel = 1;
+  for (int64_t d : model->sample_shape()) numel *= d;
+  if (eval.size == 0 || eval.sample_numel() != numel) {
+    return InvalidArgument("the evaluation set has " + std::to_string(eval.size) + " samples of " +
+                           std::to_string(eval.sample_numel()) + " values; model '" +
+                           config_.model + "' takes " + std::to_string(numel));
+  }
+  if (config_.mask == "full") {
+    model->SetAllTrainable(true);
+  } else if (config_.mask == "budget") {
+    if (config_.budget_bytes <= 0) return InvalidArgument("mask = \"budget\" needs [model] budget");
+    TrainerOptions o;
+    o.batch = config_.client.batch;
+    o.optimizer = config_.client.optimizer;
+    o.frozen = config_.client.frozen;
+    const int64_t n = std::min(config_.calibration_samples, eval.size);
+    RowImportance imp = ComputeImportance(*model, eval.images.data(), eval.labels.data(), n, o,
+                                          (n + o.batch - 1) / o.batch);
+    auto sel = SelectUnderBudget(*model, imp, o, config_.budget_bytes, FloatBytes(1));
+    if (!sel.ok()) return sel.status();
+  } else {
+    return InvalidArgument("[model] mask '" + config_.mask + "' is unknown; use full or budget");
+  }
+  fl::Mask mask = fl::Mask::FromModel(*model);
+  predicted_peak_ = fl::PredictClientPeak(*model, mask, config_.client);
+  server_ = std::make_unique<fl::Server>(config_.strategy, fl::GetWeights(*model), mask, layout_);
+  row_versions_.assign(static_cast<size_t>(rows), 0);
+
+  FTTE_ASSIGN_OR_RETURN(store_, StateStore::Open(config_.state_dir, config_.fsync));
+  FTTE_ASSIGN_OR_RETURN(StateStore::Loaded loaded, store_->Load());
+  if (loaded.snapshot) {
+    FTTE_RETURN_IF_ERROR(Restore(loaded, *model));
+  } else {
+    log_("starting a new federation in " + config_.state_dir + ": " + config_.model + ", " +
+         fl::AlgorithmName(config_.strategy.algorithm) + ", " +
+         std::to_string(mask.Numel(layout_)) + " trainable values, a job needs " +
+         std::to_string(predicted_peak_ >> 10) + " KiB");
+    FTTE_RETURN_IF_ERROR(Checkpoint());
+  }
+  last_snapshot_ = clock_();
+
+  eval_ = std::move(eval);
+  if (config_.eval_samples > 0) eval_ = eval_.Head(config_.eval_samples);
+  eval_model_ = std::move(model);
+  eval_model_->SetAllTrainable(false);
+  TrainerOptions eo;
+  eo.batch = std::min<int64_t>(256, eval_.size);
+  eval_trainer_ = std::make_unique<Trainer>(eval_model_.get(), eo);
+  return Status::Ok();
+}
+
+Status Coordinator::Restore(const StateStore::Loaded& loaded, Model& model) {
+  const state::Snapshot& s = *loaded.snapshot;
+  const std::string dir = config_.state_dir;
+  if (s.format() != kSnapshotFormat) {
+    return DataLoss(dir + ": snapshot format " + std::to_string(s.format()) + " is not " +
+                    std::to_string(kSnapshotFormat));
+  }
+  if (s.model() != config_.model ||
+      s.algorithm() != fl::AlgorithmName(config_.strategy.algorithm)) {
+    return FailedPrecondition(
+        dir + " holds a " + s.algorithm() + " federation of model '" + s.model() + "', not " +
+        fl::AlgorithmName(config_.strategy.algorithm) + " of '" + config_.model +
+        "'; point [server] state_dir elsewhere or remove it to start over");
+  }
+  FTTE_ASSIGN_OR_RETURN(fl::Mask mask, UnpackMaskBits(s.mask(), layout_));
+  if (static_cast<size_t>(s.row_versions_size()) != row_versions_.size()) {
+    return DataLoss(dir + ": snapshot row table does not fit the model");
+  }
+  fl::ServerState st;
+  st.version = s.version();
+  st.weights.assign(s.weights().begin(), s.weights().end());
+  st.momentum.assign(s.momentum().begin(), s.momentum().end());
+  auto decode = [&](const std::string& bytes) -> Result<fl::Update> {
+    FTTE_ASSIGN_OR_RETURN(fl::DecodedUpdate d, fl::DecodeUpdate(bytes, layout_));
+    return d.update;
+  };
+  for (const state::BufferedUpdate& b : s.buffer()) {
+    FTTE_ASSIGN_OR_RETURN(fl::Update u, decode(b.encoded()));
+    st.buffer.push_back(std::move(u));
+  }
+  st.stats.received = s.received();
+  st.stats.aggregations = s.aggregations();
+  st.stats.applied = s.applied();
+  st.stats.dropped_stale = s.dropped_stale();
+  for (const auto& [tau, n] : s.staleness()) st.stats.staleness[tau] = n;
+  server_ = std::make_unique<fl::Server>(config_.strategy, st.weights, mask, layout_);
+  FTTE_RETURN_IF_ERROR(server_->Restore(std::move(st)));
+  predicted_peak_ = fl::PredictClientPeak(model, mask, config_.client);
+  row_versions_.assign(s.row_versions().begin(), s.row_versions().end());
+  for (const state::Device& d : s.devices()) AddDevice(d);
+  for (const DeviceRec& d : devices_) accepted_ += static_cast<int64_t>(d.accepted_ids.size());
+  for (const state::BufferedUpdate& b : s.round_updates()) {
+    FTTE_ASSIGN_OR_RETURN(fl::Update u, decode(b.encoded()));
+    round_.push_back(std::move(u));
+  }
+  for (const state::LogRecord& r : loaded.log) {
+    if (r.has_enroll()) {
+      AddDevice(r.enroll());
+    } else if (r.has_update()) {
+      FTTE_ASSIGN_OR_RETURN(fl::Update u, decode(r.update().encoded()));
+      if (u.device < 0 || u.device >= static_cast<int64_t>(devices_.size())) {
+        return DataLoss(dir + ": the log names unknown device " + std::to_string(u.device));
+      }
+      Apply(u);
+    } else if (r.has_round_close()) {
+      CloseRound();
+    }
+  }
+  log_("resumed from " + dir + " at version " + std::to_string(server_->version()) + " with " +
+       std::to_string(devices_.size()) + " devices; replayed " + std::to_string(loaded.log.size()) +
+       " logged records" +
+       (loaded.torn_bytes > 0
+            ? " (dropped a torn tail of " + std::to_string(loaded.torn_bytes) + " bytes)"
+            : ""));
+  // Fold the replayed log into a fresh snapshot.
+  return Checkpoint();
+}
+
+void Coordinator::AddDevice(const state::Device& d) {
+  const auto id = static_cast<size_t>(d.id());
+  if (devices_.size() <= id) devices_.resize(id + 1);
+  DeviceRec& rec = devices_[id];
+  if (!rec.token.empty()) by_token_.erase(rec.token);
+  rec.name = d.name();
+  rec.token = d.token();
+  rec.budget = d.memory_budget_bytes();
+  rec.eligible = d.eligible();
+  for (int64_t u : d.accepted_update_ids()) rec.accepted_ids.insert(u);
+  by_token_[rec.token] = d.id();
+  by_name_[rec.name] = d.id();
+}
+
+state::Snapshot Coordinator::MakeSnapshot() const {
+  state::Snapshot s;
+  s.set_format(kSnapshotFormat);
+  s.set_model(config_.model);
+  s.set_algorithm(fl::AlgorithmName(config_.strategy.algorithm));
+  const fl::ServerState st = server_->State();
+  s.set_version(st.version);
+  *s.mutable_weights() = {st.weights.begin(), st.weights.end()};
+  *s.mutable_momentum() = {st.momentum.begin(), st.momentum.end()};
+  for (const fl::Update& u : st.buffer) {
+    s.add_buffer()->set_encoded(Encode(u, server_->mask(), layout_));
+  }
+  for (const fl::Update& u : round_) {
+    s.add_round_updates()->set_encoded(Encode(u, server_->mask(), layout_));
+  }
+  for (size_t i = 0; i < devices_.size(); ++i) {
+    const DeviceRec& d = devices_[i];
+    state::Device* p = s.add_devices();
+    p->set_id(static_cast<int64_t>(i));
+    p->set_name(d.name);
+    p->set_token(d.token);
+    p->set_memory_budget_bytes(d.budget);
+    p->set_eligible(d.eligible);
+    for (int64_t u : d.accepted_ids) p->add_accepted_update_ids(u);
+  }
+  *s.mutable_row_versions() = {row_versions_.begin(), row_versions_.end()};
+  s.set_received(st.stats.received);
+  s.set_aggregations(st.stats.aggregations);
+  s.set_applied(st.stats.applied);
+  s.set_dropped_stale(st.stats.dropped_stale);
+  for (const auto& [tau, n] : st.stats.staleness) (*s.mutable_staleness())[tau] = n;
+  s.set_mask(PackMaskBits(server_->mask(), layout_));
+  return s;
+}
+
+Status Coordinator::Checkpoint() {
+  std::lock_guard<std::mutex> lock(mu_);
+  state::Snapshot s = MakeSnapshot();
+  FTTE_RETURN_IF_ERROR(store_->WriteSnapshot(&s));
+  last_snapshot_ = clock_();
+  return Status::Ok();
+}
+
+Result<v1::EnrollResponse> Coordinator::Enroll(const v1::EnrollRequest& req) {
+  if (req.schema_revision() != kSchemaRevision) {
+    return FailedPrecondition("the device speaks schema revision " +
+                              std::to_string(req.schema_revision()) + "; this server speaks " +
+                              std::to_string(kSchemaRevision) + "; update the device software");
+  }
+  if (!SameSecret(req.enroll_key(), config_.enroll_key)) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++rejected_["enrol: bad key"];
+    log_("refused an enrolment as '" + req.device_name().substr(0, 64) + "': wrong enrolment key");
+    return Unauthenticated("enrolment key refused; use the key provisioned with this app");
+  }
+  if (req.device_name().empty() || req.device_name().size() > 128) {
+    return InvalidArgument("device name must have 1 to 128 characters");
+  }
+  if (req.memory_budget_bytes() <= 0) {
+    return InvalidArgument("memory budget must be > 0 bytes");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  state::Device d;
+  auto it = by_name_.find(req.device_name());
+  d.set_id(it != by_name_.end() ? it->second : static_cast<int64_t>(devices_.size()));
+  d.set_name(req.device_name());
+  d.set_token(NewToken());
+  d.set_memory_budget_bytes(req.memory_budget_bytes());
+  d.set_eligible(req.memory_budget_bytes() >= predicted_peak_);
+  state::LogRecord rec;
+  *rec.mutable_enroll() = d;
+  FTTE_RETURN_IF_ERROR(store_->Append(rec));
+  AddDevice(d);
+  log_("enrolled device " + std::to_string(d.id()) + " '" + d.name() + "' (budget " +
+       std::to_string(d.memory_budget_bytes() >> 10) + " KiB" +
+       (d.eligible() ? ""
+                     : ", below the " + std::to_string(predicted_peak_ >> 10) +
+                           " KiB a job needs: excluded") +
+       ")");
+  v1::EnrollResponse resp;
+  resp.set_device_id(d.id());
+  resp.set_token(d.token());
+  resp.set_model(config_.model);
+  LayoutToProto(layout_, resp.mutable_layout());
+  resp.set_predicted_peak_bytes(predicted_peak_);
+  resp.set_eligible(d.eligible());
+  if (!d.eligible()) {
+    resp.set_reason("its memory budget of " + std::to_string(d.memory_budget_bytes() >> 10) +
+                    " KiB is below the " + std::to_string(predicted_peak_ >> 10) +
+                    " KiB one job of model '" + config_.model + "' needs");
+  }
+  *resp.mutable_hyperparameters() = HyperparametersToProto(config_.client, config_.int8_upload);
+  return resp;
+}
+
+Result<int64_t> Coordinator::Authenticate(const std::string& token) const {
+  if (token.empty()) {
+    return Unauthenticated("no bearer token; enrol first and send 'authorization: Bearer <token>'");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = by_token_.find(token);
+  if (it == by_token_.end()) return Unauthenticated("unknown or revoked token; enrol again");
+  return it->second;
+}
+
+int64_t Coordinator::ActiveLeases(double now) {
+  int64_t n = 0;
+  for (DeviceRec& d : devices_) {
+    if (d.lease_until >= 0 && d.lease_until < now) d.lease_until = -1;
+    n += d.lease_until >= 0 ? 1 : 0;
+  }
+  return n;
+}
+
+Result<v1::Work> Coordinator::GetWork(int64_t device, const v1::GetWorkRequest& req) {
+  std::lock_guard<std::mutex> lock(mu_);
+  DeviceRec& d = devices_[static_cast<size_t>(device)];
+  v1::Work w;
+  w.set_version(server_->version());
+  if (done_) {
+    w.set_kind(v1::Work::DONE);
+    return w;
+  }
+  if (!d.eligible) {
+    w.set_kind(v1::Work::INELIGIBLE);
+    w.set_message("memory budget " + std::to_string(d.budget >> 10) + " KiB is below the " +
+                  std::to_string(predicted_peak_ >> 10) + " KiB a job needs");
+    return w;
+  }
+  const double now = clock_();
+  const bool fedavg = config_.strategy.algorithm == fl::Algorithm::kFedAvg;
+  const int64_t capacity =
+      config_.strategy.concurrency - (fedavg ? static_cast<int64_t>(round_.size()) : 0);
+  if (d.lease_until < 0 && ActiveLeases(now) >= capacity) {
+    w.set_kind(v1::Work::WAIT);
+    w.set_retry_after_ms(250);
+    return w;
+  }
+  if (fedavg && round_started_ < 0) round_started_ = now;
+  d.lease_until = now + config_.lease_s;
+  w.set_kind(v1::Work::TRAIN);
+  // The values of the rows changed since the device's version.
+  const int64_t known = req.known_version();
+  const bool all = known < 0 || known > server_->version();
+  fl::Mask changed;
+  for (size_t k = 0; k < layout_.size(); ++k) {
+    std::vector<uint8_t> rows(static_cast<size_t>(layout_[k].rows));
+    for (int64_t r = 0; r < layout_[k].rows; ++r) {
+      rows[r] = all || row_versions_[static_cast<size_t>(row_base_[k] + r)] > known;
+    }
+    changed.rows.push_back(std::move(rows));
+  }
+  fl::Update values;
+  values.device = device;
+  values.base_version = server_->version();
+  values.delta = fl::PackMasked(server_->weights(), changed, layout_);
+  w.set_values(Encode(values, changed, layout_));
+  w.set_mask(PackMaskBits(server_->mask(), layout_));
+  *w.mutable_hyperparameters() = HyperparametersToProto(config_.client, config_.int8_upload);
+  return w;
+}
+
+Status Coordinator::Reject(int64_t device, const std::string& reason, Status why) {
+  ++rejected_[reason];
+  log_("rejected an update of device " + std::to_string(device) + " (" + reason +
+       "): " + why.message());
+  return why;
+}
+
+Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitRequest& req) {
+  std::lock_guard<std::mutex> lock(mu_);
+  DeviceRec& d = devices_[static_cast<size_t>(device)];
+  if (!d.eligible) {
+    return Reject(device, "ineligible",
+                  FailedPrecondition("this device is excluded: its memory "
+                                     "budget is below a job's need"));
+  }
+  auto decoded = fl::DecodeUpdate(req.update(), layout_);
+  if (!decoded.ok())
+    return Reject(device, "malformed", InvalidArgument(decoded.status().message()));
+  fl::Update& u = decoded->update;
+  if (u.device != device) {
+    return Reject(device, "device mismatch",
+                  InvalidArgument("the update names device " + std::to_string(u.device) +
+                                  " but the token is device " + std::to_string(device) + "'s"));
+  }
+  if (u.update_id != req.update_id()) {
+    return Reject(device, "update id mismatch",
+                  InvalidArgument("the update's id differs from the request's"));
+  }
+  v1::SubmitResponse resp;
+  if (d.accepted_ids.count(u.update_id) > 0) {
+    ++duplicates_;
+    resp.set_outcome(v1::SubmitResponse::DUPLICATE);
+    resp.set_version(server_->version());
+    return resp;
+  }
+  const int64_t version = server_->version();
+  if (u.base_version > version) {
+    return Reject(
+        device, "future version",
+        InvalidArgument("the update is based on version " + std::to_string(u.base_version) +
+                        "; the model is at " + std::to_string(version)));
+  }
+  const int64_t tau = version - u.base_version;
+  const bool fedavg = config_.strategy.algorithm == fl::Algorithm::kFedAvg;
+  if ((fedavg && tau > 0) ||
+      (config_.strategy.max_staleness >= 0 && tau > config_.strategy.max_staleness)) {
+    d.lease_until = -1;
+    return Reject(device, "stale",
+                  FailedPrecondition("the update is " + std::to_string(tau) +
+                                     " versions old; fetch new work"));
+  }
+  const bool full = server_->mask() == fl::Mask::Full(layout_);
+  if (!(decoded->mask == server_->mask()) && !(full && decoded->mask == fl::Mask::Full(layout_))) {
+    return Reject(device, "mask mismatch",
+                  InvalidArgument("the update covers other rows than the server's mask"));
+  }
+  if (u.num_samples < 1 || u.num_samples > config_.max_samples_per_update) {
+    return Reject(device, "sample count",
+                  InvalidArgument("the update claims " + std::to_string(u.num_samples) +
+                                  " samples; allowed 1 to " +
+                                  std::to_string(config_.max_samples_per_update)));
+  }
+  if (!std::isfinite(u.loss) || !std::isfinite(u.variance) || u.variance < 0) {
+    return Reject(device, "statistics", InvalidArgument("loss or variance is not finite"));
+  }
+  double norm2 = 0;
+  for (float v : u.delta) norm2 += static_cast<double>(v) * v;
+  if (!(std::sqrt(norm2) <= config_.max_update_norm)) {
+    return Reject(device, "norm",
+                  InvalidArgument("the update's L2 norm " + std::to_string(std::sqrt(norm2)) +
+                                  " exceeds the bound " + std::to_string(config_.max_update_norm)));
+  }
+  state::LogRecord rec;
+  rec.mutable_update()->set_device_id(device);
+  rec.mutable_update()->set_update_id(u.update_id);
+  rec.mutable_update()->set_encoded(req.update());
+  FTTE_RETURN_IF_ERROR(store_->Append(rec));
+  Apply(u);
+  d.lease_until = -1;
+  resp.set_outcome(v1::SubmitResponse::ACCEPTED);
+  resp.set_version(server_->version());
+  return resp;
+}
+
+void Coordinator::Apply(const fl::Update& u) {
+  devices_[static_cast<size_t>(u.device)].accepted_ids.insert(u.update_id);
+  ++accepted_;
+  if (config_.strategy.algorithm == fl::Algorithm::kFedAvg) {
+    round_.push_back(u);
+    if (static_cast<int64_t>(round_.size()) >= config_.strategy.concurrency) CloseRound();
+    return;
+  }
+  if (server_->Receive(u)) MarkChangedRows();
+}
+
+void Coordinator::CloseRound() {
+  if (round_.empty()) return;
+  server_->AggregateRound(round_);
+  round_.clear();
+  round_started_ = -1;
+  for (DeviceRec& d : devices_) d.lease_until = -1;  // their work is from the old round
+  MarkChangedRows();
+}
+
+void Coordinator::MarkChangedRows() {
+  const fl::Mask& m = server_->mask();
+  for (size_t k = 0; k < layout_.size(); ++k) {
+    for (int64_t r = 0; r < layout_[k].rows; ++r) {
+      if (m.rows[k][r]) row_versions_[static_cast<size_t>(row_base_[k] + r)] = server_->version();
+    }
+  }
+}
+
+v1::HeartbeatResponse Coordinator::Heartbeat(int64_t device) {
+  std::lock_guard<std::mutex> lock(mu_);
+  DeviceRec& d = devices_[static_cast<size_t>(device)];
+  if (d.lease_until >= 0) d.lease_until = clock_() + config_.lease_s;
+  v1::HeartbeatResponse r;
+  r.set_version(server_->version());
+  return r;
+}
+
+v1::StatusResponse Coordinator::GetStatus() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  v1::StatusResponse s;
+  s.set_algorithm(fl::AlgorithmName(config_.strategy.algorithm));
+  s.set_model(config_.model);
+  s.set_version(server_->version());
+  s.set_enrolled(static_cast<int64_t>(devices_.size()));
+  int64_t training = 0;
+  for (const DeviceRec& d : devices_) training += d.lease_until >= 0 ? 1 : 0;
+  s.set_training(training);
+  s.set_accepted(accepted_);
+  s.set_duplicates(duplicates_);
+  for (const auto& [reason, n] : rejected_) (*s.mutable_rejected())[reason] = n;
+  for (const v1::EvalPoint& e : evaluations_) *s.add_evaluations() = e;
+  s.set_buffered(server_->buffered() + static_cast<int64_t>(round_.size()));
+  s.set_done(done_);
+  return s;
+}
+
+Status Coordinator::Tick() {
+  std::vector<float> weights;
+  int64_t version = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const double now = clock_();
+    ActiveLeases(now);
+    if (config_.strategy.algorithm == fl::Algorithm::kFedAvg && round_started_ >= 0 &&
+        config_.strategy.round_deadline_s > 0 &&
+        now - round_started_ >= config_.strategy.round_deadline_s) {
+      if (round_.empty()) {
+        round_started_ = -1;
+      } else {
+        state::LogRecord rec;
+        rec.mutable_round_close()->set_version(server_->version());
+        FTTE_RETURN_IF_ERROR(store_->Append(rec));
+        log_("round deadline: aggregating " + std::to_string(round_.size()) + " of " +
+             std::to_string(config_.strategy.concurrency) + " updates");
+        CloseRound();
+      }
+    }
+    if (store_->log_bytes() > 0 && now - last_snapshot_ >= config_.snapshot_every_s) {
+      state::Snapshot s = MakeSnapshot();
+      FTTE_RETURN_IF_ERROR(store_->WriteSnapshot(&s));
+      last_snapshot_ = now;
+    }
+    version = server_->version();
+    if (done_ || (last_eval_version_ >= 0 && version - last_eval_version_ < config_.eval_every)) {
+      return Status::Ok();
+    }
+    weights = server_->weights();
+  }
+  fl::SetWeights(*eval_model_, weights);
+  StepResult r = eval_trainer_->Evaluate(eval_.images.data(), eval_.labels.data(), eval_.size);
+  last_eval_version_ = version;
+  const double acc = static_cast<double>(r.correct) / static_cast<double>(eval_.size);
+  std::lock_guard<std::mutex> lock(mu_);
+  v1::EvalPoint p;
+  p.set_version(version);
+  p.set_seconds(clock_());
+  p.set_accuracy(acc);
+  p.set_loss(r.loss);
+  evaluations_.push_back(p);
+  char line[160];
+  std::snprintf(line, sizeof line,
+                "version %lld: accuracy %.2f%%, loss %.4f (%lld accepted, %lld devices)",
+                static_cast<long long>(version), 100 * acc, r.loss,
+                static_cast<long long>(accepted_), static_cast<long long>(devices_.size()));
+  log_(line);
+  if ((config_.target_accuracy > 0 && acc >= config_.target_accuracy) ||
+      (config_.max_versions > 0 && version >= config_.max_versions)) {
+    done_ = true;
+    log_(config_.target_accuracy > 0 && acc >= config_.target_accuracy
+             ? "target accuracy reached: the federation is done"
+             : "max_versions reached: the federation is done");
+  }
+  return Status::Ok();
+}
+
+bool Coordinator::done() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return done_;
+}
+
+int64_t Coordinator::version() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return server_->version();
+}
+
+std::vector<float> Coordinator::weights() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return server_->weights();
+}
+
+fl::Mask Coordinator::mask() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return server_->mask();
+}
+
+std::map<std::string, int64_t> Coordinator::rejected() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return rejected_;
+}
+
+int64_t Coordinator::accepted() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return accepted_;
+}
+
+}  // namespace ftte::net

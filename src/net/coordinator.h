@@ -1,0 +1,123 @@
+// The server's logic without the network: enrolment, work, validation of every update before
+// it reaches the strategy's buffer, durability, leases, evaluation. The gRPC service
+// (server.cc) is a thin adapter over it, and the tests drive it directly.
+//
+// Thread-safe: every public method may be called from any thread (one mutex; Tick's
+// evaluation runs outside it).
+//
+// Durability: an update is logged (state_store.h) before Submit returns ACCEPTED, and the log
+// is replayed through the same code on restart, so an acknowledged update is never lost and
+// never applied twice (a resubmitted update id is answered DUPLICATE).
+#ifndef FTTE_NET_COORDINATOR_H_
+#define FTTE_NET_COORDINATOR_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "ftte/core/model.h"
+#include "ftte/core/trainer.h"
+#include "ftte/fl/server.h"
+#include "ftte/net/server.h"
+#include "ftte/v1/federation.pb.h"
+#include "state_store.h"
+
+namespace ftte::net {
+
+class Coordinator {
+ public:
+  using Clock = std::function<double()>;  // monotonic seconds
+  using Logger = std::function<void(const std::string&)>;
+
+  // Builds the model and mask (FTTE's selection is calibrated on the head of `eval`), then
+  // resumes from config.state_dir if it holds state, or starts it. Fails if the state was
+  // written for another model or strategy, or is unreadable.
+  static Result<std::unique_ptr<Coordinator>> Create(const ServeConfig& config,
+                                                     data::ImageDataset eval, Clock clock,
+                                                     Logger log);
+  ~Coordinator();
+
+  Result<v1::EnrollResponse> Enroll(const v1::EnrollRequest& request);
+  // The device id a bearer token belongs to, or Unauthenticated.
+  Result<int64_t> Authenticate(const std::string& token) const;
+  Result<v1::Work> GetWork(int64_t device, const v1::GetWorkRequest& request);
+  // Validates and, if valid, durably accepts an update. A rejection is an error naming the
+  // reason; it is counted by reason and logged, and changes nothing.
+  Result<v1::SubmitResponse> Submit(int64_t device, const v1::SubmitRequest& request);
+  v1::HeartbeatResponse Heartbeat(int64_t device);
+  v1::StatusResponse GetStatus() const;
+
+  // Periodic duties (call every ~100 ms from one thread): expired leases, the FedAvg round
+  // deadline, snapshots, and evaluation when eval_every versions have passed.
+  Status Tick();
+  // Writes a snapshot now (and starts a fresh log).
+  Status Checkpoint();
+  bool done() const;
+
+  // Inspection (tests, benchmarks).
+  int64_t version() const;
+  std::vector<float> weights() const;
+  fl::Mask mask() const;
+  const std::vector<fl::ParamLayout>& layout() const { return layout_; }
+  int64_t predicted_peak_bytes() const { return predicted_peak_; }
+  std::map<std::string, int64_t> rejected() const;
+  int64_t accepted() const;
+
+ private:
+  struct DeviceRec {
+    std::string name;
+    std::string token;
+    int64_t budget = 0;
+    bool eligible = false;
+    std::set<int64_t> accepted_ids;
+    double lease_until = -1;  // holds a training slot until then (soft state)
+  };
+
+  Coordinator(const ServeConfig& config, Clock clock, Logger log);
+  Status Init(data::ImageDataset eval);
+  Status Restore(const StateStore::Loaded& loaded, Model& model);
+  state::Snapshot MakeSnapshot() const;
+  void AddDevice(const state::Device& d);
+  // Applies an accepted update (live and on replay).
+  void Apply(const fl::Update& u);
+  void CloseRound();
+  void MarkChangedRows();
+  Status Reject(int64_t device, const std::string& reason, Status why);
+  int64_t ActiveLeases(double now);
+
+  ServeConfig config_;
+  Clock clock_;
+  Logger log_;
+  std::vector<fl::ParamLayout> layout_;
+  std::vector<int64_t> row_base_;  // first flat row index of each parameter
+  int64_t predicted_peak_ = 0;
+  std::unique_ptr<StateStore> store_;
+
+  mutable std::mutex mu_;
+  std::unique_ptr<fl::Server> server_;
+  std::vector<int64_t> row_versions_;
+  std::vector<DeviceRec> devices_;
+  std::unordered_map<std::string, int64_t> by_token_, by_name_;
+  std::vector<fl::Update> round_;  // FedAvg: accepted updates of the round in progress
+  double round_started_ = -1;
+  int64_t accepted_ = 0, duplicates_ = 0;
+  std::map<std::string, int64_t> rejected_;
+  std::vector<v1::EvalPoint> evaluations_;
+  double last_snapshot_ = 0;
+  bool done_ = false;
+
+  // Evaluation (Tick's thread only).
+  data::ImageDataset eval_;
+  std::unique_ptr<Model> eval_model_;
+  std::unique_ptr<Trainer> eval_trainer_;
+  int64_t last_eval_version_ = -1;
+};
+
+}  // namespace ftte::net
+
+#endif  // FTTE_NET_COORDINATOR_H_

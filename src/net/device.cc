@@ -1,0 +1,296 @@
+#include "ftte/net/device.h"
+
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <random>
+#include <thread>
+
+#include "channel.h"
+#include "ftte/core/rng.h"
+#include "ftte/fl/client.h"
+#include "ftte/fl/encoding.h"
+#include "wire.h"
+
+namespace ftte::net {
+
+Result<int64_t> ParseBytes(const std::string& s) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &used);
+  } catch (...) {
+    used = 0;
+  }
+  const std::string unit = s.substr(used);
+  double scale = 0;
+  if (unit.empty() || unit == "B") scale = 1;
+  if (unit == "KiB" || unit == "K") scale = 1024.0;
+  if (unit == "MiB" || unit == "M") scale = 1024.0 * 1024;
+  if (unit == "GiB" || unit == "G") scale = 1024.0 * 1024 * 1024;
+  if (used == 0 || scale == 0 || !(v > 0) || v * scale > 1e15) {
+    return InvalidArgument("'" + s + "' is not a size; write e.g. 64MiB, 512KiB, 1.5GiB or bytes");
+  }
+  return static_cast<int64_t>(v * scale);
+}
+
+struct Device::Impl {
+  DeviceOptions o;
+  data::ImageDataset data;
+  std::vector<int64_t> indices;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::Federation::Stub> stub;
+  std::unique_ptr<fl::ClientTrainer> trainer;
+  Rng rng{0};
+
+  // Enrolment.
+  std::string token;
+  int64_t device_id = -1;
+  std::string model;
+  std::vector<fl::ParamLayout> layout;
+  // The model as the device holds it.
+  std::vector<float> weights;
+  int64_t version = -1;
+
+  std::atomic<bool> stop{false};
+  std::mutex mu;  // guards stats and the wake-up
+  std::condition_variable wake;
+  DeviceStats stats;
+
+  void Log(const std::string& m) const {
+    if (o.log) o.log(o.name + ": " + m);
+  }
+  // Sleeps up to `seconds`, returning early on Stop().
+  void Sleep(double seconds) {
+    std::unique_lock<std::mutex> lock(mu);
+    wake.wait_for(lock, std::chrono::duration<double>(seconds), [&] { return stop.load(); });
+  }
+  void Count(int64_t DeviceStats::*field) {
+    std::lock_guard<std::mutex> lock(mu);
+    ++(stats.*field);
+  }
+
+  std::unique_ptr<grpc::ClientContext> Context(bool auth) const {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_deadline(std::chrono::system_clock::now() +
+                      std::chrono::milliseconds(static_cast<int64_t>(o.rpc_timeout_s * 1000)));
+    if (auth) ctx->AddMetadata("authorization", "Bearer " + token);
+    return ctx;
+  }
+
+  // Runs `call` until it succeeds, fails for good, or Stop(). Transient failures are retried
+  // with exponential backoff and full jitter.
+  template <typename Call>
+  grpc::Status Retry(const char* what, Call&& call) {
+    double backoff = o.initial_backoff_s;
+    for (int attempt = 1;; ++attempt) {
+      grpc::Status s = call();
+      if (s.ok() || !IsTransient(s) || stop) return s;
+      if (o.max_attempts > 0 && attempt >= o.max_attempts) return s;
+      Count(&DeviceStats::retries);
+      if (attempt == 1 || attempt % 10 == 0) {
+        Log(std::string(what) + " failed (" + s.error_message() + "); retrying");
+      }
+      Sleep(backoff * rng.Uniform());
+      backoff = std::min(o.max_backoff_s, backoff * 2);
+    }
+  }
+
+  Status Enroll() {
+    v1::EnrollRequest req;
+    req.set_schema_revision(kSchemaRevision);
+    req.set_device_name(o.name);
+    req.set_enroll_key(o.enroll_key);
+    req.set_memory_budget_bytes(o.memory_budget_bytes);
+    req.mutable_capabilities()->set_threads(o.threads);
+    req.mutable_capabilities()->set_platform("ftte-device");
+    v1::EnrollResponse resp;
+    grpc::Status s = Retry("enrol", [&] {
+      auto ctx = Context(false);
+      return stub->Enroll(ctx.get(), req, &resp);
+    });
+    if (!s.ok()) return FromGrpc(s, "enrol at " + o.server);
+    if (!trainer || model != resp.model()) {
+      FTTE_ASSIGN_OR_RETURN(trainer, fl::ClientTrainer::Create(resp.model()));
+    }
+    std::vector<fl::ParamLayout> mine = fl::LayoutOf(trainer->model());
+    std::vector<fl::ParamLayout> theirs = LayoutFromProto(resp.layout());
+    bool same = mine.size() == theirs.size();
+    for (size_t i = 0; same && i < mine.size(); ++i) {
+      same = mine[i].name == theirs[i].name && mine[i].rows == theirs[i].rows &&
+             mine[i].row_size == theirs[i].row_size;
+    }
+    if (!same) {
+      return FailedPrecondition("the server's model '" + resp.model() +
+                                "' has another parameter layout than this build's; update the "
+                                "device software");
+    }
+    const auto sample = trainer->model().sample_shape();
+    int64_t numel = 1;
+    for (int64_t d : sample) numel *= d;
+    if (numel != data.sample_numel()) {
+      return FailedPrecondition("local samples have " + std::to_string(data.sample_numel()) +
+                                " values; model '" + resp.model() + "' takes " +
+                                std::to_string(numel));
+    }
+    token = resp.token();
+    device_id = resp.device_id();
+    model = resp.model();
+    layout = std::move(theirs);
+    weights.assign(static_cast<size_t>(fl::TotalNumel(layout)), 0.0f);
+    version = -1;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ++stats.enrolments;
+      stats.predicted_peak_bytes = resp.predicted_peak_bytes();
+      stats.version = -1;
+    }
+    if (!resp.eligible())
+      return FailedPrecondition("the server will not use this device: " + resp.reason());
+    Log("enrolled as device " + std::to_string(device_id) + " (model " + model + ", job needs " +
+        std::to_string(resp.predicted_peak_bytes() >> 10) + " KiB)");
+    return Status::Ok();
+  }
+
+  // Applies Work.values and Work.mask; returns the mask to train.
+  Result<fl::Mask> Sync(const v1::Work& work) {
+    FTTE_ASSIGN_OR_RETURN(fl::DecodedUpdate values, fl::DecodeUpdate(work.values(), layout));
+    fl::SetMasked(values.update.delta, values.mask, layout, &weights);
+    version = work.version();
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      stats.version = version;
+    }
+    return UnpackMaskBits(work.mask(), layout);
+  }
+
+  Status Run() {
+    std::random_device rd;
+    const uint64_t id_salt = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+    int64_t round = 0;
+    while (!stop) {
+      if (token.empty()) FTTE_RETURN_IF_ERROR(Enroll());
+      if (stop) break;
+      v1::GetWorkRequest req;
+      req.set_known_version(version);
+      v1::Work work;
+      grpc::Status s = Retry("get work", [&] {
+        auto ctx = Context(true);
+        return stub->GetWork(ctx.get(), req, &work);
+      });
+      if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+        Log("the server does not know this device (" + s.error_message() + "); enrolling again");
+        token.clear();
+        continue;
+      }
+      if (!s.ok()) return FromGrpc(s, "get work from " + o.server);
+      if (work.kind() == v1::Work::DONE) {
+        Log("the server says the federation is done");
+        return Status::Ok();
+      }
+      if (work.kind() == v1::Work::INELIGIBLE) {
+        return FailedPrecondition("the server will not use this device: " + work.message());
+      }
+      if (work.kind() == v1::Work::WAIT) {
+        Sleep(std::max<int64_t>(work.retry_after_ms(), 10) / 1000.0);
+        continue;
+      }
+      auto mask = Sync(work);
+      if (!mask.ok())
+        return FailedPrecondition("the server sent bad work: " + mask.status().message());
+      FTTE_ASSIGN_OR_RETURN(fl::ClientConfig config,
+                            HyperparametersFromProto(work.hyperparameters()));
+      const int64_t need = fl::PredictClientPeak(trainer->model(), *mask, config);
+      if (need > o.memory_budget_bytes) {
+        return FailedPrecondition("this job needs " + std::to_string(need >> 10) +
+                                  " KiB, above the device's budget of " +
+                                  std::to_string(o.memory_budget_bytes >> 10) + " KiB");
+      }
+      const uint64_t seed = Rng(o.seed).Fork(static_cast<uint64_t>(round)).Next();
+      fl::ClientResult r = trainer->Train(weights, *mask, data, indices, config, seed);
+      r.update.device = device_id;
+      r.update.base_version = version;
+      r.update.update_id = static_cast<int64_t>(
+          (id_salt + static_cast<uint64_t>(round) * 0x9e3779b97f4a7c15ULL) >> 1);
+      ++round;
+      fl::EncodeOptions eo;
+      eo.int8 = work.hyperparameters().int8_upload();
+      eo.sparse = !(*mask == fl::Mask::Full(layout));
+      v1::SubmitRequest sub;
+      sub.set_update_id(r.update.update_id);
+      sub.set_update(fl::EncodeUpdate(r.update, *mask, layout, eo));
+      sub.set_peak_bytes(r.peak_bytes);
+      sub.set_steps(r.steps);
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        stats.measured_peak_bytes = std::max(stats.measured_peak_bytes, r.peak_bytes);
+        stats.last_loss = r.update.loss;
+      }
+      v1::SubmitResponse resp;
+      s = Retry("submit", [&] {
+        auto ctx = Context(true);
+        return stub->SubmitUpdate(ctx.get(), sub, &resp);
+      });
+      if (s.ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        ++stats.accepted;
+        if (resp.outcome() == v1::SubmitResponse::DUPLICATE) ++stats.duplicates;
+        if (o.max_updates > 0 && stats.accepted >= o.max_updates) return Status::Ok();
+        continue;
+      }
+      if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+        token.clear();
+        continue;
+      }
+      if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
+          s.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+        // Stale (the model moved on) or refused: log it and fetch fresh work.
+        Count(&DeviceStats::rejected);
+        Log("update refused: " + s.error_message());
+        continue;
+      }
+      return FromGrpc(s, "submit to " + o.server);
+    }
+    return Status::Ok();
+  }
+};
+
+Result<std::unique_ptr<Device>> Device::Create(DeviceOptions options, data::ImageDataset data) {
+  if (options.name.empty()) return InvalidArgument("the device needs a name (--name)");
+  if (options.memory_budget_bytes <= 0) return InvalidArgument("the memory budget must be > 0");
+  if (data.size == 0) return InvalidArgument("the device has no training samples");
+  if (options.threads < 1) return InvalidArgument("threads must be >= 1");
+  auto impl = std::make_unique<Impl>();
+  ChannelOptions co;
+  co.address = options.server;
+  co.root_ca = options.root_ca;
+  co.client_cert = options.client_cert;
+  co.client_key = options.client_key;
+  co.insecure = options.insecure;
+  FTTE_ASSIGN_OR_RETURN(impl->channel, MakeChannel(co));
+  impl->stub = v1::Federation::NewStub(impl->channel);
+  impl->rng = Rng(options.seed).Fork(0xbac0ff);
+  impl->indices.resize(static_cast<size_t>(data.size));
+  for (int64_t i = 0; i < data.size; ++i) impl->indices[static_cast<size_t>(i)] = i;
+  impl->o = std::move(options);
+  impl->data = std::move(data);
+  return std::unique_ptr<Device>(new Device(std::move(impl)));
+}
+
+Device::Device(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Device::~Device() = default;
+
+Status Device::Run() { return impl_->Run(); }
+
+void Device::Stop() {
+  impl_->stop = true;
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->wake.notify_all();
+}
+
+DeviceStats Device::stats() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->stats;
+}
+
+}  // namespace ftte::net

@@ -1,0 +1,249 @@
+// `ftte serve --config FILE`: the TOML schema of ServeConfig. Every key is one row of the
+// table in Keys(); docs/deploy.md lists them.
+#include <toml++/toml.h>
+
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+#include "ftte/core/optimizer.h"
+#include "ftte/net/device.h"
+#include "ftte/net/server.h"
+
+namespace ftte::net {
+
+namespace {
+
+using Setter = std::function<Status(ServeConfig&, const std::string&)>;
+struct Key {
+  const char* name;  // "section.key"
+  Setter set;
+};
+
+Result<double> Number(const std::string& v) {
+  try {
+    size_t used = 0;
+    const double d = std::stod(v, &used);
+    if (used == v.size() && std::isfinite(d)) return d;
+  } catch (...) {
+  }
+  return InvalidArgument("'" + v + "' is not a number");
+}
+
+Result<bool> Bool(const std::string& v) {
+  if (v == "true") return true;
+  if (v == "false") return false;
+  return InvalidArgument("'" + v + "' is not true or false");
+}
+
+Setter Str(std::string ServeConfig::*m) {
+  return [m](ServeConfig& c, const std::string& v) {
+    c.*m = v;
+    return Status::Ok();
+  };
+}
+template <typename T>
+Setter Num(std::function<T&(ServeConfig&)> field, double lo, double hi) {
+  return [field, lo, hi](ServeConfig& c, const std::string& v) -> Status {
+    FTTE_ASSIGN_OR_RETURN(double d, Number(v));
+    if (d < lo || d > hi) {
+      return InvalidArgument(v + " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                             "]");
+    }
+    if (std::is_integral_v<T> && d != std::floor(d))
+      return InvalidArgument(v + " is not a whole number");
+    field(c) = static_cast<T>(d);
+    return Status::Ok();
+  };
+}
+Setter Flag(std::function<bool&(ServeConfig&)> field) {
+  return [field](ServeConfig& c, const std::string& v) -> Status {
+    FTTE_ASSIGN_OR_RETURN(bool b, Bool(v));
+    field(c) = b;
+    return Status::Ok();
+  };
+}
+Setter Bytes(std::function<int64_t&(ServeConfig&)> field) {
+  return [field](ServeConfig& c, const std::string& v) -> Status {
+    FTTE_ASSIGN_OR_RETURN(field(c), ParseBytes(v));
+    return Status::Ok();
+  };
+}
+
+const std::vector<Key>& Keys() {
+  static const std::vector<Key> keys = {
+      {"server.address", Str(&ServeConfig::address)},
+      {"server.port_file", Str(&ServeConfig::port_file)},
+      {"server.state_dir", Str(&ServeConfig::state_dir)},
+      {"server.fsync", Flag([](ServeConfig& c) -> bool& { return c.fsync; })},
+      {"server.snapshot_every_s",
+       Num<double>([](ServeConfig& c) -> double& { return c.snapshot_every_s; }, 0, 1e6)},
+      {"server.tls_cert", Str(&ServeConfig::tls_cert)},
+      {"server.tls_key", Str(&ServeConfig::tls_key)},
+      {"server.tls_client_ca", Str(&ServeConfig::tls_client_ca)},
+      {"server.insecure", Flag([](ServeConfig& c) -> bool& { return c.insecure; })},
+      {"server.max_message", Bytes([](ServeConfig& c) -> int64_t& { return c.max_message_bytes; })},
+      {"auth.enroll_key", Str(&ServeConfig::enroll_key)},
+      {"auth.enroll_key_file",
+       [](ServeConfig& c, const std::string& v) -> Status {
+         std::ifstream in(v);
+         if (!in) return NotFound("cannot open enrolment key file '" + v + "'");
+         std::getline(in, c.enroll_key);
+         if (c.enroll_key.empty())
+           return InvalidArgument("enrolment key file '" + v + "' is empty");
+         return Status::Ok();
+       }},
+      {"model.name", Str(&ServeConfig::model)},
+      {"model.seed", Num<uint64_t>([](ServeConfig& c) -> uint64_t& { return c.seed; }, 0, 1e15)},
+      {"model.mask",
+       [](ServeConfig& c, const std::string& v) -> Status {
+         if (v != "full" && v != "budget")
+           return InvalidArgument("'" + v + "' is not full or budget");
+         c.mask = v;
+         return Status::Ok();
+       }},
+      {"model.budget", Bytes([](ServeConfig& c) -> int64_t& { return c.budget_bytes; })},
+      {"strategy.algorithm",
+       [](ServeConfig& c, const std::string& v) -> Status {
+         FTTE_ASSIGN_OR_RETURN(c.strategy.algorithm, fl::ParseAlgorithm(v));
+         return Status::Ok();
+       }},
+      {"strategy.concurrency",
+       Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.strategy.concurrency; }, 1, 1e6)},
+      {"strategy.buffer",
+       Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.strategy.buffer; }, 1, 1e6)},
+      {"strategy.server_lr",
+       Num<double>([](ServeConfig& c) -> double& { return c.strategy.server_lr; }, 0, 1e3)},
+      {"strategy.server_momentum",
+       Num<double>([](ServeConfig& c) -> double& { return c.strategy.server_momentum; }, 0, 0.999)},
+      {"strategy.staleness_exponent",
+       Num<double>([](ServeConfig& c) -> double& { return c.strategy.staleness_exponent; }, 0, 10)},
+      {"strategy.variance_lambda",
+       Num<double>([](ServeConfig& c) -> double& { return c.strategy.variance_lambda; }, 0, 1e6)},
+      {"strategy.max_staleness",
+       Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.strategy.max_staleness; }, -1, 1e9)},
+      {"strategy.async_alpha",
+       Num<double>([](ServeConfig& c) -> double& { return c.strategy.async_alpha; }, 0, 1)},
+      {"strategy.round_deadline_s",
+       Num<double>([](ServeConfig& c) -> double& { return c.strategy.round_deadline_s; }, 0, 1e6)},
+      {"client.local_epochs",
+       Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.client.local_epochs; }, 0, 1e4)},
+      {"client.local_steps",
+       Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.client.local_steps; }, 0, 1e7)},
+      {"client.batch",
+       Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.client.batch; }, 1, 65536)},
+      {"client.lr",
+       Num<float>([](ServeConfig& c) -> float& { return c.client.optimizer.lr; }, 1e-9, 100)},
+      {"client.momentum",
+       Num<float>([](ServeConfig& c) -> float& { return c.client.optimizer.momentum; }, 0, 0.999)},
+      {"client.int8_upload", Flag([](ServeConfig& c) -> bool& { return c.int8_upload; })},
+      {"client.frozen",
+       [](ServeConfig& c, const std::string& v) -> Status {
+         if (v != "float32" && v != "int8")
+           return InvalidArgument("'" + v + "' is not float32 or int8");
+         c.client.frozen = v == "int8" ? FrozenStorage::kInt8 : FrozenStorage::kFloat32;
+         return Status::Ok();
+       }},
+      {"eval.data", Str(&ServeConfig::data)},
+      {"eval.samples",
+       Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.eval_samples; }, 0, 1e9)},
+      {"eval.every", Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.eval_every; }, 1, 1e9)},
+      {"eval.calibration_samples",
+       Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.calibration_samples; }, 1, 1e9)},
+      {"validation.max_update_norm",
+       Num<double>([](ServeConfig& c) -> double& { return c.max_update_norm; }, 0, 1e30)},
+      {"validation.max_samples",
+       Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.max_samples_per_update; }, 1, 1e12)},
+      {"validation.lease_s",
+       Num<double>([](ServeConfig& c) -> double& { return c.lease_s; }, 0.1, 1e7)},
+      {"stop.target_accuracy",
+       Num<double>([](ServeConfig& c) -> double& { return c.target_accuracy; }, 0, 1)},
+      {"stop.max_versions",
+       Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.max_versions; }, 0, 1e12)},
+  };
+  return keys;
+}
+
+Status Set(ServeConfig& c, const std::string& key, const std::string& value,
+           const std::string& where) {
+  for (const Key& k : Keys()) {
+    if (key != k.name) continue;
+    Status s = k.set(c, value);
+    if (!s.ok()) return InvalidArgument(where + ": " + key + ": " + s.message());
+    return Status::Ok();
+  }
+  std::string list;
+  for (const Key& k : Keys()) list += (list.empty() ? "" : ", ") + std::string(k.name);
+  return InvalidArgument(where + ": unknown key '" + key + "' (accepted: " + list + ")");
+}
+
+std::string Text(const toml::node& n) {
+  if (const auto* s = n.as_string()) return s->get();
+  if (const auto* b = n.as_boolean()) return b->get() ? "true" : "false";
+  if (const auto* i = n.as_integer()) return std::to_string(i->get());
+  if (const auto* f = n.as_floating_point()) {
+    std::ostringstream ss;
+    ss.precision(17);
+    ss << f->get();
+    return ss.str();
+  }
+  return "<table or array>";
+}
+
+}  // namespace
+
+Result<ServeConfig> LoadServeConfig(const std::string& path,
+                                    const std::vector<std::string>& overrides) {
+  ServeConfig c;
+  if (!path.empty()) {
+    toml::table root;
+    try {
+      root = toml::parse_file(path);
+    } catch (const toml::parse_error& e) {
+      if (!std::ifstream(path)) {
+        return NotFound("cannot open config " + path +
+                        "; see examples/deploy/serve.toml for an example");
+      }
+      std::ostringstream where;
+      where << path << ":" << e.source().begin.line;
+      return InvalidArgument(where.str() + ": " + std::string(e.description()) + " (TOML syntax)");
+    }
+    for (auto&& [section, node] : root) {
+      const toml::table* t = node.as_table();
+      if (!t) {
+        return InvalidArgument(path + ": '" + std::string(section.str()) +
+                               "' must be a section ([name] on its own line, keys below)");
+      }
+      for (auto&& [key, value] : *t) {
+        std::ostringstream where;
+        where << path << ":" << value.source().begin.line;
+        FTTE_RETURN_IF_ERROR(Set(c, std::string(section.str()) + "." + std::string(key.str()),
+                                 Text(value), where.str()));
+      }
+    }
+  }
+  for (const std::string& o : overrides) {
+    const size_t eq = o.find('=');
+    if (eq == std::string::npos) {
+      return InvalidArgument("override '" + o + "' must look like section.key=value");
+    }
+    FTTE_RETURN_IF_ERROR(Set(c, o.substr(0, eq), o.substr(eq + 1), "--set " + o));
+  }
+  if (c.mask == "budget" && c.budget_bytes <= 0) {
+    return InvalidArgument("[model] mask = \"budget\" needs budget (e.g. budget = \"8MiB\")");
+  }
+  if (c.enroll_key.empty()) {
+    return InvalidArgument(
+        "[auth] enroll_key (or enroll_key_file) is required: the secret "
+        "devices present when they enrol");
+  }
+  if (!c.insecure && (c.tls_cert.empty() || c.tls_key.empty())) {
+    return InvalidArgument(
+        "[server] tls_cert and tls_key are required (PEM files); set insecure "
+        "= true only for loopback tests");
+  }
+  return c;
+}
+
+}  // namespace ftte::net

@@ -1,0 +1,175 @@
+#include "wire.h"
+
+#include <cmath>
+
+namespace ftte::net {
+
+std::string PackMaskBits(const fl::Mask& mask, const std::vector<fl::ParamLayout>& layout) {
+  int64_t total = 0;
+  for (const fl::ParamLayout& p : layout) total += p.rows;
+  std::string bits(static_cast<size_t>((total + 7) / 8), '\0');
+  int64_t at = 0;
+  for (size_t k = 0; k < layout.size(); ++k) {
+    for (int64_t r = 0; r < layout[k].rows; ++r, ++at) {
+      if (mask.rows[k][r]) bits[static_cast<size_t>(at / 8)] |= static_cast<char>(1 << (at % 8));
+    }
+  }
+  return bits;
+}
+
+Result<fl::Mask> UnpackMaskBits(std::string_view bits, const std::vector<fl::ParamLayout>& layout) {
+  int64_t total = 0;
+  for (const fl::ParamLayout& p : layout) total += p.rows;
+  const auto want = static_cast<size_t>((total + 7) / 8);
+  if (bits.size() != want) {
+    return InvalidArgument("mask has " + std::to_string(bits.size()) + " bytes; the model's " +
+                           std::to_string(total) + " rows need " + std::to_string(want));
+  }
+  auto bit = [&](int64_t i) { return (static_cast<uint8_t>(bits[i / 8]) >> (i % 8)) & 1; };
+  for (int64_t i = total; i < static_cast<int64_t>(want) * 8; ++i) {
+    if (bit(i)) return InvalidArgument("mask has bits set past the model's last row");
+  }
+  fl::Mask mask;
+  int64_t at = 0;
+  for (const fl::ParamLayout& p : layout) {
+    std::vector<uint8_t> rows(static_cast<size_t>(p.rows));
+    for (int64_t r = 0; r < p.rows; ++r, ++at) rows[r] = static_cast<uint8_t>(bit(at));
+    mask.rows.push_back(std::move(rows));
+  }
+  return mask;
+}
+
+void LayoutToProto(const std::vector<fl::ParamLayout>& layout,
+                   google::protobuf::RepeatedPtrField<v1::ParamShape>* out) {
+  for (const fl::ParamLayout& p : layout) {
+    v1::ParamShape* s = out->Add();
+    s->set_name(p.name);
+    s->set_rows(p.rows);
+    s->set_row_size(p.row_size);
+  }
+}
+
+std::vector<fl::ParamLayout> LayoutFromProto(
+    const google::protobuf::RepeatedPtrField<v1::ParamShape>& in) {
+  std::vector<fl::ParamLayout> out;
+  for (const v1::ParamShape& s : in) out.push_back({s.name(), s.rows(), s.row_size()});
+  return out;
+}
+
+v1::Hyperparameters HyperparametersToProto(const fl::ClientConfig& c, bool int8_upload) {
+  v1::Hyperparameters h;
+  h.set_local_epochs(c.local_epochs);
+  h.set_local_steps(c.local_steps);
+  h.set_batch(c.batch);
+  h.set_learning_rate(c.optimizer.lr);
+  h.set_momentum(c.optimizer.momentum);
+  h.set_int8_upload(int8_upload);
+  h.set_frozen_storage(c.frozen == FrozenStorage::kInt8 ? "int8" : "float32");
+  return h;
+}
+
+Result<fl::ClientConfig> HyperparametersFromProto(const v1::Hyperparameters& h) {
+  fl::ClientConfig c;
+  if (h.batch() < 1 || h.batch() > 65536) {
+    return InvalidArgument("hyperparameters: batch " + std::to_string(h.batch()) +
+                           " is outside [1, 65536]");
+  }
+  if (h.local_steps() < 0 || h.local_epochs() < 0 ||
+      (h.local_steps() == 0 && h.local_epochs() == 0)) {
+    return InvalidArgument("hyperparameters: need local_steps > 0 or local_epochs > 0");
+  }
+  if (!std::isfinite(h.learning_rate()) || h.learning_rate() <= 0 || !std::isfinite(h.momentum()) ||
+      h.momentum() < 0 || h.momentum() >= 1) {
+    return InvalidArgument("hyperparameters: learning rate must be > 0 and momentum in [0, 1)");
+  }
+  if (h.frozen_storage() != "float32" && h.frozen_storage() != "int8") {
+    return InvalidArgument("hyperparameters: frozen storage '" + h.frozen_storage() +
+                           "' is not float32 or int8");
+  }
+  c.local_epochs = h.local_epochs();
+  c.local_steps = h.local_steps();
+  c.batch = h.batch();
+  c.optimizer.lr = h.learning_rate();
+  c.optimizer.momentum = h.momentum();
+  c.frozen = h.frozen_storage() == "int8" ? FrozenStorage::kInt8 : FrozenStorage::kFloat32;
+  return c;
+}
+
+grpc::Status ToGrpc(const Status& s) {
+  using grpc::StatusCode;
+  StatusCode code = StatusCode::UNKNOWN;
+  switch (s.code()) {
+    case ftte::StatusCode::kOk:
+      return grpc::Status::OK;
+    case ftte::StatusCode::kInvalidArgument:
+    case ftte::StatusCode::kDataLoss:
+      code = StatusCode::INVALID_ARGUMENT;
+      break;
+    case ftte::StatusCode::kNotFound:
+      code = StatusCode::NOT_FOUND;
+      break;
+    case ftte::StatusCode::kFailedPrecondition:
+      code = StatusCode::FAILED_PRECONDITION;
+      break;
+    case ftte::StatusCode::kUnimplemented:
+      code = StatusCode::UNIMPLEMENTED;
+      break;
+    case ftte::StatusCode::kUnauthenticated:
+      code = StatusCode::UNAUTHENTICATED;
+      break;
+    case ftte::StatusCode::kUnavailable:
+      code = StatusCode::UNAVAILABLE;
+      break;
+    case ftte::StatusCode::kIoError:
+    case ftte::StatusCode::kInternal:
+      code = StatusCode::INTERNAL;
+      break;
+  }
+  return grpc::Status(code, s.message());
+}
+
+Status FromGrpc(const grpc::Status& s, const std::string& what) {
+  if (s.ok()) return Status::Ok();
+  std::string m = what + ": " + s.error_message();
+  switch (s.error_code()) {
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::OUT_OF_RANGE:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return InvalidArgument(std::move(m));
+    case grpc::StatusCode::NOT_FOUND:
+      return NotFound(std::move(m));
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return FailedPrecondition(std::move(m));
+    case grpc::StatusCode::UNAUTHENTICATED:
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return Unauthenticated(std::move(m));
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+    case grpc::StatusCode::ABORTED:
+      return Unavailable(std::move(m));
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return {ftte::StatusCode::kUnimplemented, std::move(m)};
+    default:
+      return {ftte::StatusCode::kInternal, std::move(m)};
+  }
+}
+
+bool IsTransient(const grpc::Status& s) {
+  return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+         s.error_code() == grpc::StatusCode::ABORTED ||
+         s.error_code() == grpc::StatusCode::CANCELLED;
+}
+
+std::string BearerToken(const grpc::ServerContext& ctx) {
+  const auto& md = ctx.client_metadata();
+  auto it = md.find("authorization");
+  if (it == md.end()) return "";
+  std::string_view v(it->second.data(), it->second.size());
+  constexpr std::string_view kPrefix = "Bearer ";
+  if (v.substr(0, kPrefix.size()) != kPrefix) return "";
+  return std::string(v.substr(kPrefix.size()));
+}
+
+}  // namespace ftte::net
