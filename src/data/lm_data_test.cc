@@ -148,6 +148,29 @@ TEST(LmDataHoldoutTest, CharTokensWork) {
   EXPECT_EQ(SampleLabels(r->train, 2), (Ids{tok.Id("c"), Tokenizer::kEosId}));
 }
 
+TEST(LmDataBibleTest, EveryChapterIsADeviceWithTrainAndTestSamples) {
+  Result<TextCorpus> bible = LoadBibleKjv(BibleGranularity::kChapter);
+  if (!bible.ok() && bible.status().code() == StatusCode::kNotFound) {
+    GTEST_SKIP() << bible.status().message();
+  }
+  ASSERT_TRUE(bible.ok()) << bible.status().ToString();
+  const Tokenizer tok = TrainTokenizer(TokenizerKind::kWord, *bible, 10000).value();
+  EXPECT_EQ(tok.size(), 10000);
+  Result<LanguageModelData> r = MakeLanguageModelData(*bible, tok, 32);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  // 913,606 words and punctuation marks plus one <eos> per verse (bible-kjv-text 4.38).
+  EXPECT_EQ(r->tokens, 944708);
+  EXPECT_EQ(r->train_targets + r->test_targets, r->tokens - 1189);
+  for (size_t u = 0; u < r->train_by_user.size(); ++u) {
+    EXPECT_FALSE(r->train_by_user[u].empty()) << bible->users[u].name;
+    EXPECT_FALSE(r->test_by_user[u].empty()) << bible->users[u].name;
+  }
+  // A 10k vocabulary from the training text covers over 99% of the held-out targets.
+  int64_t unknown = 0;
+  for (int32_t y : r->test.labels) unknown += y == Tokenizer::kUnkId ? 1 : 0;
+  EXPECT_LT(static_cast<double>(unknown) / static_cast<double>(r->test_targets), 0.01);
+}
+
 TEST(LmDataErrorsTest, BadArgumentsSay) {
   const TextCorpus corpus = Corpus({"a b"});
   const Tokenizer tok = TrainTokenizer(TokenizerKind::kWord, corpus, 10).value();
