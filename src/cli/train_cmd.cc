@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <numeric>
@@ -179,7 +180,7 @@ int RunTrain(const std::vector<std::string>& args) {
   Rng shuffle_rng(s.options.seed ^ 0x5eedULL);
   std::vector<int64_t> order(train.size);
   std::vector<float> xb(static_cast<size_t>(s.options.batch * train.sample_numel()));
-  std::vector<int32_t> yb(static_cast<size_t>(s.options.batch));
+  std::vector<int32_t> yb(static_cast<size_t>(s.options.batch * train.labels_per_sample));
   const auto start = Clock::now();
   double last_loss = 0;
   for (int64_t e = 0; e < epochs.value(); ++e) {
@@ -195,7 +196,8 @@ int RunTrain(const std::vector<std::string>& args) {
         const int64_t idx = order[b + j];
         std::copy(train.image(idx), train.image(idx) + train.sample_numel(),
                   xb.begin() + j * train.sample_numel());
-        yb[j] = train.labels[idx];
+        std::copy(train.label(idx), train.label(idx) + train.labels_per_sample,
+                  yb.begin() + j * train.labels_per_sample);
       }
       StepResult r = trainer.Step(xb.data(), yb.data(), n);
       loss_sum += static_cast<double>(r.loss) * n;

@@ -15,8 +15,9 @@ ImageDataset EmptyLike(const ImageDataset& d, int64_t n) {
   out.height = d.height;
   out.width = d.width;
   out.num_classes = d.num_classes;
+  out.labels_per_sample = d.labels_per_sample;
   out.images.reserve(static_cast<size_t>(n * d.sample_numel()));
-  out.labels.reserve(static_cast<size_t>(n));
+  out.labels.reserve(static_cast<size_t>(n * d.labels_per_sample));
   return out;
 }
 }  // namespace
@@ -30,12 +31,17 @@ const float* ImageDataset::image(int64_t i) const {
   return images.data() + i * sample_numel();
 }
 
+const int32_t* ImageDataset::label(int64_t i) const {
+  FTTE_CHECK(i >= 0 && i < size) << "sample " << i << " out of range [0, " << size << ")";
+  return labels.data() + i * labels_per_sample;
+}
+
 ImageDataset ImageDataset::Head(int64_t n) const {
   FTTE_CHECK(n >= 0) << "Head(" << n << ")";
   n = std::min(n, size);
   ImageDataset out = EmptyLike(*this, n);
   out.images.assign(images.begin(), images.begin() + n * sample_numel());
-  out.labels.assign(labels.begin(), labels.begin() + n);
+  out.labels.assign(labels.begin(), labels.begin() + n * labels_per_sample);
   return out;
 }
 
@@ -44,7 +50,8 @@ ImageDataset ImageDataset::Subset(const std::vector<int64_t>& indices) const {
   for (int64_t i : indices) {
     const float* src = image(i);  // checks the range
     out.images.insert(out.images.end(), src, src + sample_numel());
-    out.labels.push_back(labels[static_cast<size_t>(i)]);
+    const int32_t* y = label(i);
+    out.labels.insert(out.labels.end(), y, y + labels_per_sample);
   }
   return out;
 }

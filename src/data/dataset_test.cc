@@ -51,10 +51,54 @@ TEST(ImageDatasetTest, SubsetGathersInOrderWithRepeats) {
   EXPECT_EQ(Tiny().Subset({}).size, 0);
 }
 
+// Three 1x1x2 token sequences with labels_per_sample = 2; sample i holds ids {10i, 10i + 1}
+// and labels {i, -1}.
+ImageDataset TinySequences() {
+  ImageDataset d;
+  d.size = 3;
+  d.channels = 1;
+  d.height = 1;
+  d.width = 2;
+  d.num_classes = 40;
+  d.labels_per_sample = 2;
+  for (int i = 0; i < 3; ++i) {
+    d.images.push_back(10.0f * i);
+    d.images.push_back(10.0f * i + 1);
+    d.labels.push_back(i);
+    d.labels.push_back(-1);
+  }
+  return d;
+}
+
+TEST(ImageDatasetTest, LabelIndexesBySampleWithManyLabels) {
+  const ImageDataset d = TinySequences();
+  EXPECT_EQ(d.label(2)[0], 2);
+  EXPECT_EQ(d.label(2)[1], -1);
+  EXPECT_EQ(Tiny().label(3)[0], 0);
+}
+
+TEST(ImageDatasetTest, HeadKeepsLabelsPerSample) {
+  const ImageDataset h = TinySequences().Head(2);
+  EXPECT_EQ(h.size, 2);
+  EXPECT_EQ(h.labels_per_sample, 2);
+  EXPECT_EQ(h.images, (std::vector<float>{0, 1, 10, 11}));
+  EXPECT_EQ(h.labels, (std::vector<int32_t>{0, -1, 1, -1}));
+}
+
+TEST(ImageDatasetTest, SubsetGathersAllLabelsOfEachSample) {
+  const ImageDataset s = TinySequences().Subset({2, 0, 2});
+  EXPECT_EQ(s.size, 3);
+  EXPECT_EQ(s.labels_per_sample, 2);
+  EXPECT_EQ(s.num_classes, 40);
+  EXPECT_EQ(s.images, (std::vector<float>{20, 21, 0, 1, 20, 21}));
+  EXPECT_EQ(s.labels, (std::vector<int32_t>{2, -1, 0, -1, 2, -1}));
+}
+
 TEST(ImageDatasetDeathTest, SubsetOutOfRangeAborts) {
   const ImageDataset d = Tiny();
   EXPECT_DEATH(d.Subset({4}), "out of range");
   EXPECT_DEATH(d.Subset({-1}), "out of range");
+  EXPECT_DEATH(d.label(4), "out of range");
 }
 
 }  // namespace

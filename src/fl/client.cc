@@ -110,8 +110,9 @@ ClientResult ClientTrainer::Train(const std::vector<float>& weights, const Mask&
   const int64_t steps = config.local_steps > 0
                             ? config.local_steps
                             : std::max<int64_t>(1, config.local_epochs) * per_epoch;
+  const int64_t per = data.labels_per_sample;
   xb_.resize(static_cast<size_t>(config.batch * sample));
-  yb_.resize(static_cast<size_t>(config.batch));
+  yb_.resize(static_cast<size_t>(config.batch * per));
   CopyTrainableRows(*model_, before_.data(), /*to_model=*/false);
   trainer_->optimizer().Reset();
 
@@ -132,7 +133,7 @@ ClientResult ClientTrainer::Train(const std::vector<float>& weights, const Mask&
     for (int64_t j = 0; j < m; ++j) {
       const int64_t idx = order[pos + j];
       std::memcpy(xb_.data() + j * sample, data.image(idx), sizeof(float) * sample);
-      yb_[j] = data.labels[idx];
+      std::memcpy(yb_.data() + j * per, data.label(idx), sizeof(int32_t) * per);
     }
     pos += m;
     const StepResult r = trainer_->Step(xb_.data(), yb_.data(), m);

@@ -43,7 +43,9 @@ class ClientTrainer {
   ~ClientTrainer();
 
   // Local training from `weights` (all values, flat) under `mask` on data[indices]. `seed`
-  // orders the samples. Deterministic: the result depends only on the arguments.
+  // orders the samples. Each batch passes the trainer all data.labels_per_sample labels of each
+  // sample, in sample order (one label per image; T next-token ids per sequence). Deterministic:
+  // the result depends only on the arguments.
   ClientResult Train(const std::vector<float>& weights, const Mask& mask,
                      const data::ImageDataset& data, const std::vector<int64_t>& indices,
                      const ClientConfig& config, uint64_t seed);
