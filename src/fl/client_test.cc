@@ -3,29 +3,19 @@
 #include <gtest/gtest.h>
 
 #include "ftte/core/mask.h"
+#include "ftte/data/synthetic.h"
 
 namespace ftte::fl {
 namespace {
 
-data::ImageDataset Synthetic(int64_t n, uint64_t seed) {
-  data::ImageDataset d;
-  d.size = n;
-  d.channels = 1;
-  d.height = d.width = 28;
-  d.num_classes = 10;
-  Rng rng(seed);
-  d.images.resize(static_cast<size_t>(n * 784));
-  for (float& v : d.images) v = static_cast<float>(rng.Uniform());
-  for (int64_t i = 0; i < n; ++i) d.labels.push_back(static_cast<int32_t>(rng.Below(10)));
-  return d;
-}
+using data::SyntheticImages;
 
 TEST(ClientTest, DeltaCoversOnlyTheMaskAndIsDeterministic) {
   auto global = MakeModel("lenet5", 3).value();
   ASSERT_TRUE(ApplyNamedMask(*global, "last").ok());
   const Mask mask = Mask::FromModel(*global);
   const std::vector<float> w = GetWeights(*global);
-  data::ImageDataset d = Synthetic(50, 1);
+  data::ImageDataset d = SyntheticImages(50, 1);
   std::vector<int64_t> idx;
   for (int64_t i = 0; i < 40; ++i) idx.push_back(i);
   ClientConfig cfg;
@@ -51,7 +41,7 @@ TEST(ClientTest, Int8FrozenStorageStillLearns) {
   auto global = MakeModel("cnn", 3).value();
   ASSERT_TRUE(ApplyNamedMask(*global, "last").ok());
   const Mask mask = Mask::FromModel(*global);
-  data::ImageDataset d = Synthetic(64, 2);
+  data::ImageDataset d = SyntheticImages(64, 2);
   std::vector<int64_t> idx;
   for (int64_t i = 0; i < 64; ++i) idx.push_back(i);
   ClientConfig cfg;

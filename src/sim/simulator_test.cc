@@ -5,29 +5,12 @@
 #include <cstdio>
 #include <fstream>
 
+#include "ftte/data/synthetic.h"
+
 namespace ftte::sim {
 namespace {
 
-// A small synthetic image task: the label decides which quarter of the image is bright, so a
-// model can learn it quickly.
-data::ImageDataset Synthetic(int64_t n, uint64_t seed) {
-  data::ImageDataset d;
-  d.size = n;
-  d.channels = 1;
-  d.height = d.width = 28;
-  d.num_classes = 10;
-  Rng rng(seed);
-  d.images.resize(static_cast<size_t>(n * 784));
-  for (int64_t i = 0; i < n; ++i) {
-    const auto y = static_cast<int32_t>(rng.Below(10));
-    d.labels.push_back(y);
-    for (int64_t p = 0; p < 784; ++p) {
-      const bool on = (p % 28) / 3 == y;
-      d.images[i * 784 + p] = static_cast<float>((on ? 0.8 : 0.1) + 0.2 * rng.Uniform());
-    }
-  }
-  return d;
-}
+using data::SyntheticImages;
 
 SimConfig SmallConfig(fl::Algorithm a) {
   SimConfig c;
@@ -59,8 +42,8 @@ SimConfig SmallConfig(fl::Algorithm a) {
 
 Environment SmallEnvironment(const SimConfig& c) {
   Environment env;
-  env.train = Synthetic(480, 1);
-  env.test = Synthetic(200, 2);
+  env.train = SyntheticImages(480, 1);
+  env.test = SyntheticImages(200, 2);
   env.devices = MakeDevices(c.population, c.seed).value();
   for (size_t d = 0; d < env.devices.size(); ++d) {
     env.partition.emplace_back();

@@ -1,0 +1,391 @@
+// The server's logic without the network: enrolment, work, validation of hostile updates,
+// durability across a crash, FedAvg rounds and leases.
+#include "coordinator.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "ftte/data/synthetic.h"
+#include "ftte/fl/encoding.h"
+#include "wire.h"
+
+namespace ftte::net {
+namespace {
+
+struct Harness {
+  std::string dir;
+  ServeConfig config;
+  double now = 0;
+  std::vector<std::string> log;
+  std::unique_ptr<Coordinator> c;
+
+  Harness(const std::string& name, fl::Algorithm algorithm) {
+    dir = ::testing::TempDir() + "ftte_coord_" + name;
+    std::filesystem::remove_all(dir);
+    config.state_dir = dir;
+    config.enroll_key = "secret";
+    config.model = "mlp";
+    config.strategy.algorithm = algorithm;
+    config.strategy.concurrency = 4;
+    config.strategy.buffer = 2;
+    config.client.local_steps = 2;
+    config.client.batch = 8;
+    config.eval_samples = 64;
+    config.eval_every = 1;
+    config.fsync = false;
+    config.snapshot_every_s = 1e9;
+    config.insecure = true;
+  }
+  Status Start() {
+    auto r = Coordinator::Create(
+        config, data::SyntheticImages(64, 9), [this] { return now; },
+        [this](const std::string& m) { log.push_back(m); });
+    if (!r.ok()) return r.status();
+    c = std::move(r).value();
+    return Status::Ok();
+  }
+  // Enrols a device and returns its id.
+  int64_t Enroll(const std::string& name, int64_t budget = 64 << 20) {
+    v1::EnrollRequest req;
+    req.set_schema_revision(kSchemaRevision);
+    req.set_device_name(name);
+    req.set_enroll_key("secret");
+    req.set_memory_budget_bytes(budget);
+    auto r = c->Enroll(req);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? r->device_id() : -1;
+  }
+  // A well-formed update of device d from the current version, every value `value`.
+  fl::Update MakeUpdate(int64_t d, int64_t id, float value = 1e-3f) {
+    fl::Update u;
+    u.device = d;
+    u.base_version = c->version();
+    u.num_samples = 16;
+    u.loss = 1.5f;
+    u.variance = 0.01 * static_cast<double>(id);
+    u.update_id = id;
+    u.delta.assign(static_cast<size_t>(c->mask().Numel(c->layout())), value);
+    return u;
+  }
+  v1::SubmitRequest Request(const fl::Update& u) {
+    v1::SubmitRequest r;
+    r.set_update_id(u.update_id);
+    const fl::Mask m = c->mask();
+    r.set_update(fl::EncodeUpdate(u, m, c->layout(), {!(m == fl::Mask::Full(c->layout())), false}));
+    return r;
+  }
+  Result<v1::SubmitResponse> Submit(const fl::Update& u) { return c->Submit(u.device, Request(u)); }
+};
+
+TEST(CoordinatorTest, EnrolmentNeedsTheKeyAndTheSchemaRevision) {
+  Harness h("enrol", fl::Algorithm::kFedBuff);
+  ASSERT_TRUE(h.Start().ok());
+  v1::EnrollRequest req;
+  req.set_schema_revision(kSchemaRevision);
+  req.set_device_name("phone");
+  req.set_enroll_key("guess");
+  req.set_memory_budget_bytes(1 << 26);
+  auto bad = h.c->Enroll(req);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kUnauthenticated);
+  req.set_enroll_key("secret");
+  req.set_schema_revision(kSchemaRevision + 1);
+  auto future = h.c->Enroll(req);
+  ASSERT_FALSE(future.ok());
+  EXPECT_NE(future.status().message().find("schema revision"), std::string::npos);
+  req.set_schema_revision(kSchemaRevision);
+  auto ok = h.c->Enroll(req);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->model(), "mlp");
+  EXPECT_EQ(LayoutFromProto(ok->layout()).size(), h.c->layout().size());
+  EXPECT_TRUE(ok->eligible());
+  EXPECT_EQ(h.c->Authenticate(ok->token()).value(), ok->device_id());
+  EXPECT_EQ(h.c->Authenticate("").status().code(), StatusCode::kUnauthenticated);
+  EXPECT_EQ(h.c->Authenticate("forged").status().code(), StatusCode::kUnauthenticated);
+  // Enrolling again by name keeps the id and revokes the old token.
+  auto again = h.c->Enroll(req);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->device_id(), ok->device_id());
+  EXPECT_FALSE(h.c->Authenticate(ok->token()).ok());
+  EXPECT_TRUE(h.c->Authenticate(again->token()).ok());
+}
+
+TEST(CoordinatorTest, DeviceBelowTheBudgetIsExcluded) {
+  Harness h("excluded", fl::Algorithm::kFtte);
+  ASSERT_TRUE(h.Start().ok());
+  const int64_t d = h.Enroll("watch", 1 << 10);
+  auto w = h.c->GetWork(d, {});
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(w->kind(), v1::Work::INELIGIBLE);
+  auto s = h.Submit(h.MakeUpdate(d, 1));
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(h.c->rejected().at("ineligible"), 1);
+}
+
+TEST(CoordinatorTest, WorkCarriesOnlyTheRowsChangedSinceTheDevicesVersion) {
+  Harness h("sync", fl::Algorithm::kFtte);
+  h.config.mask = "budget";
+  h.config.budget_bytes = 1 << 20;
+  ASSERT_TRUE(h.Start().ok());
+  const auto& layout = h.c->layout();
+  const fl::Mask mask = h.c->mask();
+  ASSERT_LT(mask.Numel(layout), fl::TotalNumel(layout));  // a strict subset is trained
+  const int64_t d = h.Enroll("phone");
+  v1::GetWorkRequest first;
+  first.set_known_version(-1);
+  auto w = h.c->GetWork(d, first);
+  ASSERT_TRUE(w.ok());
+  ASSERT_EQ(w->kind(), v1::Work::TRAIN);
+  auto all = fl::DecodeUpdate(w->values(), layout).value();
+  EXPECT_EQ(all.mask, fl::Mask::Full(layout));
+  EXPECT_EQ(all.update.delta, h.c->weights());
+  EXPECT_EQ(UnpackMaskBits(w->mask(), layout).value(), mask);
+  // Two updates fill the buffer: version 1 changes exactly the mask's rows.
+  ASSERT_TRUE(h.Submit(h.MakeUpdate(d, 1)).ok());
+  ASSERT_TRUE(h.Submit(h.MakeUpdate(d, 2)).ok());
+  ASSERT_EQ(h.c->version(), 1);
+  v1::GetWorkRequest since0;
+  since0.set_known_version(0);
+  auto w1 = h.c->GetWork(d, since0);
+  ASSERT_TRUE(w1.ok());
+  auto changed = fl::DecodeUpdate(w1->values(), layout).value();
+  EXPECT_EQ(changed.mask, mask);
+  EXPECT_EQ(changed.update.delta, fl::PackMasked(h.c->weights(), mask, layout));
+  EXPECT_LT(w1->values().size(), w->values().size() / 2);
+  v1::GetWorkRequest current;
+  current.set_known_version(1);
+  auto none = fl::DecodeUpdate(h.c->GetWork(d, current)->values(), layout).value();
+  EXPECT_TRUE(none.update.delta.empty());
+}
+
+TEST(CoordinatorTest, HostileUpdatesAreRejectedWithoutChangingTheModel) {
+  Harness h("hostile", fl::Algorithm::kFedBuff);
+  h.config.max_update_norm = 10;
+  h.config.strategy.max_staleness = 0;
+  ASSERT_TRUE(h.Start().ok());
+  const int64_t d = h.Enroll("attacker");
+  const int64_t other = h.Enroll("victim");
+  // Move to version 1 so that a stale update can exist.
+  ASSERT_TRUE(h.Submit(h.MakeUpdate(d, 1)).ok());
+  ASSERT_TRUE(h.Submit(h.MakeUpdate(d, 2)).ok());
+  ASSERT_EQ(h.c->version(), 1);
+  const std::vector<float> before = h.c->weights();
+
+  struct Case {
+    const char* reason;
+    v1::SubmitRequest request;
+  };
+  std::vector<Case> cases;
+  {
+    v1::SubmitRequest r = h.Request(h.MakeUpdate(d, 10));
+    r.set_update(r.update().substr(0, r.update().size() / 2));
+    cases.push_back({"malformed", r});  // truncated
+  }
+  {
+    v1::SubmitRequest r = h.Request(h.MakeUpdate(d, 11));
+    std::string b = r.update();
+    b[b.size() / 2] ^= 0x40;
+    r.set_update(b);
+    cases.push_back({"malformed", r});  // a flipped bit: checksum
+  }
+  {
+    // Shapes of another model.
+    auto lenet = MakeModel("lenet5", 1).value();
+    const auto other_layout = fl::LayoutOf(*lenet);
+    fl::Update u = h.MakeUpdate(d, 12);
+    u.delta.assign(static_cast<size_t>(fl::TotalNumel(other_layout)), 0.f);
+    v1::SubmitRequest r;
+    r.set_update_id(12);
+    r.set_update(fl::EncodeUpdate(u, fl::Mask::Full(other_layout), other_layout, {false, false}));
+    cases.push_back({"malformed", r});
+  }
+  {
+    fl::Update u = h.MakeUpdate(d, 13);
+    u.delta[5] = std::nanf("");
+    cases.push_back({"malformed", h.Request(u)});
+  }
+  cases.push_back({"norm", h.Request(h.MakeUpdate(d, 14, 1.0f))});
+  {
+    fl::Update u = h.MakeUpdate(d, 15);
+    u.base_version = 5;
+    cases.push_back({"future version", h.Request(u)});
+  }
+  {
+    fl::Update u = h.MakeUpdate(d, 16);
+    u.base_version = 0;
+    cases.push_back({"stale", h.Request(u)});
+  }
+  cases.push_back({"device mismatch", h.Request(h.MakeUpdate(other, 17))});
+  {
+    v1::SubmitRequest r = h.Request(h.MakeUpdate(d, 18));
+    r.set_update_id(19);
+    cases.push_back({"update id mismatch", r});
+  }
+  {
+    fl::Update u = h.MakeUpdate(d, 20);
+    u.num_samples = int64_t{1} << 40;
+    cases.push_back({"sample count", h.Request(u)});
+  }
+  {
+    fl::Update u = h.MakeUpdate(d, 21);
+    u.loss = std::nanf("");
+    cases.push_back({"statistics", h.Request(u)});
+  }
+  {
+    // A sparse update over a mask other than the server's.
+    fl::Mask part = fl::Mask::Full(h.c->layout());
+    part.rows[0][0] = 0;
+    fl::Update u = h.MakeUpdate(d, 22);
+    u.delta.resize(static_cast<size_t>(part.Numel(h.c->layout())));
+    v1::SubmitRequest r;
+    r.set_update_id(22);
+    r.set_update(fl::EncodeUpdate(u, part, h.c->layout(), {true, false}));
+    cases.push_back({"mask mismatch", r});
+  }
+  std::map<std::string, int64_t> want;
+  for (const Case& c : cases) {
+    auto r = h.c->Submit(d, c.request);
+    EXPECT_FALSE(r.ok()) << c.reason;
+    ++want[c.reason];
+    EXPECT_EQ(h.c->weights(), before) << c.reason;
+    EXPECT_EQ(h.c->version(), 1) << c.reason;
+  }
+  EXPECT_EQ(h.c->rejected(), want);
+  EXPECT_EQ(h.c->GetStatus().buffered(), 0);
+  // An empty request is malformed too, and nothing crashed.
+  EXPECT_FALSE(h.c->Submit(d, v1::SubmitRequest()).ok());
+}
+
+TEST(CoordinatorTest, ReplayedUpdateIsAnsweredDuplicateAndAppliedOnce) {
+  Harness h("replay", fl::Algorithm::kFedBuff);
+  ASSERT_TRUE(h.Start().ok());
+  const int64_t d = h.Enroll("phone");
+  const fl::Update u = h.MakeUpdate(d, 42);
+  auto first = h.Submit(u);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->outcome(), v1::SubmitResponse::ACCEPTED);
+  auto again = h.Submit(u);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->outcome(), v1::SubmitResponse::DUPLICATE);
+  EXPECT_EQ(h.c->GetStatus().buffered(), 1);  // buffer K = 2 is not full: applied once
+  EXPECT_EQ(h.c->accepted(), 1);
+}
+
+// Feeds the same sequence of updates to a coordinator; returns the final weights.
+std::vector<float> RunSequence(Harness& h, int updates) {
+  const int64_t d = h.Enroll("phone");
+  for (int i = 1; i <= updates; ++i) {
+    EXPECT_TRUE(h.Submit(h.MakeUpdate(d, i, 1e-3f * static_cast<float>(i))).ok());
+  }
+  return h.c->weights();
+}
+
+TEST(CoordinatorTest, CrashLosesNoAcceptedUpdateAndAppliesNoneTwice) {
+  for (fl::Algorithm a : {fl::Algorithm::kFtte, fl::Algorithm::kFedAvg}) {
+    SCOPED_TRACE(fl::AlgorithmName(a));
+    // Reference: 7 updates without a crash.
+    Harness ref(std::string("ref_") + fl::AlgorithmName(a), a);
+    ASSERT_TRUE(ref.Start().ok());
+    const std::vector<float> want = RunSequence(ref, 7);
+    const int64_t want_version = ref.c->version();
+
+    // The same 5 updates, then the process dies (no snapshot, no clean shutdown).
+    Harness h(std::string("crash_") + fl::AlgorithmName(a), a);
+    ASSERT_TRUE(h.Start().ok());
+    RunSequence(h, 5);
+    const int64_t buffered = h.c->GetStatus().buffered();
+    EXPECT_GT(buffered, 0);
+    h.c.reset();
+    ASSERT_TRUE(h.Start().ok());
+    EXPECT_EQ(h.c->GetStatus().buffered(), buffered);  // the buffer survived
+    EXPECT_EQ(h.c->accepted(), 5);
+    // The device retries update 5 (its acknowledgement was lost) and goes on with 6 and 7.
+    auto retry = h.Submit(h.MakeUpdate(0, 5, 5e-3f));
+    ASSERT_TRUE(retry.ok());
+    EXPECT_EQ(retry->outcome(), v1::SubmitResponse::DUPLICATE);
+    for (int i = 6; i <= 7; ++i) {
+      ASSERT_TRUE(h.Submit(h.MakeUpdate(0, i, 1e-3f * static_cast<float>(i))).ok());
+    }
+    EXPECT_EQ(h.c->version(), want_version);
+    EXPECT_EQ(h.c->weights(), want);
+    // And once more after a clean checkpoint.
+    ASSERT_TRUE(h.c->Checkpoint().ok());
+    h.c.reset();
+    ASSERT_TRUE(h.Start().ok());
+    EXPECT_EQ(h.c->weights(), want);
+    EXPECT_EQ(h.c->accepted(), 7);
+  }
+}
+
+TEST(CoordinatorTest, StateOfAnotherFederationIsRefused) {
+  Harness h("other", fl::Algorithm::kFedBuff);
+  ASSERT_TRUE(h.Start().ok());
+  h.c.reset();
+  h.config.strategy.algorithm = fl::Algorithm::kFtte;
+  Status s = h.Start();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("holds a fedbuff federation"), std::string::npos) << s.message();
+}
+
+TEST(CoordinatorTest, FedAvgRoundWaitsForItsDevicesOrTheDeadline) {
+  Harness h("fedavg", fl::Algorithm::kFedAvg);
+  h.config.strategy.concurrency = 2;
+  h.config.strategy.round_deadline_s = 10;
+  ASSERT_TRUE(h.Start().ok());
+  const int64_t a = h.Enroll("a"), b = h.Enroll("b"), c = h.Enroll("c");
+  EXPECT_EQ(h.c->GetWork(a, {})->kind(), v1::Work::TRAIN);
+  EXPECT_EQ(h.c->GetWork(b, {})->kind(), v1::Work::TRAIN);
+  EXPECT_EQ(h.c->GetWork(c, {})->kind(), v1::Work::WAIT);  // the round is full
+  ASSERT_TRUE(h.Submit(h.MakeUpdate(a, 1)).ok());
+  EXPECT_EQ(h.c->version(), 0);
+  ASSERT_TRUE(h.Submit(h.MakeUpdate(b, 2)).ok());
+  EXPECT_EQ(h.c->version(), 1);
+  // Round 2: only one of two devices reports; the deadline closes it.
+  EXPECT_EQ(h.c->GetWork(c, {})->kind(), v1::Work::TRAIN);
+  EXPECT_EQ(h.c->GetWork(a, {})->kind(), v1::Work::TRAIN);
+  ASSERT_TRUE(h.Submit(h.MakeUpdate(c, 3)).ok());
+  h.now = 11;
+  ASSERT_TRUE(h.c->Tick().ok());
+  EXPECT_EQ(h.c->version(), 2);
+  // a's late update is from round 2: stale.
+  fl::Update late = h.MakeUpdate(a, 4);
+  late.base_version = 1;
+  EXPECT_EQ(h.Submit(late).status().code(), StatusCode::kFailedPrecondition);
+  // The deadline's aggregation is replayed after a crash.
+  h.c.reset();
+  ASSERT_TRUE(h.Start().ok());
+  EXPECT_EQ(h.c->version(), 2);
+}
+
+TEST(CoordinatorTest, LeasesLimitConcurrencyAndExpire) {
+  Harness h("lease", fl::Algorithm::kFtte);
+  h.config.strategy.concurrency = 1;
+  h.config.lease_s = 5;
+  ASSERT_TRUE(h.Start().ok());
+  const int64_t a = h.Enroll("a"), b = h.Enroll("b");
+  EXPECT_EQ(h.c->GetWork(a, {})->kind(), v1::Work::TRAIN);
+  EXPECT_EQ(h.c->GetWork(b, {})->kind(), v1::Work::WAIT);
+  h.now = 3;
+  h.c->Heartbeat(a);  // renews a's lease until 8
+  h.now = 6;
+  EXPECT_EQ(h.c->GetWork(b, {})->kind(), v1::Work::WAIT);
+  h.now = 9;  // a went silent
+  EXPECT_EQ(h.c->GetWork(b, {})->kind(), v1::Work::TRAIN);
+}
+
+TEST(CoordinatorTest, EvaluationEndsTheFederationAtTheTarget) {
+  Harness h("target", fl::Algorithm::kFedBuff);
+  h.config.target_accuracy = 0.01;  // any model beats 1% on 10 classes
+  ASSERT_TRUE(h.Start().ok());
+  ASSERT_TRUE(h.c->Tick().ok());
+  EXPECT_TRUE(h.c->done());
+  const int64_t d = h.Enroll("late");
+  EXPECT_EQ(h.c->GetWork(d, {})->kind(), v1::Work::DONE);
+  EXPECT_EQ(h.c->GetStatus().evaluations_size(), 1);
+}
+
+}  // namespace
+}  // namespace ftte::net
