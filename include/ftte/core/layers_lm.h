@@ -107,6 +107,7 @@ class LoraLinear : public Layer {
 
   int64_t in_, out_, rank_;
   float alpha_, scale_;
+  bool has_bias_;
   Linear base_;
   Parameter lora_a_, lora_b_;
   std::vector<Buffer> buffers_;  // x A^T, dy B
