@@ -119,7 +119,7 @@ class LoraLinear : public Layer {
 // with position t attending to positions <= t, then "proj.weight" [C, C], "proj.bias" [C].
 // With lora.rank > 0 both projections are LoraLinear (adds "qkv.lora_a", ...).
 // Memory with backward: qkv [N, T, 3C], the attention probabilities [N, heads, T, T] and the
-// heads' output [N, T, C] are kept (kActivations), the gradients of the latter two buffers
+// heads' output [N, T, C] are kept (kActivations), the gradients of the heads' output and of qkv
 // (kActGrads) and one [T, T] scratch per thread (kWorkspace). Forward only, the three buffers
 // are kWorkspace. Work is split by (sample, head).
 class CausalSelfAttention : public Layer {
