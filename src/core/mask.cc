@@ -59,7 +59,7 @@ RowImportance ComputeImportance(Model& model, const float* x, const int32_t* lab
     const int64_t sample = NumElements(model.sample_shape());
     for (int64_t b = 0; b < batches && b * o.batch < n; ++b) {
       const int64_t m = std::min(o.batch, n - b * o.batch);
-      t.Step(x + b * o.batch * sample, labels + b * o.batch, m);
+      t.Step(x + b * o.batch * sample, labels + b * o.batch * model.label_positions(), m);
       for (size_t k = 0; k < model.params().size(); ++k) {
         const Parameter* p = model.params()[k];
         const float* g = p->grad().data();
@@ -177,8 +177,23 @@ Status ApplyNamedMask(Model& model, const std::string& name) {
     }
     return Status::Ok();
   }
+  if (name == "lora") {
+    model.SetAllTrainable(false);
+    bool any = false;
+    for (Parameter* p : model.params()) {
+      if (p->local_name().rfind("lora_", 0) == 0) {
+        p->SetTrainable(true);
+        any = true;
+      }
+    }
+    if (!any) {
+      return InvalidArgument("mask 'lora': model " + model.name() +
+                             " has no LoRA adapters; use a *_lora model (e.g. tiny_gpt_lora)");
+    }
+    return Status::Ok();
+  }
   return InvalidArgument("unknown mask '" + name +
-                         "'; use full, last, bias, none or budget:F (e.g. budget:0.2)");
+                         "'; use full, last, bias, lora, none or budget:F (e.g. budget:0.2)");
 }
 
 }  // namespace ftte

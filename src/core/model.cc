@@ -1,5 +1,7 @@
 #include "ftte/core/model.h"
 
+#include "ftte/core/check.h"
+
 namespace ftte {
 
 Model::Model(std::string name, Shape sample_shape, int num_classes,
@@ -11,6 +13,19 @@ Model::Model(std::string name, Shape sample_shape, int num_classes,
       net_(std::move(net)) {
   net_->AssignNames("");
   params_ = net_->Params();
+  const Shape out = OutputShape(1);
+  FTTE_CHECK(out.size() >= 2 && out.back() == num_classes_)
+      << name_ << ": output " << ShapeToString(out) << " does not end in " << num_classes_
+      << " classes";
+  label_positions_ = NumElements(out) / num_classes_;
+}
+
+Shape Model::OutputShape(int64_t n) const {
+  Shape in{n};
+  for (int64_t d : sample_shape_) in.push_back(d);
+  Result<Shape> out = net_->OutputShape(in);
+  FTTE_CHECK(out.ok()) << name_ << ": " << out.status().ToString();
+  return out.value();
 }
 
 Parameter* Model::FindParam(const std::string& name) const {

@@ -18,36 +18,45 @@ Shape BatchShape(const Model& m, int64_t batch) {
 
 LayerMode TopMode(Model& m) { return {m.net().HasTrainable(), false}; }
 
-// Mean softmax cross-entropy of logits [n, k]; writes dlogits = (softmax - onehot) / n when
-// dlogits is not null. Sequential over samples, so the sum order is fixed.
-StepResult SoftmaxCrossEntropy(const float* logits, const int32_t* labels, int64_t n, int64_t k,
+// Mean softmax cross-entropy of logits [rows, k] over the rows whose label is >= 0; writes
+// dlogits = (softmax - onehot) / counted for those rows and 0 for ignored ones when dlogits is
+// not null. Sequential over rows, so the sum order is fixed.
+StepResult SoftmaxCrossEntropy(const float* logits, const int32_t* labels, int64_t rows, int64_t k,
                                float* dlogits) {
   StepResult r;
+  for (int64_t i = 0; i < rows; ++i) r.positions += labels[i] >= 0;
   double loss = 0;
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = 0; i < rows; ++i) {
     const float* z = logits + i * k;
     const int32_t y = labels[i];
-    FTTE_CHECK(y >= 0 && y < k) << "label " << y << " out of range [0, " << k << ")";
+    FTTE_CHECK(y < k) << "label " << y << " at position " << i << " out of range [0, " << k
+                      << ") (negative labels are ignored)";
+    if (y < 0) {
+      if (dlogits != nullptr) std::fill(dlogits + i * k, dlogits + (i + 1) * k, 0.0f);
+      continue;
+    }
     float mx = z[0];
-    int64_t arg = 0;
+    int64_t arg = 0, rank = 0;  // rank: logits ahead of the label's (ties: lower index first)
     for (int64_t j = 1; j < k; ++j) {
       if (z[j] > mx) {
         mx = z[j];
         arg = j;
       }
     }
+    for (int64_t j = 0; j < k; ++j) rank += z[j] > z[y] || (z[j] == z[y] && j < y);
     double sum = 0;
     for (int64_t j = 0; j < k; ++j) sum += std::exp(static_cast<double>(z[j] - mx));
     loss += std::log(sum) - (z[y] - mx);
     r.correct += arg == y;
+    r.correct_top3 += rank < 3;
     if (dlogits != nullptr) {
       for (int64_t j = 0; j < k; ++j) {
         const double p = std::exp(static_cast<double>(z[j] - mx)) / sum;
-        dlogits[i * k + j] = static_cast<float>((p - (j == y ? 1.0 : 0.0)) / n);
+        dlogits[i * k + j] = static_cast<float>((p - (j == y ? 1.0 : 0.0)) / r.positions);
       }
     }
   }
-  r.loss = static_cast<float>(loss / std::max<int64_t>(n, 1));
+  r.loss = static_cast<float>(loss / std::max<int64_t>(r.positions, 1));
   return r;
 }
 
@@ -69,10 +78,11 @@ MemoryPlan PlanTrainingStep(Model& model, const TrainerOptions& o) {
   }
   const Shape in = BatchShape(model, o.batch);
   plan.Add(MemCategory::kBatch, FloatBytes(NumElements(in)), "input batch");
-  plan.Add(MemCategory::kBatch, o.batch * static_cast<int64_t>(sizeof(int32_t)), "labels");
-  plan.Add(MemCategory::kActivations, FloatBytes(o.batch * model.num_classes()), "logits");
+  const int64_t rows = o.batch * model.label_positions();
+  plan.Add(MemCategory::kBatch, rows * static_cast<int64_t>(sizeof(int32_t)), "labels");
+  plan.Add(MemCategory::kActivations, FloatBytes(rows * model.num_classes()), "logits");
   const LayerMode top = TopMode(model);
-  plan.Add(MemCategory::kActGrads, top.backward() ? FloatBytes(o.batch * model.num_classes()) : 0,
+  plan.Add(MemCategory::kActGrads, top.backward() ? FloatBytes(rows * model.num_classes()) : 0,
            "logit gradients");
   model.net().Plan(in, top, PlanContext{o.threads, o.frozen}, &plan);
   return plan;
@@ -90,7 +100,7 @@ MemoryPrediction PredictPeak(Model& model, const TrainerOptions& options) {
 
 Flops CountTrainingFlops(Model& model, int64_t batch) {
   Flops f = model.net().CountFlops(BatchShape(model, batch), TopMode(model));
-  const int64_t k = model.num_classes();
+  const int64_t k = model.num_classes() * model.label_positions();
   f.forward += 5 * batch * k;  // softmax and loss
   f.backward += batch * k;
   return f;
@@ -108,11 +118,12 @@ Trainer::Trainer(Model* model, const TrainerOptions& options)
   optimizer_ = std::make_unique<Optimizer>(options.optimizer, model->params(), t);
   const Shape in = BatchShape(*model, options.batch);
   batch_ = Tensor(t, MemCategory::kBatch, in);
-  labels_ = Buffer(t, MemCategory::kBatch, options.batch * sizeof(int32_t));
-  logits_ = Tensor(t, MemCategory::kActivations, {options.batch, model->num_classes()});
+  const int64_t rows = options.batch * model->label_positions();
+  labels_ = Buffer(t, MemCategory::kBatch, rows * sizeof(int32_t));
+  logits_ = Tensor(t, MemCategory::kActivations, {rows, model->num_classes()});
   mode_ = TopMode(*model);
   if (mode_.backward()) {
-    dlogits_ = Tensor(t, MemCategory::kActGrads, {options.batch, model->num_classes()});
+    dlogits_ = Tensor(t, MemCategory::kActGrads, {rows, model->num_classes()});
   }
   model->net().Prepare(in, mode_, PlanContext{options.threads, options.frozen}, t);
   t->ResetPeak();
@@ -127,14 +138,15 @@ StepResult Trainer::ForwardLoss(const float* x, const int32_t* labels, int64_t n
       << "batch of " << n << " for a trainer of " << options_.batch;
   const int64_t sample = NumElements(model_->sample_shape());
   std::memcpy(batch_.data(), x, sizeof(float) * n * sample);
-  std::memcpy(labels_.data(), labels, sizeof(int32_t) * n);
+  const int64_t rows = n * model_->label_positions();
+  std::memcpy(labels_.data(), labels, sizeof(int32_t) * rows);
   Shape in = BatchShape(*model_, n);
   const int64_t k = model_->num_classes();
   ExecContext ctx{&pool_, training, &rng_};
   View xv{batch_.data(), in};
-  View yv{logits_.data(), {n, k}};
+  View yv{logits_.data(), model_->OutputShape(n)};
   model_->net().Forward(xv, yv, ctx);
-  return SoftmaxCrossEntropy(logits_.data(), static_cast<const int32_t*>(labels_.data()), n, k,
+  return SoftmaxCrossEntropy(logits_.data(), static_cast<const int32_t*>(labels_.data()), rows, k,
                              training && mode_.backward() ? dlogits_.data() : nullptr);
 }
 
@@ -142,10 +154,10 @@ StepResult Trainer::Step(const float* x, const int32_t* labels, int64_t n) {
   StepResult r = ForwardLoss(x, labels, n, /*training=*/true);
   if (!mode_.backward()) return r;
   ExecContext ctx{&pool_, true, &rng_};
-  const int64_t k = model_->num_classes();
+  const Shape out = model_->OutputShape(n);
   View xv{batch_.data(), BatchShape(*model_, n)};
-  View yv{logits_.data(), {n, k}};
-  View dy{dlogits_.data(), {n, k}};
+  View yv{logits_.data(), out};
+  View dy{dlogits_.data(), out};
   model_->net().Backward(xv, yv, dy, View{}, ctx);
   optimizer_->Step();
   return r;
@@ -157,12 +169,17 @@ StepResult Trainer::Evaluate(const float* x, const int32_t* labels, int64_t n) {
   const int64_t sample = NumElements(model_->sample_shape());
   for (int64_t i = 0; i < n; i += options_.batch) {
     const int64_t m = std::min(options_.batch, n - i);
-    StepResult r = ForwardLoss(x + i * sample, labels + i, m, /*training=*/false);
-    loss += static_cast<double>(r.loss) * m;
+    StepResult r = ForwardLoss(x + i * sample, labels + i * model_->label_positions(), m,
+                               /*training=*/false);
+    loss += static_cast<double>(r.loss) * r.positions;
     total.correct += r.correct;
+    total.correct_top3 += r.correct_top3;
+    total.positions += r.positions;
   }
-  total.loss = static_cast<float>(loss / std::max<int64_t>(n, 1));
+  total.loss = static_cast<float>(loss / std::max<int64_t>(total.positions, 1));
   return total;
 }
+
+double StepResult::perplexity() const { return std::exp(static_cast<double>(loss)); }
 
 }  // namespace ftte

@@ -2,6 +2,7 @@
 #include "ftte/core/layers.h"
 #include "ftte/core/layers_extra.h"
 #include "ftte/core/model.h"
+#include "zoo_lm.h"
 
 namespace ftte {
 
@@ -87,21 +88,38 @@ std::unique_ptr<Model> ResNet8(std::unique_ptr<MemoryTracker> t) {
 
 }  // namespace
 
-std::vector<std::string> ModelNames() { return {"mlp", "lenet5", "cnn", "resnet8"}; }
+std::vector<std::string> ModelNames() {
+  return {"mlp", "lenet5", "cnn", "resnet8", "lstm_lm", "tiny_gpt", "tiny_gpt_lora"};
+}
 
-Result<std::unique_ptr<Model>> MakeModel(const std::string& name, uint64_t seed) {
+Result<std::unique_ptr<Model>> MakeModel(const std::string& spec, uint64_t seed) {
+  std::string name;
+  ModelOptions options;
+  FTTE_RETURN_IF_ERROR(ParseModelSpec(spec, &name, &options));
   auto t = std::make_unique<MemoryTracker>();
   std::unique_ptr<Model> m;
-  if (name == "mlp") m = Mlp(std::move(t));
-  if (name == "lenet5") m = LeNet5(std::move(t));
-  if (name == "cnn") m = Cnn(std::move(t));
-  if (name == "resnet8") m = ResNet8(std::move(t));
+  if (IsLanguageModel(name)) {
+    FTTE_ASSIGN_OR_RETURN(m, MakeLanguageModel(name, options, std::move(t)));
+  } else {
+    if (name == "mlp") m = Mlp(std::move(t));
+    if (name == "lenet5") m = LeNet5(std::move(t));
+    if (name == "cnn") m = Cnn(std::move(t));
+    if (name == "resnet8") m = ResNet8(std::move(t));
+    if (m && !options.empty()) {
+      return InvalidArgument("model " + name + " takes no options (got '" + options[0].first +
+                             "'); options are for language models, e.g. lstm_lm:vocab=10000");
+    }
+  }
   if (!m) {
     std::string known;
     for (const auto& n : ModelNames()) known += (known.empty() ? "" : ", ") + n;
     return InvalidArgument("unknown model '" + name + "'; known models: " + known);
   }
   m->Init(seed);
+  // LoRA models train their adapters only unless the caller applies another mask.
+  if (name == "tiny_gpt_lora") {
+    for (Parameter* p : m->params()) p->SetTrainable(p->local_name().rfind("lora_", 0) == 0);
+  }
   return m;
 }
 

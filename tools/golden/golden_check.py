@@ -8,8 +8,9 @@ write the two files. INIT is ftte's checkpoint of the initial weights; STEP hold
 "x"/"y", ftte's mean loss on it ("loss" from Trainer::Evaluate, "step_loss" from the step),
 every gradient "grad.<name>" and every weight after one SGD step "after.<name>".
 
-The twin is bench/torch_train.py's build_model(MODEL), loaded from INIT with
-load_state_dict(strict=True). It computes F.cross_entropy(model(x), y), backward, and one
+The twin is bench/torch_train.py's build_model(MODEL) (lm_twins.build_lm(MODEL) for a
+language model spec such as "lstm_lm:vocab=50,context=8"), loaded from INIT with
+load_state_dict(strict=True). It computes F.cross_entropy(model(x), y) (over positions, ignore_index=-1), backward, and one
 torch.optim.SGD step (lr from STEP's metadata, no momentum), in float32, and checks:
   * loss: |ftte - torch| <= 1e-5 * |torch|, for "loss" and "step_loss";
   * each gradient: max|g_ftte - g_torch| <= 1e-4 * max|g_torch|;
@@ -37,6 +38,8 @@ except ImportError as e:  # python3-torch is optional; ctest reports the test as
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
 import torch_train  # noqa: E402  (the zoo's PyTorch twins)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lm_twins  # noqa: E402  (the language models' twins)
 
 LOSS_RTOL = 1e-5
 GRAD_RTOL = 1e-4
@@ -66,10 +69,16 @@ def read_safetensors(path):
 
 def torch_step(model_name, init, x, y, lr, dtype):
     """The twin's loss, gradients and SGD-updated weights, computed in `dtype`."""
-    model = torch_train.build_model(model_name).to(dtype)
+    if lm_twins.is_lm(model_name):
+        model = lm_twins.build_lm(model_name).to(dtype)
+    else:
+        model = torch_train.build_model(model_name).to(dtype)
     model.load_state_dict({k: v.to(dtype) for k, v in init.items()}, strict=True)
     model.train()
-    loss = F.cross_entropy(model(x.to(dtype)), y.long())
+    logits = model(x.to(dtype))
+    # Language models: one label per position, -1 = ignored (as ftte's Trainer).
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1).long(),
+                           ignore_index=-1)
     loss.backward()
     grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
     torch.optim.SGD(model.parameters(), lr=lr, momentum=0).step()

@@ -3,11 +3,13 @@
 //
 //   ftte_golden_dump MODEL INIT.safetensors STEP.safetensors
 //
-// Makes MODEL with seed 1 (full mask), draws a fixed batch of 8 samples (Rng(42): normal
-// pixels, then labels Below(classes)), saves the initial weights to INIT with SaveCheckpoint,
-// and runs one Trainer step (batch 8, 1 thread, SGD lr 0.1, no momentum). STEP holds:
+// Makes MODEL (a zoo spec) with seed 1 (full mask), draws a fixed batch of 8 samples (Rng(42):
+// normal pixels, then labels Below(classes); for a language model token ids Below(vocab), then
+// one label Below(vocab) per position, every 7th set to -1 = ignored), saves the initial weights to
+// INIT with SaveCheckpoint, and runs one Trainer step (batch 8, 1 thread, SGD lr 0.1, no momentum).
+// STEP holds:
 //   "x"             the batch, [8, C, H, W] F32
-//   "y"             the labels, [8] I32
+//   "y"             the labels, [8] I32 ([8, T] for a language model)
 //   "loss"          Trainer::Evaluate's mean cross-entropy of the initial model on x, 0-d F32
 //   "step_loss"     the loss the training step reported (same forward, training mode), 0-d F32
 //   "grad.<name>"   every parameter's gradient from the step, in the parameter's shape
@@ -42,9 +44,17 @@ Status Dump(const std::string& model_name, const std::string& init_path,
 
   Rng rng(kBatchSeed);
   std::vector<float> x(static_cast<size_t>(kBatch * NumElements(model->sample_shape())));
-  std::vector<int32_t> y(static_cast<size_t>(kBatch));
-  for (float& v : x) v = static_cast<float>(rng.Normal());
+  const int64_t positions = model->label_positions();
+  std::vector<int32_t> y(static_cast<size_t>(kBatch * positions));
+  const bool lm = positions > 1;
+  for (float& v : x) {
+    v = static_cast<float>(lm ? static_cast<double>(rng.Below(model->num_classes()))
+                              : rng.Normal());
+  }
   for (int32_t& v : y) v = static_cast<int32_t>(rng.Below(model->num_classes()));
+  if (lm) {
+    for (size_t i = 0; i < y.size(); i += 7) y[i] = -1;
+  }
 
   FTTE_RETURN_IF_ERROR(SaveCheckpoint(*model, init_path));
 
@@ -74,7 +84,8 @@ Status Dump(const std::string& model_name, const std::string& init_path,
   for (int64_t d : model->sample_shape()) x_shape.push_back(d);
   std::vector<TensorRecord> records = {
       F32("x", x_shape, x),
-      {"y", DType::kI32, {kBatch}, y.data(), y.size() * sizeof(int32_t)},
+      {"y", DType::kI32, lm ? Shape{kBatch, positions} : Shape{kBatch}, y.data(),
+       y.size() * sizeof(int32_t)},
       F32("loss", {}, loss),
       F32("step_loss", {}, step_loss),
   };
@@ -94,9 +105,10 @@ Status Dump(const std::string& model_name, const std::string& init_path,
 
 int main(int argc, char** argv) {
   if (argc != 4) {
-    std::fprintf(stderr,
-                 "usage: ftte_golden_dump MODEL INIT.safetensors STEP.safetensors\n"
-                 "  MODEL: mlp, lenet5, cnn or resnet8\n");
+    std::fprintf(
+        stderr,
+        "usage: ftte_golden_dump MODEL INIT.safetensors STEP.safetensors\n"
+        "  MODEL: a zoo spec: mlp, lenet5, cnn, resnet8, lstm_lm:vocab=50,context=8, ...\n");
     return 2;
   }
   const ftte::Status s = ftte::Dump(argv[1], argv[2], argv[3]);

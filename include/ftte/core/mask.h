@@ -13,6 +13,7 @@ namespace ftte {
 // calibration pass. Indexed like model.params().
 using RowImportance = std::vector<std::vector<double>>;
 
+// `labels` holds n * model.label_positions() values (see Trainer::Step).
 // Runs `batches` full-model training steps' backward passes (no update) on the given samples
 // and accumulates squared gradients per row. Leaves the model's values and mask unchanged
 // (the mask is restored to what it was).
@@ -37,7 +38,8 @@ Result<Selection> SelectUnderBudget(Model& model, const RowImportance& importanc
                                     int64_t extra_bytes_per_value = 0);
 
 // Applies a mask by name: "full", "last" (the last parameterised layer), "bias" (biases and
-// norm scales), "none". "budget:F" needs importance and is handled by the caller with
+// norm scales), "lora" (the LoRA adapters, lora_a and lora_b; an error if there are none),
+// "none". "budget:F" needs importance and is handled by the caller with
 // SelectUnderBudget. Unknown names get an error listing the accepted ones.
 Status ApplyNamedMask(Model& model, const std::string& name);
 

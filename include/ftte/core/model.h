@@ -15,13 +15,21 @@ namespace ftte {
 
 class Model {
  public:
-  // The tracker must be the one the layers of `net` allocate from (see MakeModel).
+  // The tracker must be the one the layers of `net` allocate from (see MakeModel). Aborts
+  // unless `net` maps [N, sample_shape] to [N, ..., num_classes].
   Model(std::string name, Shape sample_shape, int num_classes,
         std::unique_ptr<MemoryTracker> tracker, std::unique_ptr<Sequential> net);
 
   const std::string& name() const { return name_; }
-  const Shape& sample_shape() const { return sample_shape_; }  // [C, H, W]
+  // [C, H, W] for images; [T] (token ids stored as floats) for language models.
+  const Shape& sample_shape() const { return sample_shape_; }
+  // Classes of the last output dimension (the vocabulary of a language model).
   int num_classes() const { return num_classes_; }
+  // Labels per sample: the product of the output shape except batch and classes (1 for an
+  // image classifier, T for a language model's [N, T, V] logits).
+  int64_t label_positions() const { return label_positions_; }
+  // The output shape for a batch of n samples: [n, ..., num_classes()].
+  Shape OutputShape(int64_t n) const;
   Sequential& net() { return *net_; }
   MemoryTracker& tracker() { return *tracker_; }
 
@@ -40,14 +48,29 @@ class Model {
   std::string name_;
   Shape sample_shape_;
   int num_classes_;
+  int64_t label_positions_ = 1;
   std::unique_ptr<MemoryTracker> tracker_;  // declared first: destroyed after the net
   std::unique_ptr<Sequential> net_;
   std::vector<Parameter*> params_;
 };
 
-// The zoo: "mlp", "lenet5", "cnn" (28x28x1) and "resnet8" (32x32x3). Initialised with `seed`.
-// Unknown names get an error listing the known ones.
-Result<std::unique_ptr<Model>> MakeModel(const std::string& name, uint64_t seed = 0);
+// The zoo, made from a spec "NAME" or "NAME:key=value,key=value", initialised with `seed`,
+// every parameter trainable (except tiny_gpt_lora: its LoRA adapters only).
+//   mlp, lenet5, cnn   28x28x1 images, 10 classes; no options
+//   resnet8            32x32x3 images, 10 classes; no options
+//   lstm_lm            Embedding(vocab, 96) -> LSTM(96, 256) -> Linear(256, vocab);
+//                      options vocab (default 10000), context (32)
+//   tiny_gpt           token + positional embedding (width 128), 2 pre-norm blocks
+//                      (LayerNorm -> CausalSelfAttention(4 heads) -> residual, LayerNorm ->
+//                      Linear(128, 512) -> GELU -> Linear(512, 128) -> residual), LayerNorm,
+//                      Linear(128, vocab); options vocab (10000), context (64)
+//   tiny_gpt_lora      tiny_gpt with LoRA adapters (alpha 16) on the attention projections and
+//                      the MLP Linears; options vocab, context, rank (8)
+// A language model takes sample_shape() [context] token ids (as floats) and has num_classes()
+// = vocab and label_positions() = context; its name() is the spec with every option spelled
+// out ("lstm_lm:vocab=10000,context=32"). Errors name an unknown model (listing the known
+// ones), an unknown option (listing the known keys) or a bad value (with its range).
+Result<std::unique_ptr<Model>> MakeModel(const std::string& spec, uint64_t seed = 0);
 std::vector<std::string> ModelNames();
 
 }  // namespace ftte

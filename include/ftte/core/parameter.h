@@ -56,8 +56,12 @@ class Parameter {
   // Converts a fully frozen parameter with >= 2 dimensions to int8 + per-row scale (symmetric,
   // scale = max|row| / 127), or back to float32. A parameter with any trainable row stays float.
   void SetStorage(FrozenStorage s);
-  // Whether SetStorage(kInt8) would quantize it (fully frozen and >= 2-D).
-  bool QuantizableWhenFrozen() const { return shape_.size() >= 2; }
+  // Whether SetStorage(kInt8) would quantize it (fully frozen, >= 2-D and not opted out).
+  bool QuantizableWhenFrozen() const { return shape_.size() >= 2 && int8_allowed_; }
+  // Layers whose kernels read the float32 values directly (LSTM, positional embeddings, LoRA
+  // adapters) opt their parameters out of int8 storage; they then stay float32 under any
+  // FrozenStorage, and the planner counts them so.
+  void set_int8_allowed(bool on) { int8_allowed_ = on; }
   // Bytes the values take under storage `s` given the current mask.
   int64_t ValueBytes(FrozenStorage s) const;
 
@@ -87,6 +91,7 @@ class Parameter {
   Tensor value_;
   Buffer qvalue_;  // int8 [rows * row_size]
   Tensor qscale_;  // [rows]
+  bool int8_allowed_ = true;
   std::vector<uint8_t> trainable_;
   int64_t trainable_count_ = 0;
   std::vector<RowRun> runs_;

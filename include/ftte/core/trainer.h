@@ -33,11 +33,19 @@ struct MemoryPrediction {
 MemoryPrediction PredictPeak(Model& model, const TrainerOptions& options);
 
 // FLOPs of one step on `batch` samples with the current mask (forward and backward).
+// The logits, labels and logit gradients are batch * label_positions() * classes sized.
 Flops CountTrainingFlops(Model& model, int64_t batch);
 
+// Labels are int32, label_positions() per sample (one per output position of a language
+// model, one per sample of a classifier). A label < 0 marks a position to ignore (padding): it
+// adds nothing to the loss, its gradient or the counts below.
 struct StepResult {
-  float loss = 0;       // mean cross-entropy over the batch
-  int64_t correct = 0;  // argmax == label
+  float loss = 0;            // mean cross-entropy over the counted positions (0 if none)
+  int64_t correct = 0;       // counted positions whose argmax (first on ties) is the label
+  int64_t correct_top3 = 0;  // counted positions whose label ranks among the 3 top logits
+  int64_t positions = 0;     // counted positions (labels >= 0)
+  // exp(loss): the perplexity of a language model.
+  double perplexity() const;
 };
 
 class Trainer {
@@ -47,9 +55,12 @@ class Trainer {
   Trainer(Model* model, const TrainerOptions& options);
   ~Trainer();
 
-  // One step on n <= batch samples (NCHW floats, int32 labels in [0, classes)).
+  // One step on n <= batch samples: x holds n samples of sample_shape() floats, labels
+  // n * label_positions() int32 values in [0, classes) or < 0 (ignored). Aborts on a label
+  // >= classes.
   StepResult Step(const float* x, const int32_t* labels, int64_t n);
-  // Forward only, in batches; returns the mean loss and the number correct over n samples.
+  // Forward only, in batches; returns the mean loss over all counted positions of the n
+  // samples and the counts summed.
   StepResult Evaluate(const float* x, const int32_t* labels, int64_t n);
 
   Model& model() { return *model_; }

@@ -1,0 +1,263 @@
+// LSTM: the input projection of all steps is one GEMM; the recurrence runs step by step, each
+// step split over blocks of hidden units (a unit's four gates live in the same task, so the
+// cell update needs no second pass). Backward walks the steps in reverse, overwriting each
+// step's saved gate activations with the gradients of the gate pre-activations, then computes
+// the weight gradients and dx with GEMMs over all steps.
+#include <algorithm>
+#include <cmath>
+
+#include "ftte/core/check.h"
+#include "ftte/core/kernels.h"
+#include "ftte/core/layers_lm.h"
+
+namespace ftte {
+
+namespace {
+// Fixed task sizes (never derived from the thread count, see thread_pool.h).
+constexpr int64_t kOutBlock = 128;  // gate rows per input-projection / weight-gradient task
+constexpr int64_t kHidBlock = 32;   // hidden units per recurrence task
+constexpr int64_t kInBlock = 256;   // input features per input-gradient task
+// Rough per-unit-and-step costs of the gate nonlinearities and cell update.
+constexpr int64_t kCellForwardFlops = 40;
+constexpr int64_t kCellBackwardFlops = 30;
+
+float Sigmoid(float v) { return 1.0f / (1.0f + std::exp(-v)); }
+
+std::vector<RowRun> BlockTasks(const Parameter& p) {
+  std::vector<RowRun> tasks;
+  for (const RowRun& r : p.runs()) {
+    for (int64_t b = r.begin; b < r.end; b += kOutBlock) {
+      tasks.push_back({b, std::min(r.end, b + kOutBlock), r.packed + (b - r.begin)});
+    }
+  }
+  return tasks;
+}
+
+std::vector<int64_t> PackedRows(const Parameter& p) {
+  std::vector<int64_t> rows(static_cast<size_t>(p.rows()), -1);
+  for (const RowRun& r : p.runs()) {
+    for (int64_t i = r.begin; i < r.end; ++i) rows[i] = r.packed + i - r.begin;
+  }
+  return rows;
+}
+}  // namespace
+
+LSTM::LSTM(int64_t input, int64_t hidden, MemoryTracker* tracker)
+    : input_(input),
+      hidden_(hidden),
+      weight_ih_("weight_ih", {4 * hidden, input}, tracker),
+      weight_hh_("weight_hh", {4 * hidden, hidden}, tracker),
+      bias_ih_("bias_ih", {4 * hidden}, tracker),
+      bias_hh_("bias_hh", {4 * hidden}, tracker) {
+  FTTE_CHECK(input > 0 && hidden > 0)
+      << "LSTM: sizes must be positive, got " << input << ", " << hidden;
+  weight_ih_.set_int8_allowed(false);
+  weight_hh_.set_int8_allowed(false);
+}
+
+std::string LSTM::Describe() const {
+  return "LSTM(" + std::to_string(input_) + ", " + std::to_string(hidden_) + ")";
+}
+
+Result<Shape> LSTM::OutputShape(const Shape& in) const {
+  if (in.size() != 3 || in[2] != input_) {
+    return InvalidArgument(Describe() + ": expected input [N, T, " + std::to_string(input_) +
+                           "], got " + ShapeToString(in));
+  }
+  return Shape{in[0], in[1], hidden_};
+}
+
+std::vector<Parameter*> LSTM::Params() { return {&weight_ih_, &weight_hh_, &bias_ih_, &bias_hh_}; }
+
+void LSTM::InitParams(Rng& rng) {
+  const double bound = 1.0 / std::sqrt(static_cast<double>(hidden_));
+  for (Parameter* p : Params()) {
+    float* d = p->data();
+    for (int64_t i = 0; i < p->numel(); ++i) {
+      d[i] = static_cast<float>((2 * rng.Uniform() - 1) * bound);
+    }
+  }
+}
+
+void LSTM::Plan(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPlan* plan) const {
+  const int64_t n = in[0], steps = in[1], h = hidden_;
+  if (m.backward()) {
+    plan->Add(MemCategory::kActivations, FloatBytes(n * steps * 4 * h), "lstm gates");
+    plan->Add(MemCategory::kActivations, FloatBytes(n * steps * h), "lstm cell states");
+    plan->Add(MemCategory::kActGrads, FloatBytes(n * h), "lstm hidden-state gradient");
+    plan->Add(MemCategory::kActGrads, FloatBytes(n * h), "lstm cell-state gradient");
+  } else {
+    plan->Add(MemCategory::kWorkspace, FloatBytes(n * steps * 4 * h), "lstm gates");
+    plan->Add(MemCategory::kWorkspace, FloatBytes(n * h), "lstm cell state");
+  }
+}
+
+void LSTM::Prepare(const Shape& in, LayerMode m, const PlanContext& pc, MemoryTracker* tracker) {
+  Layer::Prepare(in, m, pc, tracker);
+  capacity_ = in[0] * in[1];
+  ih_tasks_ = BlockTasks(weight_ih_);
+  hh_tasks_ = BlockTasks(weight_hh_);
+  bias_ih_row_ = PackedRows(bias_ih_);
+  bias_hh_row_ = PackedRows(bias_hh_);
+}
+
+void LSTM::Forward(const View& x, View y, ExecContext& ctx) {
+  const int64_t n = x.shape[0], steps = x.shape[1], h = hidden_, g4 = 4 * h;
+  if (n == 0 || steps == 0) return;
+  FTTE_CHECK(n * steps <= capacity_)
+      << Describe() << ": input " << ShapeToString(x.shape) << " larger than prepared";
+  const bool keep = mode_.backward();
+  float* g = slot(0);
+  float* c = slot(1);
+  const float* wih = weight_ih_.data();
+  const float* whh = weight_hh_.data();
+  const float* bih = bias_ih_.data();
+  const float* bhh = bias_hh_.data();
+  // Input projection and both biases, for all steps at once.
+  ctx.pool->ParallelFor(NumBlocks(g4, kOutBlock), [&](int64_t t, int) {
+    const int64_t o0 = t * kOutBlock, o1 = std::min(g4, o0 + kOutBlock);
+    Gemm(false, true, n * steps, o1 - o0, input_, 1.0f, x.data, input_, wih + o0 * input_, input_,
+         0.0f, g + o0, g4);
+    for (int64_t r = 0; r < n * steps; ++r) {
+      float* gr = g + r * g4;
+      for (int64_t o = o0; o < o1; ++o) gr[o] += bih[o] + bhh[o];
+    }
+  });
+  for (int64_t s = 0; s < steps; ++s) {
+    ctx.pool->ParallelFor(NumBlocks(h, kHidBlock), [&](int64_t t, int) {
+      const int64_t j0 = t * kHidBlock, j1 = std::min(h, j0 + kHidBlock);
+      if (s > 0) {
+        for (int64_t q = 0; q < 4; ++q) {
+          Gemm(false, true, n, j1 - j0, h, 1.0f, y.data + (s - 1) * h, steps * h,
+               whh + (q * h + j0) * h, h, 1.0f, g + s * g4 + q * h + j0, steps * g4);
+        }
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        float* gr = g + (i * steps + s) * g4;
+        float* cr = keep ? c + (i * steps + s) * h : c + i * h;
+        const float* cprev = !keep ? cr : s > 0 ? cr - h : nullptr;  // read before cr is written
+        float* hr = y.data + (i * steps + s) * h;
+        for (int64_t j = j0; j < j1; ++j) {
+          const float ig = Sigmoid(gr[j]), fg = Sigmoid(gr[h + j]);
+          const float gg = std::tanh(gr[2 * h + j]), og = Sigmoid(gr[3 * h + j]);
+          const float cv = (s > 0 ? fg * cprev[j] : 0.0f) + ig * gg;
+          gr[j] = ig;
+          gr[h + j] = fg;
+          gr[2 * h + j] = gg;
+          gr[3 * h + j] = og;
+          cr[j] = cv;
+          hr[j] = og * std::tanh(cv);
+        }
+      }
+    });
+  }
+}
+
+void LSTM::Backward(const View& x, const View& y, const View& dy, View dx, ExecContext& ctx) {
+  const int64_t n = dy.shape[0], steps = dy.shape[1], h = hidden_, g4 = 4 * h;
+  if (n == 0 || steps == 0) return;
+  float* g = slot(0);
+  const float* c = slot(1);
+  float* dh = slot(2);
+  float* dc = slot(3);
+  const float* whh = weight_hh_.data();
+  for (int64_t s = steps - 1; s >= 0; --s) {
+    ctx.pool->ParallelFor(NumBlocks(h, kHidBlock), [&](int64_t t, int) {
+      const int64_t j0 = t * kHidBlock, j1 = std::min(h, j0 + kHidBlock);
+      for (int64_t i = 0; i < n; ++i) {
+        const float* d = dy.data + (i * steps + s) * h;
+        std::copy(d + j0, d + j1, dh + i * h + j0);
+      }
+      // dh_s += dG_{s+1} W_hh (row s+1 of g already holds gradients).
+      if (s + 1 < steps) {
+        Gemm(false, false, n, j1 - j0, g4, 1.0f, g + (s + 1) * g4, steps * g4, whh + j0, h, 1.0f,
+             dh + j0, h);
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        float* gr = g + (i * steps + s) * g4;
+        const float* cr = c + (i * steps + s) * h;
+        for (int64_t j = j0; j < j1; ++j) {
+          const float ig = gr[j], fg = gr[h + j], gg = gr[2 * h + j], og = gr[3 * h + j];
+          const float cprev = s > 0 ? cr[j - h] : 0.0f;
+          const float tc = std::tanh(cr[j]);
+          const float dhv = dh[i * h + j];
+          const float dcv = dhv * og * (1.0f - tc * tc) + (s + 1 < steps ? dc[i * h + j] : 0.0f);
+          gr[j] = dcv * gg * ig * (1.0f - ig);
+          gr[h + j] = dcv * cprev * fg * (1.0f - fg);
+          gr[2 * h + j] = dcv * ig * (1.0f - gg * gg);
+          gr[3 * h + j] = dhv * tc * og * (1.0f - og);
+          dc[i * h + j] = dcv * fg;
+        }
+      }
+    });
+  }
+  if (mode_.param_grad) GradWeights(x, y, n, steps, ctx);
+  if (mode_.input_grad) {
+    const float* wih = weight_ih_.data();
+    ctx.pool->ParallelFor(NumBlocks(input_, kInBlock), [&](int64_t t, int) {
+      const int64_t i0 = t * kInBlock, i1 = std::min(input_, i0 + kInBlock);
+      Gemm(false, false, n * steps, i1 - i0, g4, 1.0f, g, g4, wih + i0, input_, 0.0f, dx.data + i0,
+           input_);
+    });
+  }
+}
+
+// Slot 0 holds the gradients of the gate pre-activations dG [N, T, 4H]:
+// dW_ih = dG^T x, dW_hh = sum over steps s >= 1 of dG_s^T h_{s-1}, db_ih = db_hh = sum dG.
+void LSTM::GradWeights(const View& x, const View& y, int64_t n, int64_t steps, ExecContext& ctx) {
+  const int64_t h = hidden_, g4 = 4 * h;
+  const float* g = slot(0);
+  const auto ih = static_cast<int64_t>(ih_tasks_.size());
+  const auto hh = static_cast<int64_t>(hh_tasks_.size());
+  const bool any_bias = bias_ih_.any_trainable() || bias_hh_.any_trainable();
+  const int64_t bias_tasks = any_bias ? NumBlocks(g4, kOutBlock) : 0;
+  float* gih = weight_ih_.any_trainable() ? weight_ih_.grad().data() : nullptr;
+  float* ghh = weight_hh_.any_trainable() ? weight_hh_.grad().data() : nullptr;
+  float* gbih = bias_ih_.any_trainable() ? bias_ih_.grad().data() : nullptr;
+  float* gbhh = bias_hh_.any_trainable() ? bias_hh_.grad().data() : nullptr;
+  ctx.pool->ParallelFor(ih + hh + bias_tasks, [&](int64_t t, int) {
+    if (t < ih) {
+      const RowRun& r = ih_tasks_[t];
+      Gemm(true, false, r.end - r.begin, input_, n * steps, 1.0f, g + r.begin, g4, x.data, input_,
+           0.0f, gih + r.packed * input_, input_);
+      return;
+    }
+    if (t < ih + hh) {
+      const RowRun& r = hh_tasks_[t - ih];
+      float* out = ghh + r.packed * h;
+      std::fill(out, out + (r.end - r.begin) * h, 0.0f);
+      if (steps < 2) return;
+      for (int64_t i = 0; i < n; ++i) {
+        Gemm(true, false, r.end - r.begin, h, steps - 1, 1.0f, g + (i * steps + 1) * g4 + r.begin,
+             g4, y.data + i * steps * h, h, 1.0f, out, h);
+      }
+      return;
+    }
+    const int64_t o0 = (t - ih - hh) * kOutBlock, o1 = std::min(g4, o0 + kOutBlock);
+    for (int64_t o = o0; o < o1; ++o) {
+      const int64_t ri = bias_ih_row_[o], rh = bias_hh_row_[o];
+      if (ri < 0 && rh < 0) continue;
+      float sum = 0;
+      for (int64_t r = 0; r < n * steps; ++r) sum += g[r * g4 + o];
+      if (ri >= 0) gbih[ri] = sum;
+      if (rh >= 0) gbhh[rh] = sum;
+    }
+  });
+}
+
+Flops LSTM::CountFlops(const Shape& in, LayerMode m) const {
+  const int64_t tokens = in[0] * in[1], h = hidden_;
+  Flops f;
+  f.forward = 2 * tokens * 4 * h * (input_ + h) + kCellForwardFlops * tokens * h;
+  if (!m.backward()) return f;
+  f.backward = 2 * tokens * 4 * h * h + kCellBackwardFlops * tokens * h;
+  if (m.param_grad) {
+    f.backward +=
+        2 * tokens * (input_ * weight_ih_.trainable_rows() + h * weight_hh_.trainable_rows());
+    f.backward += tokens * (bias_ih_.trainable_rows() + bias_hh_.trainable_rows());
+  }
+  if (m.input_grad) f.backward += 2 * tokens * 4 * h * input_;
+  return f;
+}
+
+}  // namespace ftte

@@ -1,0 +1,262 @@
+// Language models in the trainer: per-position labels, ignored positions, the planner against
+// the accounting allocator, determinism, and model specs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <tuple>
+
+#include "ftte/core/mask.h"
+#include "ftte/core/trainer.h"
+
+namespace ftte {
+namespace {
+
+struct Batch {
+  std::vector<float> x;
+  std::vector<int32_t> y;
+};
+
+// Token ids and next-token labels (any id; the model does not know the rule).
+Batch RandomTokens(const Model& m, int64_t n, uint64_t seed) {
+  Rng rng(seed);
+  Batch b;
+  b.x.resize(static_cast<size_t>(n * NumElements(m.sample_shape())));
+  b.y.resize(static_cast<size_t>(n * m.label_positions()));
+  for (float& v : b.x) v = static_cast<float>(rng.Below(m.num_classes()));
+  for (int32_t& v : b.y) v = static_cast<int32_t>(rng.Below(m.num_classes()));
+  return b;
+}
+
+std::vector<float> Snapshot(const Model& m) {
+  std::vector<float> all;
+  for (const Parameter* p : m.params()) {
+    std::vector<float> rows(static_cast<size_t>(p->numel()));
+    p->ReadRows(0, p->rows(), rows.data());
+    all.insert(all.end(), rows.begin(), rows.end());
+  }
+  return all;
+}
+
+const char* const kSmallLstm = "lstm_lm:vocab=300,context=12";
+const char* const kSmallGpt = "tiny_gpt:vocab=300,context=12";
+const char* const kSmallGptLora = "tiny_gpt_lora:vocab=300,context=12";
+
+using PlanCase = std::tuple<std::string, std::string, FrozenStorage, int>;
+class LmPlannerTest : public ::testing::TestWithParam<PlanCase> {};
+
+TEST_P(LmPlannerTest, PredictionEqualsMeasurement) {
+  const auto& [spec, mask, frozen, threads] = GetParam();
+  auto model = MakeModel(spec, 7).value();
+  if (mask != "default") {
+    ASSERT_TRUE(ApplyNamedMask(*model, mask).ok());
+  }
+  TrainerOptions o;
+  o.batch = 6;
+  o.threads = threads;
+  o.frozen = frozen;
+  o.optimizer.momentum = 0.9f;
+  const MemoryPrediction predicted = PredictPeak(*model, o);
+  Batch b = RandomTokens(*model, o.batch, 1);
+  Trainer t(model.get(), o);
+  t.Step(b.x.data(), b.y.data(), o.batch);
+  const int64_t allocations = model->tracker().stats().allocations;
+  t.Step(b.x.data(), b.y.data(), o.batch);
+  t.Step(b.x.data(), b.y.data(), 5);  // a short last batch too
+  const MemoryStats s = model->tracker().stats();
+  EXPECT_EQ(s.allocations, allocations) << "a warmed-up step allocated";
+  EXPECT_EQ(s.peak_total, predicted.total);
+  for (int c = 0; c < kNumMemCategories; ++c) {
+    EXPECT_EQ(s.at_peak[c], predicted.by_category[c])
+        << MemCategoryName(static_cast<MemCategory>(c));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, LmPlannerTest,
+                         ::testing::Combine(::testing::Values(kSmallLstm, kSmallGpt, kSmallGptLora),
+                                            ::testing::Values("default", "full", "last", "bias"),
+                                            ::testing::Values(FrozenStorage::kFloat32,
+                                                              FrozenStorage::kInt8),
+                                            ::testing::Values(1, 2)));
+
+TEST(LmSelectionTest, BudgetMaskPredictionEqualsMeasurement) {
+  for (const char* spec : {kSmallLstm, kSmallGpt, kSmallGptLora}) {
+    SCOPED_TRACE(spec);
+    auto model = MakeModel(spec, 1).value();
+    TrainerOptions o;
+    o.batch = 4;
+    o.threads = 2;
+    model->SetAllTrainable(true);
+    const int64_t full = PredictPeak(*model, o).total;
+    Batch b = RandomTokens(*model, 8, 3);
+    RowImportance imp = ComputeImportance(*model, b.x.data(), b.y.data(), 8, o, 2);
+    o.frozen = FrozenStorage::kInt8;
+    model->SetAllTrainable(false);
+    const int64_t frozen = PredictPeak(*model, o).total;
+    auto sel = SelectUnderBudget(*model, imp, o, (frozen + full) / 2);
+    ASSERT_TRUE(sel.ok()) << sel.status().ToString();
+    EXPECT_EQ(sel->predicted_bytes, PredictPeak(*model, o).total);
+    Trainer t(model.get(), o);
+    t.Step(b.x.data(), b.y.data(), 4);
+    t.Step(b.x.data(), b.y.data(), 4);
+    EXPECT_EQ(model->tracker().stats().peak_total, sel->predicted_bytes);
+  }
+}
+
+TEST(LmTrainerTest, LossIsTheMeanOverCountedPositions) {
+  auto model = MakeModel(kSmallGpt, 2).value();
+  TrainerOptions o;
+  o.batch = 2;
+  Trainer t(model.get(), o);
+  Batch b = RandomTokens(*model, 2, 4);
+  const int64_t rows = 2 * model->label_positions();
+  ASSERT_EQ(model->label_positions(), 12);
+  // The loss of each position alone (all others ignored).
+  std::vector<double> single(static_cast<size_t>(rows));
+  for (int64_t j = 0; j < rows; ++j) {
+    std::vector<int32_t> y(static_cast<size_t>(rows), -1);
+    y[j] = b.y[j];
+    const StepResult r = t.Evaluate(b.x.data(), y.data(), 2);
+    ASSERT_EQ(r.positions, 1);
+    single[j] = r.loss;
+  }
+  // Every third position ignored (padding): the mean of the others.
+  std::vector<int32_t> y = b.y;
+  double sum = 0;
+  int64_t counted = 0;
+  for (int64_t j = 0; j < rows; ++j) {
+    if (j % 3 == 0) {
+      y[j] = -1;
+    } else {
+      sum += single[j];
+      ++counted;
+    }
+  }
+  const StepResult r = t.Evaluate(b.x.data(), y.data(), 2);
+  EXPECT_EQ(r.positions, counted);
+  EXPECT_NEAR(r.loss, sum / counted, 1e-5);
+  EXPECT_LE(r.correct, r.correct_top3);
+  EXPECT_LE(r.correct_top3, r.positions);
+  EXPECT_DOUBLE_EQ(r.perplexity(), std::exp(static_cast<double>(r.loss)));
+  // The training step reports the same loss as evaluation (no dropout).
+  EXPECT_FLOAT_EQ(t.Step(b.x.data(), y.data(), 2).loss, r.loss);
+}
+
+TEST(LmTrainerTest, AllIgnoredChangesNothing) {
+  auto model = MakeModel(kSmallLstm, 3).value();
+  TrainerOptions o;
+  o.batch = 3;
+  o.optimizer.lr = 0.5f;
+  Batch b = RandomTokens(*model, 3, 5);
+  std::fill(b.y.begin(), b.y.end(), -1);
+  const std::vector<float> before = Snapshot(*model);
+  Trainer t(model.get(), o);
+  const StepResult r = t.Step(b.x.data(), b.y.data(), 3);
+  EXPECT_EQ(r.positions, 0);
+  EXPECT_EQ(r.loss, 0.0f);
+  EXPECT_EQ(r.correct, 0);
+  EXPECT_EQ(Snapshot(*model), before);
+}
+
+TEST(LmTrainerTest, TopThreeCountsEveryPositionOfAThreeWordVocabulary) {
+  auto model = MakeModel("lstm_lm:vocab=3,context=5", 1).value();
+  TrainerOptions o;
+  o.batch = 4;
+  Trainer t(model.get(), o);
+  Batch b = RandomTokens(*model, 4, 6);
+  b.y[2] = -1;
+  const StepResult r = t.Evaluate(b.x.data(), b.y.data(), 4);
+  EXPECT_EQ(r.positions, 4 * 5 - 1);
+  EXPECT_EQ(r.correct_top3, r.positions);
+  EXPECT_LT(r.correct, r.positions);
+}
+
+TEST(LmTrainerTest, SameResultForAnyThreadCount) {
+  for (const char* spec : {kSmallLstm, kSmallGpt, kSmallGptLora}) {
+    std::vector<float> results[2];
+    for (int threads : {1, 2}) {
+      auto model = MakeModel(spec, 5).value();
+      TrainerOptions o;
+      o.batch = 5;
+      o.threads = threads;
+      o.optimizer.momentum = 0.9f;
+      Batch b = RandomTokens(*model, 5, 9);
+      Trainer t(model.get(), o);
+      for (int i = 0; i < 2; ++i) t.Step(b.x.data(), b.y.data(), 5);
+      results[threads - 1] = Snapshot(*model);
+    }
+    ASSERT_EQ(results[0].size(), results[1].size());
+    EXPECT_EQ(std::memcmp(results[0].data(), results[1].data(), results[0].size() * sizeof(float)),
+              0)
+        << spec;
+  }
+}
+
+TEST(LmTrainerTest, LossFallsOnAFixedBatch) {
+  for (const char* spec : {kSmallLstm, kSmallGpt, kSmallGptLora}) {
+    auto model = MakeModel(spec, 1).value();
+    TrainerOptions o;
+    o.batch = 4;
+    o.optimizer.kind = OptimizerConfig::Kind::kAdam;
+    o.optimizer.lr = 3e-3f;
+    Batch b = RandomTokens(*model, 4, 4);
+    Trainer t(model.get(), o);
+    const float first = t.Step(b.x.data(), b.y.data(), 4).loss;
+    float last = first;
+    for (int i = 0; i < 40; ++i) last = t.Step(b.x.data(), b.y.data(), 4).loss;
+    EXPECT_LT(last, 0.7f * first) << spec;
+  }
+}
+
+TEST(LmZooTest, SpecsShapesAndNames) {
+  auto lstm = MakeModel("lstm_lm").value();
+  EXPECT_EQ(lstm->name(), "lstm_lm:vocab=10000,context=32");
+  EXPECT_EQ(lstm->sample_shape(), (Shape{32}));
+  EXPECT_EQ(lstm->num_classes(), 10000);
+  EXPECT_EQ(lstm->label_positions(), 32);
+  EXPECT_EQ(lstm->FindParam("1.weight_hh")->shape(), (Shape{1024, 256}));
+  auto gpt = MakeModel("tiny_gpt:context=16,vocab=500").value();
+  EXPECT_EQ(gpt->name(), "tiny_gpt:vocab=500,context=16");
+  EXPECT_EQ(gpt->FindParam("1.weight")->shape(), (Shape{16, 128}));
+  EXPECT_EQ(gpt->FindParam("2.body.1.qkv.weight")->shape(), (Shape{384, 128}));
+  EXPECT_EQ(gpt->FindParam("3.body.1.weight")->shape(), (Shape{512, 128}));
+  EXPECT_EQ(gpt->FindParam("7.weight")->shape(), (Shape{500, 128}));
+  EXPECT_EQ(MakeModel("tiny_gpt").value()->sample_shape(), (Shape{64}));
+  auto lora = MakeModel("tiny_gpt_lora:vocab=500,rank=4").value();
+  EXPECT_EQ(lora->name(), "tiny_gpt_lora:vocab=500,context=64,rank=4");
+  EXPECT_EQ(lora->FindParam("2.body.1.proj.lora_a")->shape(), (Shape{4, 128}));
+  EXPECT_EQ(lora->FindParam("5.body.3.lora_b")->shape(), (Shape{128, 4}));
+  // Only the adapters train by default: 2 blocks x (qkv, proj, fc1, fc2) x (A, B).
+  int64_t trainable = 0;
+  for (const Parameter* p : lora->params()) {
+    trainable += p->any_trainable();
+    EXPECT_EQ(p->any_trainable(), p->local_name().rfind("lora_", 0) == 0) << p->name();
+  }
+  EXPECT_EQ(trainable, 16);
+  ASSERT_TRUE(ApplyNamedMask(*gpt, "full").ok());
+  EXPECT_FALSE(ApplyNamedMask(*gpt, "lora").ok());
+}
+
+TEST(LmZooTest, SpecErrorsNameTheProblem) {
+  auto message = [](const std::string& spec) {
+    auto r = MakeModel(spec);
+    return r.ok() ? std::string("(ok)") : r.status().message();
+  };
+  EXPECT_NE(message("lstm_lm:vocab=10,depth=3")
+                .find("unknown option 'depth'; known: vocab, "
+                      "context"),
+            std::string::npos);
+  EXPECT_NE(message("tiny_gpt:vocab=abc").find("vocab=abc is not an integer in [2, 16777216]"),
+            std::string::npos);
+  EXPECT_NE(message("tiny_gpt:context=0").find("context=0"), std::string::npos);
+  EXPECT_NE(message("tiny_gpt:vocab=10x").find("vocab=10x"), std::string::npos);
+  EXPECT_NE(message("tiny_gpt:vocab").find("expected key=value"), std::string::npos);
+  EXPECT_NE(message("tiny_gpt:").find("expected key=value"), std::string::npos);
+  EXPECT_NE(message("tiny_gpt:vocab=5,vocab=6").find("given twice"), std::string::npos);
+  EXPECT_NE(message("tiny_gpt:rank=4").find("unknown option 'rank'"), std::string::npos);
+  EXPECT_NE(message("mlp:vocab=5").find("takes no options"), std::string::npos);
+  EXPECT_NE(message("gpt5:vocab=5").find("unknown model 'gpt5'"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ftte
