@@ -27,7 +27,8 @@ constexpr char kServeUsage[] =
     "\n"
     "  --config FILE     the server's TOML configuration\n"
     "  --set k=v         override one key (e.g. --set strategy.buffer=5); repeatable\n"
-    "  --linger S        seconds to keep answering DONE after the end (default 5)\n";
+    "  --linger S        seconds to keep answering DONE after the end (default 10;\n"
+    "                    longer than a device's longest retry backoff)\n";
 
 constexpr char kClientUsage[] =
     "usage: ftte client --server HOST:PORT --enroll-key KEY --memory-budget 64MiB\n"
@@ -74,7 +75,7 @@ int RunServe(const std::vector<std::string>& in) {
     return 0;
   }
   if (!flags->Has("config")) return Fail("serve", InvalidArgument("--config FILE is required"), 2);
-  auto linger = flags->GetDouble("linger", 5);
+  auto linger = flags->GetDouble("linger", 10);
   if (!linger.ok()) return Fail("serve", linger.status(), 2);
   auto config = net::LoadServeConfig(flags->Get("config", ""), sets.value());
   if (!config.ok()) return Fail("serve", config.status(), 2);
@@ -91,7 +92,8 @@ int RunServe(const std::vector<std::string>& in) {
   }
   if (g_signal == 0) {
     // Done: keep answering DONE for a while so that devices learn it and exit cleanly.
-    for (int i = 0; i < static_cast<int>(linger.value() * 10) && g_signal == 0; ++i) {
+    for (int i = 0; i < static_cast<int>(linger.value() * 10) && g_signal == 0 && !srv.drained();
+         ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   } else {

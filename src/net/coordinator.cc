@@ -322,6 +322,7 @@ Result<v1::Work> Coordinator::GetWork(int64_t device, const v1::GetWorkRequest& 
   v1::Work w;
   w.set_version(server_->version());
   if (done_) {
+    d.told_done = true;
     w.set_kind(v1::Work::DONE);
     return w;
   }
@@ -567,6 +568,15 @@ Status Coordinator::Tick() {
 bool Coordinator::done() const {
   std::lock_guard<std::mutex> lock(mu_);
   return done_;
+}
+
+bool Coordinator::everyone_told_done() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!done_) return false;
+  for (const DeviceRec& d : devices_) {
+    if (d.eligible && !d.told_done) return false;
+  }
+  return true;
 }
 
 int64_t Coordinator::version() const {

@@ -58,6 +58,8 @@ class Coordinator {
   // Writes a snapshot now (and starts a fresh log).
   Status Checkpoint();
   bool done() const;
+  // True once done and every eligible device has been answered DONE (it will not call again).
+  bool everyone_told_done() const;
 
   // Inspection (tests, benchmarks).
   int64_t version() const;
@@ -76,6 +78,7 @@ class Coordinator {
     bool eligible = false;
     std::set<int64_t> accepted_ids;
     double lease_until = -1;  // holds a training slot until then (soft state)
+    bool told_done = false;
   };
 
   Coordinator(const ServeConfig& config, Clock clock, Logger log);

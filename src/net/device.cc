@@ -109,7 +109,13 @@ struct Device::Impl {
       auto ctx = Context(false);
       return stub->Enroll(ctx.get(), req, &resp);
     });
-    if (!s.ok()) return FromGrpc(s, "enrol at " + o.server);
+    if (!s.ok()) {
+      Status st = FromGrpc(s, "enrol at " + o.server);
+      if (st.code() != StatusCode::kUnavailable) return st;
+      return Unavailable(st.message() + "; is a server listening there, and do its certificate, " +
+                         "--tls-ca (or --insecure on both sides) and, for mutual TLS, the " +
+                         "client certificate match?");
+    }
     if (!trainer || model != resp.model()) {
       FTTE_ASSIGN_OR_RETURN(trainer, fl::ClientTrainer::Create(resp.model()));
     }

@@ -167,6 +167,8 @@ bool FederationServer::finished() const {
   return impl_->stopping;
 }
 
+bool FederationServer::drained() const { return impl_->coordinator->everyone_told_done(); }
+
 void FederationServer::Wait() {
   std::unique_lock<std::mutex> lock(impl_->mu);
   impl_->cv.wait(lock, [this] { return impl_->stopping; });

@@ -75,6 +75,8 @@ class FederationServer {
   int port() const;
   // True once the federation is done (or Shutdown() ran).
   bool finished() const;
+  // True once done and every eligible device has been told so: lingering can end.
+  bool drained() const;
   // Blocks until the federation is done (target or max_versions reached) or Shutdown().
   void Wait();
   // Stops accepting calls, writes a final snapshot, and returns.

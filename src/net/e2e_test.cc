@@ -1,0 +1,285 @@
+// End to end on loopback: the real `ftte serve` and `ftte client` processes (and the C API
+// example), over gRPC with TLS, including kill -9 of the server in the middle of a run.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "channel.h"
+#include "state.pb.h"
+#include "wire.h"
+
+namespace ftte::net {
+namespace {
+
+constexpr char kFmnist[] = "/usr/share/datasets/fashion-mnist";
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+int FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// Starts `binary args...` with stdout and stderr in `log`.
+pid_t Spawn(const std::string& binary, const std::vector<std::string>& args,
+            const std::string& log) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    std::vector<char*> argv{const_cast<char*>(binary.c_str())};
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(binary.c_str(), argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+// The exit code, or -1 after killing a process that outlived `seconds`.
+int Wait(pid_t pid, double seconds) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  return -1;
+}
+
+bool WaitFor(const std::function<bool()>& cond, double seconds) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+class E2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists(std::string(kFmnist) + "/train-images-idx3-ubyte.gz")) {
+      GTEST_SKIP() << "Fashion-MNIST is not installed (scripts/setup.sh installs it)";
+    }
+    dir_ = ::testing::TempDir() + "ftte_e2e_" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    port_ = FreePort();
+  }
+  void TearDown() override {
+    for (pid_t p : pids_) {
+      ::kill(p, SIGKILL);
+      ::waitpid(p, nullptr, WNOHANG);
+    }
+  }
+  // A server config: mlp, FTTE under a 2 MiB budget, small jobs, `extra` lines appended.
+  std::string WriteConfig(const std::string& extra) {
+    const std::string path = dir_ + "/serve.toml";
+    std::ofstream(path) << "[server]\naddress = \"127.0.0.1:" << port_ << "\"\nstate_dir = \""
+                        << dir_ << "/state\"\nsnapshot_every_s = 1\n"
+                        << extra << "\n[auth]\nenroll_key = \"k3y\"\n"
+                        << "[model]\nname = \"mlp\"\nmask = \"budget\"\nbudget = \"2MiB\"\n"
+                        << "[strategy]\nalgorithm = \"ftte\"\nconcurrency = 3\nbuffer = 3\n"
+                        << "[client]\nlocal_steps = 10\nbatch = 32\nlr = 0.05\n"
+                        << "[eval]\ndata = \"" << kFmnist << "\"\nsamples = 1000\nevery = 3\n";
+    return path;
+  }
+  pid_t Serve(const std::string& config, const std::vector<std::string>& sets = {}) {
+    std::vector<std::string> args{"serve", "--config", config, "--linger", "8"};
+    for (const std::string& s : sets) args.insert(args.end(), {"--set", s});
+    const pid_t p = Spawn(FTTE_BINARY, args, dir_ + "/server.log");
+    pids_.push_back(p);
+    EXPECT_TRUE(WaitFor(
+        [&] { return Slurp(dir_ + "/server.log").find("listening on") != std::string::npos; }, 60))
+        << Slurp(dir_ + "/server.log");
+    return p;
+  }
+  pid_t Client(int shard, const std::vector<std::string>& extra) {
+    std::vector<std::string> args{"client",       "--server", "localhost:" + std::to_string(port_),
+                                  "--enroll-key", "k3y",      "--memory-budget",
+                                  "8MiB",         "--shard",  std::to_string(shard) + "/3",
+                                  "--samples",    "1500"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const pid_t p = Spawn(FTTE_BINARY, args, Log(shard));
+    pids_.push_back(p);
+    return p;
+  }
+  std::string Log(int shard) const { return dir_ + "/client" + std::to_string(shard) + ".log"; }
+
+  std::string dir_;
+  int port_ = 0;
+  std::vector<pid_t> pids_;
+};
+
+TEST_F(E2eTest, ServerAndThreeClientProcessesTrainPastTheTarget) {
+  const std::string config = WriteConfig("insecure = true");
+  const pid_t server = Serve(config, {"stop.target_accuracy=0.65"});
+  std::vector<pid_t> clients;
+  for (int i = 0; i < 3; ++i) clients.push_back(Client(i, {"--insecure"}));
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Wait(clients[i], 240), 0) << Slurp(Log(i));
+  EXPECT_EQ(Wait(server, 60), 0);
+  const std::string log = Slurp(dir_ + "/server.log");
+  EXPECT_NE(log.find("target accuracy reached"), std::string::npos) << log;
+  // Each client kept within its budget and the measured peak equals the plan.
+  const std::regex peak(R"(peak training memory ([0-9.]+) MiB measured, ([0-9.]+) MiB predicted)");
+  std::smatch m;
+  const std::string c0 = Slurp(Log(0));
+  ASSERT_TRUE(std::regex_search(c0, m, peak)) << c0;
+  EXPECT_EQ(m[1].str(), m[2].str());
+  EXPECT_LE(std::stod(m[1].str()), 8.0);
+}
+
+TEST_F(E2eTest, TlsMutualTlsAndTokensAreEnforced) {
+  ASSERT_EQ(std::system(
+                ("\"" FTTE_SOURCE_DIR "/scripts/make_certs.sh\" " + dir_ + " 2>/dev/null").c_str()),
+            0);
+  const std::string config =
+      WriteConfig("tls_cert = \"" + dir_ + "/server.pem\"\ntls_key = \"" + dir_ +
+                  "/server.key\"\ntls_client_ca = \"" + dir_ + "/ca.pem\"");
+  Serve(config);
+  const std::vector<std::string> ca{"--tls-ca", dir_ + "/ca.pem", "--max-attempts", "3"};
+  // No client certificate: the handshake fails.
+  std::vector<std::string> no_cert = ca;
+  EXPECT_EQ(Wait(Client(0, no_cert), 60), 1) << Slurp(Log(0));
+  // Plain text against a TLS server fails too.
+  EXPECT_EQ(Wait(Client(1, {"--insecure", "--max-attempts", "3"}), 60), 1);
+  // With the device certificate: accepted.
+  std::vector<std::string> good = ca;
+  good.insert(good.end(), {"--tls-cert", dir_ + "/device.pem", "--tls-key", dir_ + "/device.key",
+                           "--max-updates", "2"});
+  EXPECT_EQ(Wait(Client(2, good), 120), 0) << Slurp(Log(2));
+  // A wrong enrolment key is refused, with a message that says so.
+  const std::string bad_log = dir_ + "/badkey.log";
+  std::vector<std::string> args{"client",       "--server", "localhost:" + std::to_string(port_),
+                                "--enroll-key", "guess",    "--samples",
+                                "100"};
+  args.insert(args.end(), good.begin(), good.end() - 2);
+  EXPECT_EQ(Wait(Spawn(FTTE_BINARY, args, bad_log), 60), 1);
+  EXPECT_NE(Slurp(bad_log).find("enrolment key refused"), std::string::npos) << Slurp(bad_log);
+
+  // Calls without a token, or with a forged one, are rejected.
+  ChannelOptions co;
+  co.address = "localhost:" + std::to_string(port_);
+  co.root_ca = dir_ + "/ca.pem";
+  co.client_cert = dir_ + "/device.pem";
+  co.client_key = dir_ + "/device.key";
+  auto stub = v1::Federation::NewStub(MakeChannel(co).value());
+  for (const char* token : {"", "forged"}) {
+    grpc::ClientContext ctx;
+    if (*token) ctx.AddMetadata("authorization", std::string("Bearer ") + token);
+    v1::Work w;
+    const grpc::Status s = stub->GetWork(&ctx, v1::GetWorkRequest(), &w);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << token;
+  }
+  // A message above the size limit is refused before it reaches the service.
+  grpc::ClientContext ctx;
+  v1::SubmitRequest big;
+  big.set_update(std::string(80 << 20, 'x'));
+  v1::SubmitResponse resp;
+  EXPECT_EQ(stub->SubmitUpdate(&ctx, big, &resp).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
+TEST_F(E2eTest, KillNineOfTheServerLosesNoAcceptedUpdate) {
+  const std::string config = WriteConfig("insecure = true");
+  const std::vector<std::string> sets{"stop.max_versions=60", "stop.target_accuracy=0",
+                                      "eval.every=5"};
+  auto evaluations = [&] {
+    const std::string log = Slurp(dir_ + "/server.log");
+    int64_t n = 0;
+    for (size_t at = log.find(": accuracy "); at != std::string::npos;
+         at = log.find(": accuracy ", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  pid_t server = Serve(config, sets);
+  std::vector<pid_t> clients;
+  for (int i = 0; i < 3; ++i) clients.push_back(Client(i, {"--insecure"}));
+  // Kill the server twice while devices are training and submitting (after it has made
+  // progress since its last start), and restart it.
+  for (int round = 0; round < 2; ++round) {
+    const int64_t before = evaluations();
+    ASSERT_TRUE(WaitFor([&] { return evaluations() >= before + 2; }, 120));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300 + 400 * round));
+    ::kill(server, SIGKILL);
+    ::waitpid(server, nullptr, 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    server = Serve(config, sets);
+  }
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Wait(clients[i], 300), 0) << Slurp(Log(i));
+  EXPECT_EQ(Wait(server, 60), 0);
+  const std::string log = Slurp(dir_ + "/server.log");
+  EXPECT_NE(log.find("resumed from"), std::string::npos) << log;
+
+  // Every update a client saw acknowledged (first time or as a duplicate) is in the final
+  // state exactly once.
+  int64_t acknowledged = 0, retries = 0;
+  const std::regex done(
+      R"(ftte client: (\d+) updates accepted \((\d+) duplicates\), \d+ refused, (\d+) retries)");
+  for (int i = 0; i < 3; ++i) {
+    const std::string c = Slurp(Log(i));
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(c, m, done)) << c;
+    acknowledged += std::stoll(m[1].str());
+    retries += std::stoll(m[3].str());
+  }
+  EXPECT_GT(retries, 0);  // the clients did ride out the restarts
+  state::Snapshot snap;
+  std::ifstream in(dir_ + "/state/snapshot.pb", std::ios::binary);
+  ASSERT_TRUE(snap.ParseFromIstream(&in));
+  int64_t stored = 0;
+  for (const state::Device& d : snap.devices()) stored += d.accepted_update_ids_size();
+  EXPECT_EQ(stored, acknowledged);
+  EXPECT_GE(snap.version(), 60);
+}
+
+TEST_F(E2eTest, CExampleTakesPartThroughTheCApiOnly) {
+  const std::string config = WriteConfig("insecure = true");
+  const pid_t server = Serve(config, {"stop.max_versions=3"});
+  const pid_t device = Spawn(
+      FTTE_DEVICE_C, {"127.0.0.1:" + std::to_string(port_), "k3y", "c-device", kFmnist, "600"},
+      dir_ + "/device_c.log");
+  pids_.push_back(device);
+  // Two CLI devices help fill the buffer.
+  const pid_t a = Client(0, {"--insecure"}), b = Client(1, {"--insecure"});
+  EXPECT_EQ(Wait(device, 180), 0) << Slurp(dir_ + "/device_c.log");
+  EXPECT_NE(Slurp(dir_ + "/device_c.log").find("updates accepted"), std::string::npos);
+  EXPECT_EQ(Wait(a, 60), 0);
+  EXPECT_EQ(Wait(b, 60), 0);
+  EXPECT_EQ(Wait(server, 60), 0);
+}
+
+}  // namespace
+}  // namespace ftte::net
