@@ -317,7 +317,7 @@ int64_t Coordinator::ActiveLeases(double now) {
 }
 
 Result<v1::Work> Coordinator::GetWork(int64_t device, const v1::GetWorkRequest& req) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   DeviceRec& d = devices_[static_cast<size_t>(device)];
   v1::Work w;
   w.set_version(server_->version());
@@ -345,23 +345,36 @@ Result<v1::Work> Coordinator::GetWork(int64_t device, const v1::GetWorkRequest& 
   d.lease_until = now + config_.lease_s;
   w.set_kind(v1::Work::TRAIN);
   // The values of the rows changed since the device's version.
-  const int64_t known = req.known_version();
-  const bool all = known < 0 || known > server_->version();
-  fl::Mask changed;
-  for (size_t k = 0; k < layout_.size(); ++k) {
-    std::vector<uint8_t> rows(static_cast<size_t>(layout_[k].rows));
-    for (int64_t r = 0; r < layout_[k].rows; ++r) {
-      rows[r] = all || row_versions_[static_cast<size_t>(row_base_[k] + r)] > known;
-    }
-    changed.rows.push_back(std::move(rows));
+  const int64_t known = req.known_version() < 0 || req.known_version() > server_->version()
+                            ? -1
+                            : req.known_version();
+  if (values_cache_version_ != server_->version()) {
+    values_cache_.clear();
+    values_cache_version_ = server_->version();
   }
-  fl::Update values;
-  values.device = device;
-  values.base_version = server_->version();
-  values.delta = fl::PackMasked(server_->weights(), changed, layout_);
-  w.set_values(Encode(values, changed, layout_));
+  auto cached = values_cache_.find(known);
+  if (cached == values_cache_.end()) {
+    fl::Mask changed;
+    for (size_t k = 0; k < layout_.size(); ++k) {
+      std::vector<uint8_t> rows(static_cast<size_t>(layout_[k].rows));
+      for (int64_t r = 0; r < layout_[k].rows; ++r) {
+        rows[r] = known < 0 || row_versions_[static_cast<size_t>(row_base_[k] + r)] > known;
+      }
+      changed.rows.push_back(std::move(rows));
+    }
+    fl::Update values;
+    values.device = -1;  // the same bytes for every device
+    values.base_version = server_->version();
+    values.delta = fl::PackMasked(server_->weights(), changed, layout_);
+    cached = values_cache_.emplace(known, Encode(values, changed, layout_)).first;
+  }
+  w.set_values(cached->second);
   w.set_mask(PackMaskBits(server_->mask(), layout_));
   *w.mutable_hyperparameters() = HyperparametersToProto(config_.client, config_.int8_upload);
+  // A device must never train from a model a crash could take back.
+  const int64_t sequence = store_->appended();
+  lock.unlock();
+  FTTE_RETURN_IF_ERROR(store_->WaitDurable(sequence));
   return w;
 }
 
@@ -373,7 +386,7 @@ Status Coordinator::Reject(int64_t device, const std::string& reason, Status why
 }
 
 Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitRequest& req) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   DeviceRec& d = devices_[static_cast<size_t>(device)];
   if (!d.eligible) {
     return Reject(device, "ineligible",
@@ -441,11 +454,14 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
   rec.mutable_update()->set_device_id(device);
   rec.mutable_update()->set_update_id(u.update_id);
   rec.mutable_update()->set_encoded(req.update());
-  FTTE_RETURN_IF_ERROR(store_->Append(rec));
+  FTTE_ASSIGN_OR_RETURN(const int64_t sequence, store_->AppendAsync(rec));
   Apply(u);
   d.lease_until = -1;
   resp.set_outcome(v1::SubmitResponse::ACCEPTED);
   resp.set_version(server_->version());
+  // Acknowledge only once the record is on disk; concurrent submissions share the flush.
+  lock.unlock();
+  FTTE_RETURN_IF_ERROR(store_->WaitDurable(sequence));
   return resp;
 }
 

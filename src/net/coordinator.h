@@ -5,9 +5,11 @@
 // Thread-safe: every public method may be called from any thread (one mutex; Tick's
 // evaluation runs outside it).
 //
-// Durability: an update is logged (state_store.h) before Submit returns ACCEPTED, and the log
-// is replayed through the same code on restart, so an acknowledged update is never lost and
-// never applied twice (a resubmitted update id is answered DUPLICATE).
+// Durability: an update is logged (state_store.h) and on disk before Submit returns ACCEPTED
+// (group commit: submissions waiting at once share one flush), a device is sent only model
+// values whose log is on disk, and the log is replayed through the same code on restart, so an
+// acknowledged update is never lost and never applied twice (a resubmitted update id is
+// answered DUPLICATE).
 #ifndef FTTE_NET_COORDINATOR_H_
 #define FTTE_NET_COORDINATOR_H_
 
@@ -111,6 +113,10 @@ class Coordinator {
   int64_t accepted_ = 0, duplicates_ = 0;
   std::map<std::string, int64_t> rejected_;
   std::vector<v1::EvalPoint> evaluations_;
+  // Encoded Work.values at the current version, by the device's known version (-1 = all rows):
+  // devices at the same version get the same bytes, so each is encoded once.
+  int64_t values_cache_version_ = -1;
+  std::map<int64_t, std::string> values_cache_;
   double last_snapshot_ = 0;
   bool done_ = false;
 

@@ -122,6 +122,7 @@ Result<StateStore::Loaded> StateStore::Load() {
 }
 
 Status StateStore::OpenLog(int64_t generation, bool keep) {
+  std::lock_guard<std::mutex> lock(fd_mu_);
   if (log_fd_ >= 0) ::close(log_fd_);
   const std::string path = LogPath(generation);
   log_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | (keep ? 0 : O_TRUNC), 0600);
@@ -132,6 +133,11 @@ Status StateStore::OpenLog(int64_t generation, bool keep) {
 }
 
 Status StateStore::Append(const state::LogRecord& record) {
+  FTTE_ASSIGN_OR_RETURN(int64_t sequence, AppendAsync(record));
+  return WaitDurable(sequence);
+}
+
+Result<int64_t> StateStore::AppendAsync(const state::LogRecord& record) {
   FTTE_CHECK(log_fd_ >= 0) << "StateStore::Append before Load";
   std::string payload;
   record.SerializeToString(&payload);
@@ -139,10 +145,38 @@ Status StateStore::Append(const state::LogRecord& record) {
   PutU32(&frame, static_cast<uint32_t>(payload.size()));
   PutU32(&frame, Crc(payload));
   frame += payload;
+  std::lock_guard<std::mutex> lock(fd_mu_);
   FTTE_RETURN_IF_ERROR(
       WriteAll(log_fd_, frame.data(), frame.size(), "append " + LogPath(generation_)));
-  if (fsync_ && ::fdatasync(log_fd_) != 0) return Errno("fdatasync " + LogPath(generation_));
   log_bytes_ += static_cast<int64_t>(frame.size());
+  return ++appended_;
+}
+
+int64_t StateStore::appended() const {
+  std::lock_guard<std::mutex> lock(fd_mu_);
+  return appended_;
+}
+
+Status StateStore::WaitDurable(int64_t sequence) {
+  if (!fsync_ || synced_ >= sequence) return Status::Ok();
+  std::lock_guard<std::mutex> sync_lock(sync_mu_);
+  if (synced_ >= sequence) return Status::Ok();  // a flush that started later covered it
+  int fd = -1;
+  int64_t target = 0;
+  {
+    // A duplicate descriptor stays valid if a snapshot switches logs meanwhile.
+    std::lock_guard<std::mutex> lock(fd_mu_);
+    target = appended_;
+    fd = ::dup(log_fd_);
+  }
+  if (fd < 0) return Errno("dup log");
+  const int rc = ::fdatasync(fd);
+  ::close(fd);
+  if (rc != 0) return Errno("fdatasync " + dir_);
+  ++syncs_;
+  int64_t seen = synced_.load();
+  while (seen < target && !synced_.compare_exchange_weak(seen, target)) {
+  }
   return Status::Ok();
 }
 
@@ -171,6 +205,11 @@ Status StateStore::WriteSnapshot(state::Snapshot* snapshot) {
     return err;
   }
   if (fsync_) FTTE_RETURN_IF_ERROR(SyncDir(dir_));
+  // The snapshot holds every record appended so far: they are durable now.
+  const int64_t all = appended();
+  int64_t seen = synced_.load();
+  while (seen < all && !synced_.compare_exchange_weak(seen, all)) {
+  }
   std::filesystem::remove(old_log);
   return Status::Ok();
 }

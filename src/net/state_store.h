@@ -9,11 +9,16 @@
 // server has acknowledged survives kill -9. A torn or corrupt tail (a crash mid-append) is
 // cut off on open: such a record was never acknowledged.
 //
-// Not thread-safe: the coordinator serialises calls.
+// Threading: Load, Append, AppendAsync and WriteSnapshot are serialised by the caller (the
+// coordinator's lock); WaitDurable may run concurrently with them and with itself. Group
+// commit: an fdatasync covers every record appended before it started, so many concurrent
+// submissions share one disk flush.
 #ifndef FTTE_NET_STATE_STORE_H_
 #define FTTE_NET_STATE_STORE_H_
 
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,13 +42,20 @@ class StateStore {
   };
   Result<Loaded> Load();
 
-  // Durably appends one record to the current log.
+  // Durably appends one record to the current log (AppendAsync + WaitDurable).
   Status Append(const state::LogRecord& record);
+  // Appends without waiting for the disk; returns the record's sequence number.
+  Result<int64_t> AppendAsync(const state::LogRecord& record);
+  // Blocks until every record up to `sequence` is on disk (no-op when fsync is off).
+  Status WaitDurable(int64_t sequence);
+  // The sequence number of the last appended record.
+  int64_t appended() const;
   // Writes `snapshot` (its log_generation is set here) and starts an empty log after it.
   Status WriteSnapshot(state::Snapshot* snapshot);
 
   const std::string& dir() const { return dir_; }
   int64_t log_bytes() const { return log_bytes_; }
+  int64_t syncs() const { return syncs_; }  // fdatasync calls so far
 
  private:
   StateStore(std::string dir, bool fsync) : dir_(std::move(dir)), fsync_(fsync) {}
@@ -55,6 +67,11 @@ class StateStore {
   int64_t generation_ = 0;
   int log_fd_ = -1;
   int64_t log_bytes_ = 0;
+  mutable std::mutex fd_mu_;  // guards log_fd_ and appended_ against WaitDurable
+  std::mutex sync_mu_;        // one flush at a time
+  int64_t appended_ = 0;
+  std::atomic<int64_t> synced_{0};
+  std::atomic<int64_t> syncs_{0};
 };
 
 }  // namespace ftte::net
