@@ -3,6 +3,7 @@
 #include "coordinator.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -23,7 +24,7 @@ struct Harness {
   std::unique_ptr<Coordinator> c;
 
   Harness(const std::string& name, fl::Algorithm algorithm) {
-    dir = ::testing::TempDir() + "ftte_coord_" + name;
+    dir = ::testing::TempDir() + "ftte_coord_" + std::to_string(::getpid()) + "_" + name;
     std::filesystem::remove_all(dir);
     config.state_dir = dir;
     config.enroll_key = "secret";

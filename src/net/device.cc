@@ -213,7 +213,29 @@ struct Device::Impl {
                                   std::to_string(o.memory_budget_bytes >> 10) + " KiB");
       }
       const uint64_t seed = Rng(o.seed).Fork(static_cast<uint64_t>(round)).Next();
-      fl::ClientResult r = trainer->Train(weights, *mask, data, indices, config, seed);
+      fl::ClientResult r;
+      {
+        // Long jobs keep their training slot: a heartbeat every heartbeat_s while training.
+        std::atomic<bool> trained{false};
+        std::thread beat([&] {
+          std::unique_lock<std::mutex> lock(mu);
+          while (!wake.wait_for(lock, std::chrono::duration<double>(o.heartbeat_s),
+                                [&] { return trained.load() || stop.load(); })) {
+            lock.unlock();
+            auto ctx = Context(true);
+            v1::HeartbeatResponse hb;
+            stub->Heartbeat(ctx.get(), v1::HeartbeatRequest(), &hb);  // best effort
+            lock.lock();
+          }
+        });
+        r = trainer->Train(weights, *mask, data, indices, config, seed);
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          trained = true;
+        }
+        wake.notify_all();
+        beat.join();
+      }
       r.update.device = device_id;
       r.update.base_version = version;
       r.update.update_id = static_cast<int64_t>(

@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -91,7 +91,7 @@ class E2eTest : public ::testing::Test {
     if (!std::filesystem::exists(std::string(kFmnist) + "/train-images-idx3-ubyte.gz")) {
       GTEST_SKIP() << "Fashion-MNIST is not installed (scripts/setup.sh installs it)";
     }
-    dir_ = ::testing::TempDir() + "ftte_e2e_" +
+    dir_ = ::testing::TempDir() + "ftte_e2e_" + std::to_string(::getpid()) + "_" +
            ::testing::UnitTest::GetInstance()->current_test_info()->name();
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
@@ -152,12 +152,16 @@ TEST_F(E2eTest, ServerAndThreeClientProcessesTrainPastTheTarget) {
   const std::string log = Slurp(dir_ + "/server.log");
   EXPECT_NE(log.find("target accuracy reached"), std::string::npos) << log;
   // Each client kept within its budget and the measured peak equals the plan.
-  const std::regex peak(R"(peak training memory ([0-9.]+) MiB measured, ([0-9.]+) MiB predicted)");
-  std::smatch m;
   const std::string c0 = Slurp(Log(0));
-  ASSERT_TRUE(std::regex_search(c0, m, peak)) << c0;
-  EXPECT_EQ(m[1].str(), m[2].str());
-  EXPECT_LE(std::stod(m[1].str()), 8.0);
+  const size_t at = c0.find("peak training memory ");
+  ASSERT_NE(at, std::string::npos) << c0;
+  double measured = 0, predicted = 0;
+  ASSERT_EQ(std::sscanf(c0.c_str() + at, "peak training memory %lf MiB measured, %lf MiB predicted",
+                        &measured, &predicted),
+            2)
+      << c0;
+  EXPECT_EQ(measured, predicted);
+  EXPECT_LE(measured, 8.0);
 }
 
 TEST_F(E2eTest, TlsMutualTlsAndTokensAreEnforced) {
@@ -246,14 +250,19 @@ TEST_F(E2eTest, KillNineOfTheServerLosesNoAcceptedUpdate) {
   // Every update a client saw acknowledged (first time or as a duplicate) is in the final
   // state exactly once.
   int64_t acknowledged = 0, retries = 0;
-  const std::regex done(
-      R"(ftte client: (\d+) updates accepted \((\d+) duplicates\), \d+ refused, (\d+) retries)");
   for (int i = 0; i < 3; ++i) {
     const std::string c = Slurp(Log(i));
-    std::smatch m;
-    ASSERT_TRUE(std::regex_search(c, m, done)) << c;
-    acknowledged += std::stoll(m[1].str());
-    retries += std::stoll(m[3].str());
+    const size_t at = c.find("ftte client: ");
+    ASSERT_NE(at, std::string::npos) << c;
+    long long accepted = 0, duplicates = 0, refused = 0, tries = 0;
+    ASSERT_EQ(std::sscanf(c.c_str() + at,
+                          "ftte client: %lld updates accepted (%lld duplicates), %lld refused, "
+                          "%lld retries",
+                          &accepted, &duplicates, &refused, &tries),
+              4)
+        << c;
+    acknowledged += accepted;
+    retries += tries;
   }
   EXPECT_GT(retries, 0);  // the clients did ride out the restarts
   state::Snapshot snap;

@@ -1,6 +1,7 @@
 #include "state_store.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -9,7 +10,7 @@ namespace ftte::net {
 namespace {
 
 std::string FreshDir(const std::string& name) {
-  const std::string d = ::testing::TempDir() + "ftte_state_" + name;
+  const std::string d = ::testing::TempDir() + "ftte_state_" + std::to_string(::getpid()) + "_" + name;
   std::filesystem::remove_all(d);
   return d;
 }

@@ -32,6 +32,7 @@ struct DeviceOptions {
   int threads = 1;
   int64_t max_updates = 0;  // stop after this many accepted updates; 0 = until the server is done
   double rpc_timeout_s = 120;
+  double heartbeat_s = 30;  // while training, so that a long job keeps its slot
   double initial_backoff_s = 0.1;
   double max_backoff_s = 5;
   int max_attempts = 0;  // consecutive failed attempts of one call before giving up; 0 = never
