@@ -38,6 +38,12 @@
 
 namespace ftte {
 
+// The four modes a layer test runs.
+constexpr LayerMode kForwardOnly{false, false};
+constexpr LayerMode kInputGradOnly{false, true};
+constexpr LayerMode kParamGradOnly{true, false};
+constexpr LayerMode kBoth{true, true};
+
 // Fills v with U(lo, hi).
 inline void FillUniform(Rng& rng, std::vector<float>& v, float lo = -1.0f, float hi = 1.0f) {
   for (float& e : v) e = lo + static_cast<float>(rng.Uniform()) * (hi - lo);

@@ -13,11 +13,6 @@
 namespace ftte {
 namespace {
 
-constexpr LayerMode kForwardOnly{false, false};
-constexpr LayerMode kInputGradOnly{false, true};
-constexpr LayerMode kParamGradOnly{true, false};
-constexpr LayerMode kBoth{true, true};
-
 void InitAll(Layer& layer, uint64_t seed) {
   Rng rng(seed);
   layer.InitParams(rng);

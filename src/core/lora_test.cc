@@ -9,11 +9,6 @@
 namespace ftte {
 namespace {
 
-constexpr LayerMode kForwardOnly{false, false};
-constexpr LayerMode kInputGradOnly{false, true};
-constexpr LayerMode kParamGradOnly{true, false};
-constexpr LayerMode kBoth{true, true};
-
 void Randomize(Parameter& p, uint64_t seed, float lo, float hi) {
   Rng rng(seed);
   for (int64_t i = 0; i < p.numel(); ++i) {

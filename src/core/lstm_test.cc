@@ -9,11 +9,6 @@
 namespace ftte {
 namespace {
 
-constexpr LayerMode kForwardOnly{false, false};
-constexpr LayerMode kInputGradOnly{false, true};
-constexpr LayerMode kParamGradOnly{true, false};
-constexpr LayerMode kBoth{true, true};
-
 MemoryPlan PlanOf(const Layer& layer, const Shape& in, LayerMode m) {
   MemoryPlan plan;
   layer.Plan(in, m, PlanContext{}, &plan);
