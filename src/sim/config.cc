@@ -24,8 +24,8 @@ using internal::Kind;
 using internal::KindName;
 using internal::MethodFields;
 using internal::PersonalizeFields;
-using internal::Shown;
 using internal::Quote;
+using internal::Shown;
 using internal::TopFields;
 using internal::ValueText;
 
@@ -260,9 +260,8 @@ Status ValidateText(const SimConfig& c) {
         "text (set train_limit = 0, or shrink vocab, context or the corpus)");
   }
   const std::string name = c.model.substr(0, c.model.find(':'));
-  const std::string options = c.model.find(':') == std::string::npos
-                                  ? ""
-                                  : "," + c.model.substr(c.model.find(':') + 1);
+  const std::string options =
+      c.model.find(':') == std::string::npos ? "" : "," + c.model.substr(c.model.find(':') + 1);
   if (options.find(",vocab=") != std::string::npos ||
       options.find(",context=") != std::string::npos) {
     return InvalidArgument("model '" + c.model +
@@ -270,12 +269,16 @@ Status ValidateText(const SimConfig& c) {
                            "write the top-level keys vocab = and context = instead of model "
                            "options");
   }
-  Result<std::unique_ptr<Model>> model = MakeModel(EffectiveModelSpec(c, c.vocab));
-  if (!model.ok()) return InvalidArgument("model: " + model.status().message());
-  if (model.value()->sample_shape().size() != 1) {
+  // The bare name first (the zoo's defaults), so that an image model gets the clear message.
+  Result<std::unique_ptr<Model>> bare = MakeModel(name);
+  if (!bare.ok()) return InvalidArgument("model: " + bare.status().message());
+  if (bare.value()->sample_shape().size() != 1) {
     return InvalidArgument("model '" + name + "' takes images, not text; with dataset " +
                            c.dataset + " use lstm_lm, tiny_gpt or tiny_gpt_lora");
   }
+  bare.value().reset();
+  Result<std::unique_ptr<Model>> model = MakeModel(EffectiveModelSpec(c, c.vocab));
+  if (!model.ok()) return InvalidArgument("model: " + model.status().message());
   return CheckMethods(c);
 }
 

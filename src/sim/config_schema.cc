@@ -295,12 +295,16 @@ const std::vector<Field<SimConfig>>& TopFields() {
                    }),
       StringKey<C>("data_dir", FTTE_REF(data_dir)),
       StringKey<C>("tokenizer", FTTE_REF(tokenizer),
-                   [](const ConfigValue& v) { return OneOf(v, {"word", "char"}); }),
+                   [](const ConfigValue& v) {
+                     return OneOf(v, {"word", "char"});
+                   }),
       IntKey<C>("vocab", FTTE_REF(vocab), 3, int64_t{1} << 24),
       IntKey<C>("context", FTTE_REF(context), 1, 4096),
       FloatKey<C>("holdout", FTTE_REF(holdout), kUnitOpenOpen),
       StringKey<C>("target_metric", FTTE_REF(target_metric),
-                   [](const ConfigValue& v) { return OneOf(v, {"top1", "top3"}); }),
+                   [](const ConfigValue& v) {
+                     return OneOf(v, {"top1", "top3"});
+                   }),
       StringKey<C>("partition", FTTE_REF(partition),
                    [](const ConfigValue& v) { return CheckPartition(v.s); }),
       IntKey<C>("train_limit", FTTE_REF(train_limit), 0),

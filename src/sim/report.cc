@@ -60,11 +60,8 @@ Json ConfigJson(const SimConfig& config) {
 }
 
 Json DistributionJson(const Distribution& d) {
-  return {{"users", d.users},
-          {"mean", d.mean},
-          {"p10", d.p10},
-          {"median", d.median},
-          {"p90", d.p90}};
+  return {
+      {"users", d.users}, {"mean", d.mean}, {"p10", d.p10}, {"median", d.median}, {"p90", d.p90}};
 }
 
 Json MethodJson(const MethodResult& r) {
@@ -93,6 +90,7 @@ Json MethodJson(const MethodResult& r) {
     staleness.push_back({{"tau", tau}, {"count", count}});
   j["staleness"] = std::move(staleness);
   if (r.language_model) {
+    j["mask_update_bytes"] = r.mask_update_bytes;
     j["user_top3"] = DistributionJson(r.user_top3);
     if (r.personal_before && r.personal_after) {
       j["personalization"] = {{"before_top3", DistributionJson(*r.personal_before)},
@@ -187,8 +185,9 @@ std::string ResultsJson(const SimConfig& config, const std::vector<MethodResult>
 std::string ResultsCsv(const std::vector<MethodResult>& results) {
   const bool lm = std::any_of(results.begin(), results.end(),
                               [](const MethodResult& r) { return r.language_model; });
-  std::string out = lm ? "method,virtual_s,accuracy,top3,perplexity,loss,bytes_up,bytes_down,version\n"
-                       : "method,virtual_s,accuracy,loss,bytes_up,bytes_down,version\n";
+  std::string out =
+      lm ? "method,virtual_s,accuracy,top3,perplexity,loss,bytes_up,bytes_down,version\n"
+         : "method,virtual_s,accuracy,loss,bytes_up,bytes_down,version\n";
   for (const MethodResult& r : results) {
     for (const SeriesPoint& p : r.series) {
       out += r.name + "," + FormatDouble(p.virtual_s) + "," + FormatDouble(p.accuracy) + "," +
@@ -232,7 +231,7 @@ std::string PlotScript(const SimConfig& config, const std::vector<MethodResult>&
     // Text runs have one device per user with training text, not devices.count.
     gp += "set title '" + config.model + " on " + config.dataset + " (" + config.tokenizer +
           " tokens, context " + std::to_string(config.context) +
-          "), one device per user: next-word top-1 (solid) and top-3 (dashed)'\n";
+          "), one device per user: next-word top-1 (solid) and top-3 (dotted)'\n";
   } else {
     gp += "set title '" + config.model + " on " + config.dataset + ", " +
           std::to_string(config.population.devices) + " devices, partition " + config.partition +
@@ -241,7 +240,8 @@ std::string PlotScript(const SimConfig& config, const std::vector<MethodResult>&
   gp += std::string("set xlabel 'virtual time (") + unit_name + ")'\n";
   gp += lm ? "set ylabel 'held-out next-word accuracy (%)'\n" : "set ylabel 'test accuracy (%)'\n";
   gp += "set xrange [0:" + FormatDouble(config.duration_s / unit) + "]\n";
-  gp += "set yrange [0:100]\nset grid\nset key bottom right\n";
+  gp += lm ? "set yrange [0:*]\nset grid\nset key top left\n"
+           : "set yrange [0:100]\nset grid\nset key bottom right\n";
   std::string plot = "plot ";
   for (size_t i = 0; i < results.size(); ++i) {
     if (results[i].series.empty()) continue;
@@ -332,7 +332,7 @@ std::string SummaryTable(const std::vector<MethodResult>& results) {
     out += line;
   }
   if (std::none_of(results.begin(), results.end(),
-                  [](const MethodResult& r) { return r.language_model; })) {
+                   [](const MethodResult& r) { return r.language_model; })) {
     return out;
   }
   // Language models: the next-word metrics, per user, and personalisation.

@@ -245,6 +245,7 @@ Result<MethodResult> RunMethod(const SimConfig& config, const MethodConfig& meth
   // Bytes and compute per device.
   const int64_t step_flops = fl::StepFlops(*model, mask, client.batch);
   const int64_t up_bytes = fl::EncodedSize(mask, layout, method.upload);
+  res.mask_update_bytes = up_bytes;
   const int64_t full_down = fl::EncodedSize(fl::Mask::Full(layout), layout, {false, false});
   const bool full_mask = mask == fl::Mask::Full(layout);
   const int64_t sync_down = full_mask ? full_down : fl::EncodedSize(mask, layout, {true, false});
@@ -344,11 +345,10 @@ Result<MethodResult> RunMethod(const SimConfig& config, const MethodConfig& meth
     while (next_eval <= t + 1e-9 && next_eval <= config.duration_s + 1e-9) {
       const StepResult& r = eval.Evaluate(server.weights(), server.version());
       // Images: of samples (as always); text: of held-out positions.
-      const double acc =
-          static_cast<double>(r.correct) /
-          static_cast<double>(env.language_model ? std::max<int64_t>(1, r.positions)
-                                                 : env.test.size);
-      SeriesPoint p{next_eval, acc, r.loss, 0, 0, res.bytes_up, res.bytes_down, server.version()};
+      const double acc = static_cast<double>(r.correct) /
+                         static_cast<double>(env.language_model ? std::max<int64_t>(1, r.positions)
+                                                                : env.test.size);
+      SeriesPoint p{next_eval, acc, r.loss, res.bytes_up, res.bytes_down, server.version()};
       if (env.language_model) {
         p.top3 = Top3(r);
         p.perplexity = r.perplexity();

@@ -116,11 +116,11 @@ struct SeriesPoint {
   double virtual_s = 0;
   double accuracy = 0;  // top-1 (of samples for images, of held-out positions for text)
   double loss = 0;
-  double top3 = 0;        // language models: top-3 accuracy over held-out positions
-  double perplexity = 0;  // language models: exp(loss)
   int64_t bytes_up = 0;
   int64_t bytes_down = 0;
   int64_t version = 0;
+  double top3 = 0;        // language models: top-3 accuracy over held-out positions
+  double perplexity = 0;  // language models: exp(loss)
 };
 
 // A per-user metric over users: unweighted mean, and the nearest-rank quantiles (the value at
@@ -147,6 +147,9 @@ struct MethodResult {
   int64_t budget_bytes = 0;  // M_min (budget masks only)
   int64_t trainable_params = 0;
   int64_t bytes_up = 0, bytes_down = 0;
+  // One update's size over the whole mask (the upload without natural sparsity; with it, each
+  // update's real size is counted in bytes_up).
+  int64_t mask_update_bytes = 0;
   int64_t excluded_devices = 0;  // memory below this method's training peak
   int64_t updates_received = 0, updates_applied = 0, dropped_stale = 0, versions = 0;
   std::map<int64_t, int64_t> staleness;  // tau -> count
