@@ -161,9 +161,10 @@ def lm_report(data, path, args, plot_name):
           f"{fmt_bytes(payload(m))} ({fmt_bytes(m.get('mask_update_bytes'))}) | "
           f"{fmt_bytes(m['bytes_up'])} | {m['excluded_devices']} | {m['updates_applied']} |")
     w("")
-    w("Upload / update is the mean real size of an update; in brackets, the size of an update "
-      "over the method's whole mask (they differ only with natural sparsity, "
-      "`upload_changed_rows`).\n")
+    w("Upload / update is bytes uploaded over updates received; in brackets, the size of one "
+      "update over the method's whole mask. They differ with natural sparsity "
+      "(`upload_changed_rows`), and for FedAvg, whose uploads in the round cut by the horizon "
+      "count as bytes but not as received updates.\n")
     w("Per-user top-3 on each device's own held-out text: mean (p10 / median / p90) over "
       "devices.\n")
     w("| method | final global model, every device | personalised devices: before | after | "

@@ -181,7 +181,10 @@ struct Environment {
 // all lack training text, a model that does not take the data.
 Result<Environment> MakeEnvironment(const SimConfig& config);
 
-// Runs one method to the horizon. Errors: a mask no device can train, a bad model name.
+// Runs one method to the horizon. For a language model (env.language_model) it also evaluates
+// the final global model on every device's held-out text and, with config.personalize.steps >
+// 0, fine-tunes the chosen devices (see PersonalizeConfig) on the worker threads. The result
+// is identical for any config.threads. Errors: a mask no device can train, a bad model name.
 Result<MethodResult> RunMethod(const SimConfig& config, const MethodConfig& method,
                                const Environment& env, const Progress& progress = nullptr);
 
