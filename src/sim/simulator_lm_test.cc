@@ -202,6 +202,16 @@ TEST(SimulatorTextTest, TextKeysAreHiddenForImageRuns) {
   EXPECT_EQ(image.find("tokenizer"), std::string::npos);
   EXPECT_EQ(image.find("[personalize]"), std::string::npos);
   EXPECT_EQ(image.find("upload_changed_rows"), std::string::npos);
+  MethodResult r;  // an image method: no LM keys or columns
+  r.name = "ftte";
+  r.series.push_back({0, 0.5, 1.0, 10, 20, 1});
+  const std::string json = ResultsJson(DefaultSimConfig(), {r});
+  for (const char* key : {"top3", "perplexity", "user_top3", "personalization", "mask_update"}) {
+    EXPECT_EQ(json.find(key), std::string::npos) << key;
+  }
+  EXPECT_EQ(ResultsCsv({r}).substr(0, ResultsCsv({r}).find('\n')),
+            "method,virtual_s,accuracy,loss,bytes_up,bytes_down,version");
+  EXPECT_EQ(SummaryTable({r}).find("top-3"), std::string::npos);
   SimConfig c = TextConfig(fl::Algorithm::kFtte);
   c.personalize.steps = 4;
   const std::string text = FormatSimConfig(c);
