@@ -39,7 +39,7 @@
 //   frozen = "float32"           # float32 | int8 (the simulator uses each method's frozen)
 //
 //   [devices]                    # the population (ranges are drawn log-uniformly)
-//   count = 100                  # >= 1
+//   count = 100                  # >= 1; unused by text datasets (one device per user)
 //   flops_min = 2e9              # sustained FLOP/s, > 0, min <= max
 //   flops_max = 2e10
 //   memory_min_mib = 8           # training memory, MiB (2^20 bytes), > 0, min <= max
@@ -53,8 +53,8 @@
 //   straggler_fraction = 0.0     # [0, 1]
 //   slowdown_min = 2.0           # straggler slowdown, log-uniform, >= 1, min <= max
 //   slowdown_max = 10.0
-//   trace_csv = ""               # profiles from this CSV instead (see ReadDeviceCsv)
-//                                # (text datasets draw one profile per user; count is unused)
+//   trace_csv = ""               # profiles from this CSV instead (see ReadDeviceCsv); text
+//                                # datasets take its first row per user
 //
 //   [personalize]                # text only: after federated training
 //   steps = 0                    # >= 0: local fine-tuning steps per device (0 = off)
