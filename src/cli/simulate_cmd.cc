@@ -164,17 +164,32 @@ int RunSimulate(const std::vector<std::string>& args) {
 
   std::string names;
   for (const sim::MethodConfig& m : c.methods) names += (names.empty() ? "" : ", ") + m.name;
+  const std::string devices = sim::IsTextDataset(c.dataset)
+                                  ? std::string("one device per user")
+                                  : std::to_string(c.population.devices) + " devices";
   std::fprintf(stderr,
-               "ftte simulate: %s on %s (%s), %lld devices, %.1f min virtual per method, "
+               "ftte simulate: %s on %s (%s), %s, %.1f min virtual per method, "
                "%d thread(s), seed %llu\nmethods: %s\n",
-               c.model.c_str(), c.dataset.c_str(), c.partition.c_str(),
-               static_cast<long long>(c.population.devices), c.duration_s / 60, c.threads,
-               static_cast<unsigned long long>(c.seed), names.c_str());
+               c.model.c_str(), c.dataset.c_str(), c.partition.c_str(), devices.c_str(),
+               c.duration_s / 60, c.threads, static_cast<unsigned long long>(c.seed),
+               names.c_str());
   auto env = sim::MakeEnvironment(c);
   if (!env.ok()) return Fail(env.status(), 1);
-  std::fprintf(stderr, "data: %lld training samples over %zu devices, %lld test samples\n",
-               static_cast<long long>(env->train.size), env->partition.size(),
-               static_cast<long long>(env->test.size));
+  if (env->language_model) {
+    std::fprintf(stderr,
+                 "data: %lld training samples over %zu devices (one per user; %lld users "
+                 "without training text skipped), %lld held-out samples (%lld evaluated); "
+                 "vocabulary %lld; model %s\n",
+                 static_cast<long long>(env->train.size), env->partition.size(),
+                 static_cast<long long>(env->skipped_users),
+                 static_cast<long long>(env->user_test.size),
+                 static_cast<long long>(env->test.size), static_cast<long long>(env->vocab),
+                 env->model.c_str());
+  } else {
+    std::fprintf(stderr, "data: %lld training samples over %zu devices, %lld test samples\n",
+                 static_cast<long long>(env->train.size), env->partition.size(),
+                 static_cast<long long>(env->test.size));
+  }
 
   std::vector<sim::MethodResult> results;
   std::vector<std::string> failures;
@@ -196,10 +211,17 @@ int RunSimulate(const std::vector<std::string>& args) {
 
   if (!results.empty()) {
     std::printf("\n%s", sim::SummaryTable(results).c_str());
-    std::printf(
-        "target accuracy %.1f%%; time to target and the accuracy series are virtual "
-        "time.\n",
-        100 * c.target_accuracy);
+    if (sim::IsTextDataset(c.dataset)) {
+      std::printf(
+          "next-word accuracy over held-out positions; target %s %.1f%%; time to target "
+          "and the series are virtual time.\n",
+          c.target_metric == "top3" ? "top-3" : "top-1", 100 * c.target_accuracy);
+    } else {
+      std::printf(
+          "target accuracy %.1f%%; time to target and the accuracy series are virtual "
+          "time.\n",
+          100 * c.target_accuracy);
+    }
     std::vector<std::string> warnings;
     Status s = sim::WriteResults(out_dir, c, results, {}, &warnings);
     if (!s.ok()) return Fail(s, 1);

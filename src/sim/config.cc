@@ -23,7 +23,9 @@ using internal::KeyNames;
 using internal::Kind;
 using internal::KindName;
 using internal::MethodFields;
+using internal::PersonalizeFields;
 using internal::Quote;
+using internal::Shown;
 using internal::TopFields;
 using internal::ValueText;
 
@@ -229,7 +231,76 @@ Result<MethodConfig> ParseMethod(const toml::table& t, size_t index, const std::
   return m;
 }
 
+Status CheckMethods(const SimConfig& c) {
+  for (const MethodConfig& m : c.methods) {
+    if (m.mask == "budget" && c.calibration_samples == 0) {
+      return InvalidArgument("method '" + m.name +
+                             "' selects parameters under a budget "
+                             "(mask = \"budget\"), which needs calibration_samples >= 1");
+    }
+  }
+  return Status::Ok();
+}
+
+// The checks of a text dataset: natural partition, a language model whose vocab and context
+// come from the top-level keys, no image-only keys.
+Status ValidateText(const SimConfig& c) {
+  if (c.partition != "natural") {
+    return InvalidArgument("partition = \"" + c.partition + "\" does not apply to " + c.dataset +
+                           ": text is partitioned naturally, one device per user; set "
+                           "partition = \"natural\" (or leave it out)");
+  }
+  if (c.dataset == "text-dir" && c.data_dir.empty()) {
+    return InvalidArgument(
+        "dataset = \"text-dir\" needs data_dir: a folder with one text file per user");
+  }
+  if (c.train_limit > 0) {
+    return InvalidArgument(
+        "train_limit applies to image datasets; a text dataset uses every user's training "
+        "text (set train_limit = 0, or shrink vocab, context or the corpus)");
+  }
+  const std::string name = c.model.substr(0, c.model.find(':'));
+  const std::string options =
+      c.model.find(':') == std::string::npos ? "" : "," + c.model.substr(c.model.find(':') + 1);
+  if (options.find(",vocab=") != std::string::npos ||
+      options.find(",context=") != std::string::npos) {
+    return InvalidArgument("model '" + c.model +
+                           "': with a text dataset the vocabulary comes from the tokenizer; "
+                           "write the top-level keys vocab = and context = instead of model "
+                           "options");
+  }
+  // The bare name first (the zoo's defaults), so that an image model gets the clear message.
+  Result<std::unique_ptr<Model>> bare = MakeModel(name);
+  if (!bare.ok()) return InvalidArgument("model: " + bare.status().message());
+  if (bare.value()->sample_shape().size() != 1) {
+    return InvalidArgument("model '" + name + "' takes images, not text; with dataset " +
+                           c.dataset + " use lstm_lm, tiny_gpt or tiny_gpt_lora");
+  }
+  bare.value().reset();
+  Result<std::unique_ptr<Model>> model = MakeModel(EffectiveModelSpec(c, c.vocab));
+  if (!model.ok()) return InvalidArgument("model: " + model.status().message());
+  return CheckMethods(c);
+}
+
 }  // namespace
+
+namespace internal {
+
+bool Shown(const SimConfig& config, const std::string& section, const std::string& key,
+           const MethodConfig* method) {
+  if (IsTextDataset(config.dataset)) return true;
+  if (section == "personalize") return false;
+  if (section.empty()) {
+    return key != "tokenizer" && key != "vocab" && key != "context" && key != "holdout" &&
+           key != "target_metric";
+  }
+  if (section == "method" && key == "upload_changed_rows") {
+    return method != nullptr && method->upload_changed_rows;
+  }
+  return true;
+}
+
+}  // namespace internal
 
 std::string FormatDouble(double v) {
   if (std::isnan(v)) return "nan";
@@ -278,18 +349,22 @@ Result<SimConfig> ParseSimConfig(const std::string& toml_text, const std::string
   }
   SimConfig c;
   std::vector<std::string> top_keys = KeyNames(TopFields());
-  for (const char* section : {"client", "devices", "method"}) top_keys.push_back(section);
+  for (const char* section : {"client", "devices", "personalize", "method"}) {
+    top_keys.push_back(section);
+  }
   for (auto&& [k, node] : root) {
     const std::string key(k.str());
     const std::string at = Location(origin, node.source());
-    if (key == "client" || key == "devices") {
+    if (key == "client" || key == "devices" || key == "personalize") {
       const toml::table* t = node.as_table();
       if (!t) {
         return InvalidArgument(at + ": " + key + " must be a table: write [" + key +
                                "] on a line of its own and its keys below it");
       }
-      FTTE_RETURN_IF_ERROR(ApplyTable(*t, key == "client" ? ClientFields() : DeviceFields(), c,
-                                      key + ".", "[" + key + "]", origin));
+      const auto& fields = key == "client"    ? ClientFields()
+                           : key == "devices" ? DeviceFields()
+                                              : PersonalizeFields();
+      FTTE_RETURN_IF_ERROR(ApplyTable(*t, fields, c, key + ".", "[" + key + "]", origin));
     } else if (key == "method") {
       const toml::array* arr = node.as_array();
       if (!arr || !arr->is_array_of_tables()) {
@@ -310,6 +385,8 @@ Result<SimConfig> ParseSimConfig(const std::string& toml_text, const std::string
                              UnknownKey(key, "the top level", top_keys).message());
     }
   }
+  // Text datasets have one partition only; a file that does not name one gets it.
+  if (IsTextDataset(c.dataset) && !root.contains("partition")) c.partition = "natural";
   Status s = ValidateSimConfig(c);
   if (!s.ok()) return InvalidArgument(origin + ": " + s.message());
   return c;
@@ -363,14 +440,23 @@ Status ApplyOverride(SimConfig* config, const std::string& key, const std::strin
     FTTE_RETURN_IF_ERROR(set(ClientFields(), c, key.substr(7), "[client]"));
   } else if (key.rfind("devices.", 0) == 0) {
     FTTE_RETURN_IF_ERROR(set(DeviceFields(), c, key.substr(8), "[devices]"));
+  } else if (key.rfind("personalize.", 0) == 0) {
+    FTTE_RETURN_IF_ERROR(set(PersonalizeFields(), c, key.substr(12), "[personalize]"));
   } else {
     std::vector<std::string> accepted = KeyNames(TopFields());
-    for (const char* p : {"client.<key>", "devices.<key>", "method.<name>.<key>"}) {
+    for (const char* p :
+         {"client.<key>", "devices.<key>", "personalize.<key>", "method.<name>.<key>"}) {
       accepted.push_back(p);
     }
     const auto* f = FindField(TopFields(), key);
     if (!f) return UnknownKey(key, "the top level", accepted);
     FTTE_RETURN_IF_ERROR(set(TopFields(), c, key, "the top level"));
+    // Switching between image and text data switches the default partition with it.
+    if (key == "dataset" && IsTextDataset(c.dataset) && c.partition == "dirichlet:0.5") {
+      c.partition = "natural";
+    } else if (key == "dataset" && !IsTextDataset(c.dataset) && c.partition == "natural") {
+      c.partition = "dirichlet:0.5";
+    }
   }
   *config = std::move(c);
   return Status::Ok();
@@ -427,6 +513,23 @@ Status ValidateSimConfig(const SimConfig& c) {
         "dataset = \"cifar10\" needs data_dir: the folder holding "
         "data_batch_1.bin ... test_batch.bin (CIFAR-10 binary version)");
   }
+  if (IsTextDataset(c.dataset)) return ValidateText(c);
+  if (c.partition == "natural") {
+    return InvalidArgument(
+        "partition = \"natural\" needs per-user data: use it with a text dataset "
+        "(bible-chapters, bible-books, text-dir), or partition " +
+        c.dataset + " with iid, dirichlet:A or shards:N");
+  }
+  if (c.personalize.steps > 0) {
+    return InvalidArgument(
+        "[personalize] steps needs per-user held-out data, which only text datasets "
+        "(bible-chapters, bible-books, text-dir) have; set steps = 0 for " +
+        c.dataset);
+  }
+  if (c.target_metric != "top1") {
+    return InvalidArgument("target_metric = \"" + c.target_metric +
+                           "\" is for language models; image runs use top1");
+  }
   Result<std::unique_ptr<Model>> model = MakeModel(c.model);
   if (!model.ok()) return InvalidArgument("model: " + model.status().message());
   const Shape want = c.dataset == "cifar10" ? Shape{3, 32, 32} : Shape{1, 28, 28};
@@ -434,27 +537,24 @@ Status ValidateSimConfig(const SimConfig& c) {
     return InvalidArgument("model '" + c.model + "' does not take " + c.dataset + " images; use " +
                            (c.dataset == "cifar10" ? "resnet8" : "mlp, lenet5 or cnn"));
   }
-  for (const MethodConfig& m : c.methods) {
-    if (m.mask == "budget" && c.calibration_samples == 0) {
-      return InvalidArgument("method '" + m.name +
-                             "' selects parameters under a budget "
-                             "(mask = \"budget\"), which needs calibration_samples >= 1");
-    }
-  }
-  return Status::Ok();
+  return CheckMethods(c);
 }
 
 std::vector<ConfigSection> DescribeSimConfig(const SimConfig& config) {
   std::vector<ConfigSection> out;
-  auto section = [&](const std::string& name, const auto& fields, const auto& target) {
+  auto section = [&](const std::string& name, const auto& fields, const auto& target,
+                     const MethodConfig* method) {
     ConfigSection s{name, {}};
-    for (const auto& f : fields) s.values.emplace_back(f.key, f.get(target));
-    out.push_back(std::move(s));
+    for (const auto& f : fields) {
+      if (Shown(config, name, f.key, method)) s.values.emplace_back(f.key, f.get(target));
+    }
+    if (!s.values.empty()) out.push_back(std::move(s));
   };
-  section("", TopFields(), config);
-  section("client", ClientFields(), config);
-  section("devices", DeviceFields(), config);
-  for (const MethodConfig& m : config.methods) section("method", MethodFields(), m);
+  section("", TopFields(), config, nullptr);
+  section("client", ClientFields(), config, nullptr);
+  section("devices", DeviceFields(), config, nullptr);
+  section("personalize", PersonalizeFields(), config, nullptr);
+  for (const MethodConfig& m : config.methods) section("method", MethodFields(), m, &m);
   return out;
 }
 

@@ -162,9 +162,9 @@ const char* OptimizerName(OptimizerConfig::Kind k) {
 
 Status CheckPartition(const std::string& spec) {
   static constexpr char kForms[] =
-      "\"iid\", \"dirichlet:A\" with A > 0 (e.g. \"dirichlet:0.5\") or \"shards:N\" with "
-      "N >= 1 (e.g. \"shards:2\")";
-  if (spec == "iid") return Status::Ok();
+      "\"iid\", \"dirichlet:A\" with A > 0 (e.g. \"dirichlet:0.5\"), \"shards:N\" with "
+      "N >= 1 (e.g. \"shards:2\") or \"natural\" (text datasets)";
+  if (spec == "iid" || spec == "natural") return Status::Ok();
   const size_t colon = spec.find(':');
   const std::string kind = spec.substr(0, colon);
   const std::string arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
@@ -210,6 +210,7 @@ constexpr Range kNonNegative{0, false};
 constexpr Range kUnitOpenClosed{0, true, 1, false};  // (0, 1]
 constexpr Range kUnitClosed{0, false, 1, false};     // [0, 1]
 constexpr Range kUnitClosedOpen{0, false, 1, true};  // [0, 1)
+constexpr Range kUnitOpenOpen{0, true, 1, true};     // (0, 1)
 constexpr double kMiB = 1024.0 * 1024.0;
 constexpr double kMbps = 1e6 / 8;  // bytes/s per megabit/s
 constexpr int64_t kNoMax = std::numeric_limits<int64_t>::max();
@@ -289,9 +290,21 @@ const std::vector<Field<SimConfig>>& TopFields() {
       StringKey<C>("model", FTTE_REF(model)),
       StringKey<C>("dataset", FTTE_REF(dataset),
                    [](const ConfigValue& v) {
-                     return OneOf(v, {"fashion-mnist", "cifar10"});
+                     return OneOf(v, {"fashion-mnist", "cifar10", "bible-chapters", "bible-books",
+                                      "text-dir"});
                    }),
       StringKey<C>("data_dir", FTTE_REF(data_dir)),
+      StringKey<C>("tokenizer", FTTE_REF(tokenizer),
+                   [](const ConfigValue& v) {
+                     return OneOf(v, {"word", "char"});
+                   }),
+      IntKey<C>("vocab", FTTE_REF(vocab), 3, int64_t{1} << 24),
+      IntKey<C>("context", FTTE_REF(context), 1, 4096),
+      FloatKey<C>("holdout", FTTE_REF(holdout), kUnitOpenOpen),
+      StringKey<C>("target_metric", FTTE_REF(target_metric),
+                   [](const ConfigValue& v) {
+                     return OneOf(v, {"top1", "top3"});
+                   }),
       StringKey<C>("partition", FTTE_REF(partition),
                    [](const ConfigValue& v) { return CheckPartition(v.s); }),
       IntKey<C>("train_limit", FTTE_REF(train_limit), 0),
@@ -349,6 +362,15 @@ const std::vector<Field<SimConfig>>& DeviceFields() {
   return kFields;
 }
 
+const std::vector<Field<SimConfig>>& PersonalizeFields() {
+  using C = SimConfig;
+  static const std::vector<Field<C>> kFields = {
+      IntKey<C>("steps", FTTE_REF(personalize.steps), 0),
+      IntKey<C>("users", FTTE_REF(personalize.users), 0),
+  };
+  return kFields;
+}
+
 namespace {
 
 // Sets m.server.algorithm and the settings whose defaults depend on it.
@@ -394,6 +416,7 @@ const std::vector<Field<MethodConfig>>& MethodFields() {
       FrozenKey<M>("frozen", FTTE_REF(frozen)),
       BoolKey<M>("upload_sparse", FTTE_REF(upload.sparse)),
       BoolKey<M>("upload_int8", FTTE_REF(upload.int8)),
+      BoolKey<M>("upload_changed_rows", FTTE_REF(upload_changed_rows)),
   };
   return kFields;
 }

@@ -26,9 +26,16 @@ struct Field {
 // The keys of each table, in schema order. Method names and algorithms are keys too; setting the
 // algorithm resets the algorithm-dependent defaults (mask, frozen, upload_sparse).
 const std::vector<Field<SimConfig>>& TopFields();
-const std::vector<Field<SimConfig>>& ClientFields();     // [client]
-const std::vector<Field<SimConfig>>& DeviceFields();     // [devices]
-const std::vector<Field<MethodConfig>>& MethodFields();  // [[method]]
+const std::vector<Field<SimConfig>>& ClientFields();       // [client]
+const std::vector<Field<SimConfig>>& DeviceFields();       // [devices]
+const std::vector<Field<SimConfig>>& PersonalizeFields();  // [personalize] (text datasets)
+const std::vector<Field<MethodConfig>>& MethodFields();    // [[method]]
+
+// Whether DescribeSimConfig shows `key` of `section` ("" top level, "personalize", "method"):
+// the text-only keys are hidden for image datasets (so image runs' outputs stay as they were),
+// except upload_changed_rows when it is on.
+bool Shown(const SimConfig& config, const std::string& section, const std::string& key,
+           const MethodConfig* method);
 
 template <typename T>
 const Field<T>* FindField(const std::vector<Field<T>>& fields, const std::string& key) {
@@ -51,7 +58,8 @@ std::string Quote(const std::string& s);
 std::string ValueText(const ConfigValue& v);
 // "an integer", "a number", "true or false", "a string".
 const char* KindName(Kind k);
-// Checks a partition spec: iid | dirichlet:A (A > 0) | shards:N (N >= 1).
+// Checks a partition spec: iid | dirichlet:A (A > 0) | shards:N (N >= 1) | natural.
+// (ValidateSimConfig checks that natural goes with a text dataset and only with one.)
 Status CheckPartition(const std::string& spec);
 
 }  // namespace ftte::sim::internal

@@ -53,8 +53,8 @@ void JobRunner::WorkerLoop() {
       queue_.pop_front();
     }
     const Job& j = item.second;
-    fl::ClientResult r =
-        trainer.value()->Train(*j.weights, *j.mask, *train_, *j.indices, config_, j.seed);
+    fl::ClientResult r = trainer.value()->Train(*j.weights, *j.mask, *train_, *j.indices,
+                                                j.config ? *j.config : config_, j.seed);
     {
       std::lock_guard<std::mutex> lock(mu_);
       done_.emplace(item.first, std::move(r));

@@ -21,6 +21,7 @@ struct Job {
   const fl::Mask* mask = nullptr;
   const std::vector<int64_t>* indices = nullptr;
   uint64_t seed = 0;
+  const fl::ClientConfig* config = nullptr;  // null: the runner's configuration
 };
 
 class JobRunner {

@@ -59,11 +59,20 @@ Json ConfigJson(const SimConfig& config) {
   return out;
 }
 
+Json DistributionJson(const Distribution& d) {
+  return {
+      {"users", d.users}, {"mean", d.mean}, {"p10", d.p10}, {"median", d.median}, {"p90", d.p90}};
+}
+
 Json MethodJson(const MethodResult& r) {
   Json j = Json::object();
   j["name"] = r.name;
   j["algorithm"] = r.algorithm;
   j["final_accuracy"] = r.final_accuracy;
+  if (r.language_model) {
+    j["final_top3"] = r.final_top3;
+    j["final_perplexity"] = r.final_perplexity;
+  }
   j["time_to_target_s"] = r.time_to_target_s ? Json(*r.time_to_target_s) : Json(nullptr);
   j["peak_device_memory_bytes"] = r.peak_device_memory_bytes;
   j["predicted_device_memory_bytes"] = r.predicted_device_memory_bytes;
@@ -80,14 +89,28 @@ Json MethodJson(const MethodResult& r) {
   for (const auto& [tau, count] : r.staleness)
     staleness.push_back({{"tau", tau}, {"count", count}});
   j["staleness"] = std::move(staleness);
+  if (r.language_model) {
+    j["mask_update_bytes"] = r.mask_update_bytes;
+    j["user_top3"] = DistributionJson(r.user_top3);
+    if (r.personal_before && r.personal_after) {
+      j["personalization"] = {{"before_top3", DistributionJson(*r.personal_before)},
+                              {"after_top3", DistributionJson(*r.personal_after)}};
+    } else {
+      j["personalization"] = nullptr;
+    }
+  }
   Json series = Json::array();
   for (const SeriesPoint& p : r.series) {
-    series.push_back({{"t", p.virtual_s},
-                      {"accuracy", p.accuracy},
-                      {"loss", p.loss},
-                      {"bytes_up", p.bytes_up},
-                      {"bytes_down", p.bytes_down},
-                      {"version", p.version}});
+    Json point = {{"t", p.virtual_s}, {"accuracy", p.accuracy}};
+    if (r.language_model) {
+      point["top3"] = p.top3;
+      point["perplexity"] = p.perplexity;
+    }
+    point["loss"] = p.loss;
+    point["bytes_up"] = p.bytes_up;
+    point["bytes_down"] = p.bytes_down;
+    point["version"] = p.version;
+    series.push_back(std::move(point));
   }
   j["series"] = std::move(series);
   return j;
@@ -160,10 +183,15 @@ std::string ResultsJson(const SimConfig& config, const std::vector<MethodResult>
 }
 
 std::string ResultsCsv(const std::vector<MethodResult>& results) {
-  std::string out = "method,virtual_s,accuracy,loss,bytes_up,bytes_down,version\n";
+  const bool lm = std::any_of(results.begin(), results.end(),
+                              [](const MethodResult& r) { return r.language_model; });
+  std::string out =
+      lm ? "method,virtual_s,accuracy,top3,perplexity,loss,bytes_up,bytes_down,version\n"
+         : "method,virtual_s,accuracy,loss,bytes_up,bytes_down,version\n";
   for (const MethodResult& r : results) {
     for (const SeriesPoint& p : r.series) {
       out += r.name + "," + FormatDouble(p.virtual_s) + "," + FormatDouble(p.accuracy) + "," +
+             (lm ? FormatDouble(p.top3) + "," + FormatDouble(p.perplexity) + "," : "") +
              FormatDouble(p.loss) + "," + std::to_string(p.bytes_up) + "," +
              std::to_string(p.bytes_down) + "," + std::to_string(p.version) + "\n";
     }
@@ -197,13 +225,23 @@ std::string PlotScript(const SimConfig& config, const std::vector<MethodResult>&
       "# Redraw: cd into this folder and run `gnuplot accuracy.gp`.\n"
       "set terminal svg size 900,540 dynamic noenhanced font 'sans,12' background rgb 'white'\n"
       "set output 'accuracy.svg'\n";
-  gp += "set title '" + config.model + " on " + config.dataset + ", " +
-        std::to_string(config.population.devices) + " devices, partition " + config.partition +
-        "'\n";
+  const bool lm = std::any_of(results.begin(), results.end(),
+                              [](const MethodResult& r) { return r.language_model; });
+  if (lm) {
+    // Text runs have one device per user with training text, not devices.count.
+    gp += "set title '" + config.model + " on " + config.dataset + " (" + config.tokenizer +
+          " tokens, context " + std::to_string(config.context) +
+          "), one device per user: next-word top-1 (solid) and top-3 (dotted)'\n";
+  } else {
+    gp += "set title '" + config.model + " on " + config.dataset + ", " +
+          std::to_string(config.population.devices) + " devices, partition " + config.partition +
+          "'\n";
+  }
   gp += std::string("set xlabel 'virtual time (") + unit_name + ")'\n";
-  gp += "set ylabel 'test accuracy (%)'\n";
+  gp += lm ? "set ylabel 'held-out next-word accuracy (%)'\n" : "set ylabel 'test accuracy (%)'\n";
   gp += "set xrange [0:" + FormatDouble(config.duration_s / unit) + "]\n";
-  gp += "set yrange [0:100]\nset grid\nset key bottom right\n";
+  gp += lm ? "set yrange [0:*]\nset grid\nset key top left\n"
+           : "set yrange [0:100]\nset grid\nset key bottom right\n";
   std::string plot = "plot ";
   for (size_t i = 0; i < results.size(); ++i) {
     if (results[i].series.empty()) continue;
@@ -215,7 +253,21 @@ std::string PlotScript(const SimConfig& config, const std::vector<MethodResult>&
       gp += row;
     }
     gp += "EOD\n";
-    plot += block + " using 1:2 with lines lw 2 title '" + results[i].name + "', \\\n     ";
+    const std::string color = lm ? " lc " + std::to_string(i + 1) : "";
+    plot += block + " using 1:2 with lines lw 2" + color + " title '" + results[i].name +
+            "', \\\n     ";
+    if (lm) {
+      const std::string top3 = "$t" + std::to_string(i);
+      gp += top3 + " << EOD\n";
+      for (const SeriesPoint& p : results[i].series) {
+        char row[64];
+        std::snprintf(row, sizeof row, "%.6g %.6g\n", p.virtual_s / unit, 100 * p.top3);
+        gp += row;
+      }
+      gp += "EOD\n";
+      plot += top3 + " using 1:2 with lines lw 2 dt 3 lc " + std::to_string(i + 1) + " title '" +
+              results[i].name + " top-3', \\\n     ";
+    }
   }
   char target[64];
   std::snprintf(target, sizeof target, "%.4g", 100 * config.target_accuracy);
@@ -277,6 +329,32 @@ std::string SummaryTable(const std::vector<MethodResult>& results) {
                   FormatBytes(r.peak_device_memory_bytes).c_str(), FormatBytes(r.bytes_up).c_str(),
                   FormatBytes(r.bytes_down).c_str(), static_cast<long long>(r.excluded_devices),
                   static_cast<long long>(r.updates_applied), r.wall_s);
+    out += line;
+  }
+  if (std::none_of(results.begin(), results.end(),
+                   [](const MethodResult& r) { return r.language_model; })) {
+    return out;
+  }
+  // Language models: the next-word metrics, per user, and personalisation.
+  auto pct = [](double v) {
+    char b[16];
+    std::snprintf(b, sizeof b, "%.1f", 100 * v);
+    return std::string(b);
+  };
+  auto spread = [&](const Distribution& d) {
+    return pct(d.mean) + " (" + pct(d.p10) + "/" + pct(d.median) + "/" + pct(d.p90) + ")";
+  };
+  out += "\n";
+  std::snprintf(line, sizeof line, "%-*s  %6s  %10s  %-26s  %-26s  %-26s\n", name_width, "method",
+                "top-3", "perplexity", "user top-3 % (p10/med/p90)", "personal before %",
+                "personal after %");
+  out += line;
+  for (const MethodResult& r : results) {
+    const bool p = r.personal_before && r.personal_after;
+    std::snprintf(line, sizeof line, "%-*s  %5s%%  %10.1f  %-26s  %-26s  %-26s\n", name_width,
+                  r.name.c_str(), pct(r.final_top3).c_str(), r.final_perplexity,
+                  spread(r.user_top3).c_str(), p ? spread(*r.personal_before).c_str() : "-",
+                  p ? spread(*r.personal_after).c_str() : "-");
     out += line;
   }
   return out;

@@ -6,12 +6,23 @@
 //
 //   seed = 0                     # >= 0; drives data partition, devices, initialisation, training
 //   threads = 1                  # worker threads, [1, 256]; results do not depend on it
-//   model = "cnn"                # zoo name: mlp, lenet5, cnn (28x28x1), resnet8 (32x32x3)
-//   dataset = "fashion-mnist"    # or "cifar10" (needs data_dir)
+//   model = "cnn"                # zoo name: mlp, lenet5, cnn (28x28x1), resnet8 (32x32x3);
+//                                # text: lstm_lm, tiny_gpt, tiny_gpt_lora[:rank=R]
+//   dataset = "fashion-mnist"    # or "cifar10" (needs data_dir); text: "bible-chapters" (1,189
+//                                # users), "bible-books" (66), "text-dir" (one user per file in
+//                                # data_dir)
 //   data_dir = ""                # "" = the dataset's standard location
-//   partition = "dirichlet:0.5"  # iid | dirichlet:A (A > 0) | shards:N (N >= 1)
+//   tokenizer = "word"           # text only: word | char; trained on the training text only
+//   vocab = 10000                # text only: maximum vocabulary, [3, 2^24]; the model's vocab
+//                                # is the tokenizer's size
+//   context = 32                 # text only: sequence length T of samples and model, [1, 4096]
+//   holdout = 0.1                # text only: held-out fraction of each user's tokens, (0, 1)
+//   target_metric = "top1"       # text only: top1 | top3, the metric of time-to-target
+//   partition = "dirichlet:0.5"  # iid | dirichlet:A (A > 0) | shards:N (N >= 1); text datasets
+//                                # need "natural" (one device per user), their default
 //   train_limit = 0              # first N training samples (0 = all)
-//   test_limit = 2000            # first N test samples evaluated (0 = all)
+//   test_limit = 2000            # first N test samples evaluated (0 = all); text: N held-out
+//                                # samples spread evenly over the users
 //   duration_s = 3600            # virtual horizon of every method, > 0
 //   eval_every_s = 60            # virtual seconds between evaluations, in (0, duration_s]
 //   target_accuracy = 0.7        # in (0, 1], for time-to-target
@@ -28,7 +39,7 @@
 //   frozen = "float32"           # float32 | int8 (the simulator uses each method's frozen)
 //
 //   [devices]                    # the population (ranges are drawn log-uniformly)
-//   count = 100                  # >= 1
+//   count = 100                  # >= 1; unused by text datasets (one device per user)
 //   flops_min = 2e9              # sustained FLOP/s, > 0, min <= max
 //   flops_max = 2e10
 //   memory_min_mib = 8           # training memory, MiB (2^20 bytes), > 0, min <= max
@@ -42,7 +53,12 @@
 //   straggler_fraction = 0.0     # [0, 1]
 //   slowdown_min = 2.0           # straggler slowdown, log-uniform, >= 1, min <= max
 //   slowdown_max = 10.0
-//   trace_csv = ""               # profiles from this CSV instead (see ReadDeviceCsv)
+//   trace_csv = ""               # profiles from this CSV instead (see ReadDeviceCsv); text
+//                                # datasets take its first row per user
+//
+//   [personalize]                # text only: after federated training
+//   steps = 0                    # >= 0: local fine-tuning steps per device (0 = off)
+//   users = 0                    # >= 0: devices personalised, evenly spaced (0 = all)
 //
 //   [[method]]                   # one table per method; at least one
 //   name = "ftte"                # [A-Za-z0-9._-]+, unique; default: the algorithm
@@ -65,6 +81,8 @@
 //   frozen = "int8"              # float32 | int8              (algorithm default)
 //   upload_sparse = true         #                             (algorithm default)
 //   upload_int8 = false
+//   upload_changed_rows = false  # upload only rows whose change is not all zero (natural
+//                                # sparsity of embeddings); bytes counted per update
 //
 // Algorithm defaults: ftte -> mask "budget", frozen "int8", upload_sparse true; fedavg, fedasync,
 // fedbuff -> mask "full", frozen "float32", upload_sparse false (dense updates).
@@ -72,7 +90,13 @@
 // Errors (Status kInvalidArgument, never an exception or abort): a TOML syntax error gives
 // "origin:line:column: <toml++'s description>"; an unknown key names the key, its table and the
 // accepted keys (with a "did you mean" for near misses); a wrong type or an out-of-range value
-// names the key, its location, the value and the accepted range.
+// names the key, its location, the value and the accepted range; incompatible combinations (an
+// image model on text, a language model on images, partition other than natural on text,
+// natural or [personalize] on images, vocab/context as model options) name the fix.
+//
+// Text-only keys ([personalize], tokenizer, vocab, context, holdout, target_metric) and
+// upload_changed_rows = false are left out of DescribeSimConfig for image datasets, so image
+// runs write the same config and results files as before these keys existed.
 #ifndef FTTE_SIM_CONFIG_H_
 #define FTTE_SIM_CONFIG_H_
 
@@ -100,16 +124,19 @@ SimConfig DefaultSimConfig();
 MethodConfig DefaultMethod(fl::Algorithm algorithm, const std::string& name);
 
 // Sets one key from its text form, as `--set key=value` does. Keys: a top-level key ("seed"),
-// "client.<key>", "devices.<key>", "method.<name>.<key>" (one method) or "method.*.<key>" (every
-// method). Values are parsed by the key's type: integers, numbers, true/false, or a string
-// (surrounding quotes optional). Setting a method's `algorithm` resets its mask, frozen and
-// upload_sparse to that algorithm's defaults. Same range checks as the TOML parser; cross-key
-// checks (min <= max, ...) are left to ValidateSimConfig. On error `config` is unchanged.
+// "client.<key>", "devices.<key>", "personalize.<key>", "method.<name>.<key>" (one method) or
+// "method.*.<key>" (every method). Setting `dataset` to a text dataset turns the default
+// partition into "natural" (and back). Values are parsed by the key's type: integers, numbers,
+// true/false, or a string (surrounding quotes optional). Setting a method's `algorithm` resets its
+// mask, frozen and upload_sparse to that algorithm's defaults. Same range checks as the TOML
+// parser; cross-key checks (min <= max, ...) are left to ValidateSimConfig. On error `config` is
+// unchanged.
 Status ApplyOverride(SimConfig* config, const std::string& key, const std::string& value);
 
 // Checks what single keys cannot: at least one method, unique method names, min <= max pairs,
-// eval_every_s <= duration_s, the partition spec, a known model that fits the dataset's images,
-// cifar10 with a data_dir, calibration samples for budget masks. Errors name the keys and the fix.
+// eval_every_s <= duration_s, the partition spec, a known model that fits the dataset's images
+// (or, for text, a language model with natural partition), cifar10 and text-dir with a data_dir,
+// calibration samples for budget masks. Errors name the keys and the fix.
 Status ValidateSimConfig(const SimConfig& config);
 
 // One setting in schema form (what a TOML file would say).

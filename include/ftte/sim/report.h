@@ -17,12 +17,19 @@
 //                 "staleness": [{"tau", "count"}, ...],
 //                 "series": [{"t" (virtual s), "accuracy", "loss", "bytes_up", "bytes_down",
 //                             "version"}, ...]}, ...]}
-// DIR/results.csv: header method,virtual_s,accuracy,loss,bytes_up,bytes_down,version, then one
-//   row per series point, methods in run order.
+//   Language models (text datasets) add, per method, "final_top3" and "final_perplexity" after
+//   "final_accuracy"; "mask_update_bytes", "user_top3" ({"users", "mean", "p10", "median",
+//   "p90"}) and "personalization" ({"before_top3", "after_top3"} of that form, or null) after
+//   "staleness"; and "top3", "perplexity" after "accuracy" in each series point. Image runs
+//   have none of these keys (their files are as before).
+// DIR/results.csv: header method,virtual_s,accuracy,loss,bytes_up,bytes_down,version (language
+//   models: method,virtual_s,accuracy,top3,perplexity,loss,...), then one row per series point,
+//   methods in run order.
 // DIR/timing.json: {"threads", "methods": [{"name", "wall_s"}], "total_wall_s"}.
 // DIR/config.toml: FormatSimConfig(config) (run it again with --config DIR/config.toml).
 // DIR/accuracy.gp and DIR/accuracy.svg: gnuplot script (data inline) and its SVG output:
-//   test accuracy vs virtual time, one line per method, the target as a dashed line.
+//   test accuracy vs virtual time, one line per method, the target as a dashed line (language
+//   models: top-1 solid and top-3 dotted per method).
 #ifndef FTTE_SIM_REPORT_H_
 #define FTTE_SIM_REPORT_H_
 
@@ -55,7 +62,9 @@ Status WriteResults(const std::string& dir, const SimConfig& config,
                     std::vector<std::string>* warnings = nullptr);
 
 // A fixed-width table, one row per method: method, final acc, time to target (virtual), peak
-// device memory, upload, download, excluded devices, updates applied, wall s. Ends in '\n'.
+// device memory, upload, download, excluded devices, updates applied, wall s. Language models
+// get a second table: top-3, perplexity, per-user top-3 and personalisation before / after
+// (mean with p10/median/p90, in %). Ends in '\n'.
 std::string SummaryTable(const std::vector<MethodResult>& results);
 
 }  // namespace ftte::sim

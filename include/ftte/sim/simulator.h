@@ -64,6 +64,16 @@ struct MethodConfig {
   double budget_quantile = 0.0;
   FrozenStorage frozen = FrozenStorage::kFloat32;
   fl::EncodeOptions upload;  // how updates are encoded (sparse / int8)
+  // Natural sparsity: upload only the rows whose change is not all zero (a sparse encoding of
+  // that subset of the mask, whatever upload.sparse says); bytes are counted per update.
+  bool upload_changed_rows = false;
+};
+
+// After federated training, each device fine-tunes the final global model on its own training
+// data under the method's mask and memory budget (text datasets only).
+struct PersonalizeConfig {
+  int64_t steps = 0;  // local steps of fine-tuning; 0 = no personalisation
+  int64_t users = 0;  // personalise this many devices, evenly spaced over the devices; 0 = all
 };
 
 struct SimConfig {
@@ -74,6 +84,16 @@ struct SimConfig {
   int64_t train_limit = 0;            // use the first N training samples (0 = all)
   int64_t test_limit = 2000;          // evaluate on the first N test samples (0 = all)
   int64_t calibration_samples = 256;  // FTTE's importance pass (server-side data)
+  // Text datasets (IsTextDataset): the tokenizer, trained on the training text only, fixes the
+  // model's vocabulary; `context` is its sequence length T. `holdout` is the fraction of each
+  // user's tokens held out for evaluation (lm_data.h).
+  std::string tokenizer = "word";  // word | char
+  int64_t vocab = 10000;           // maximum vocabulary size, specials included
+  int64_t context = 32;
+  double holdout = 0.1;
+  std::string target_metric = "top1";  // top1 | top3: the metric time-to-target uses
+  PersonalizeConfig personalize;
+  std::string bible_command = "bible";  // not a config key: tests pass a fake
   fl::ClientConfig client;
   PopulationConfig population;
   std::vector<MethodConfig> methods;
@@ -84,25 +104,52 @@ struct SimConfig {
   uint64_t seed = 0;
 };
 
+// "bible-chapters", "bible-books" and "text-dir" (next-word prediction, natural partition).
+bool IsTextDataset(const std::string& dataset);
+
+// The model spec a run uses: config.model for images; for text, the model name with
+// vocab=`vocab` and context=config.context first, then the spec's other options
+// ("tiny_gpt_lora:rank=4" -> "tiny_gpt_lora:vocab=2000,context=16,rank=4").
+std::string EffectiveModelSpec(const SimConfig& config, int64_t vocab);
+
 struct SeriesPoint {
   double virtual_s = 0;
-  double accuracy = 0;
+  double accuracy = 0;  // top-1 (of samples for images, of held-out positions for text)
   double loss = 0;
   int64_t bytes_up = 0;
   int64_t bytes_down = 0;
   int64_t version = 0;
+  double top3 = 0;        // language models: top-3 accuracy over held-out positions
+  double perplexity = 0;  // language models: exp(loss)
 };
+
+// A per-user metric over users: unweighted mean, and the nearest-rank quantiles (the value at
+// index floor(q * (users - 1)) of the sorted values).
+struct Distribution {
+  int64_t users = 0;
+  double mean = 0, p10 = 0, median = 0, p90 = 0;
+};
+Distribution Summarize(std::vector<double> values);
 
 struct MethodResult {
   std::string name;
   std::string algorithm;
+  bool language_model = false;  // the fields marked "LM" are set
   double final_accuracy = 0;
+  double final_top3 = 0, final_perplexity = 0;  // LM
+  // LM: top-3 of the final global model on each device's held-out text (devices with any).
+  Distribution user_top3;
+  // LM with personalisation: top-3 of the personalised devices before and after fine-tuning.
+  std::optional<Distribution> personal_before, personal_after;
   std::optional<double> time_to_target_s;  // virtual; nullopt if never reached
   int64_t peak_device_memory_bytes = 0;    // measured on the real training steps
   int64_t predicted_device_memory_bytes = 0;
   int64_t budget_bytes = 0;  // M_min (budget masks only)
   int64_t trainable_params = 0;
   int64_t bytes_up = 0, bytes_down = 0;
+  // One update's size over the whole mask (the upload without natural sparsity; with it, each
+  // update's real size is counted in bytes_up).
+  int64_t mask_update_bytes = 0;
   int64_t excluded_devices = 0;  // memory below this method's training peak
   int64_t updates_received = 0, updates_applied = 0, dropped_stale = 0, versions = 0;
   std::map<int64_t, int64_t> staleness;  // tau -> count
@@ -115,13 +162,29 @@ using Progress = std::function<void(const std::string&, double, double)>;
 
 // Everything shared by the methods of one run: data, partition and devices.
 struct Environment {
-  data::ImageDataset train, test;
+  std::string model;  // EffectiveModelSpec: the spec every method builds
+  bool language_model = false;
+  data::ImageDataset train, test;  // text: test is the evaluated (strided) held-out subset
   std::vector<std::vector<int64_t>> partition;
   std::vector<DeviceProfile> devices;
+  // Text datasets only: one device per user with training samples, in corpus order.
+  data::ImageDataset user_test;                      // every held-out sample
+  std::vector<std::vector<int64_t>> test_partition;  // device d's samples in user_test
+  std::vector<std::string> device_users;             // device d's user name
+  int64_t skipped_users = 0;                         // users without a training sample
+  int64_t vocab = 0;                                 // tokenizer size (specials included)
 };
+// Images: loads the dataset and partitions it. Text: loads the corpus, trains the tokenizer on
+// the training part of every user's text, cuts samples (lm_data.h) and gives each user with a
+// training sample one device; profiles are drawn for that many devices (devices.count is not
+// used; a trace must have at least that many rows). Errors: the loaders', a corpus whose users
+// all lack training text, a model that does not take the data.
 Result<Environment> MakeEnvironment(const SimConfig& config);
 
-// Runs one method to the horizon. Errors: a mask no device can train, a bad model name.
+// Runs one method to the horizon. For a language model (env.language_model) it also evaluates
+// the final global model on every device's held-out text and, with config.personalize.steps >
+// 0, fine-tunes the chosen devices (see PersonalizeConfig) on the worker threads. The result
+// is identical for any config.threads. Errors: a mask no device can train, a bad model name.
 Result<MethodResult> RunMethod(const SimConfig& config, const MethodConfig& method,
                                const Environment& env, const Progress& progress = nullptr);
 

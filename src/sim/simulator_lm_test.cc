@@ -1,0 +1,315 @@
+// The simulator on text: a small corpus written to a temporary folder (one file per user),
+// lstm_lm at a tiny vocabulary, a few devices.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "ftte/sim/config.h"
+#include "ftte/sim/report.h"
+#include "ftte/sim/simulator.h"
+
+namespace ftte::sim {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Five users with patterned sentences (learnable next words) and one without text.
+std::string WriteCorpus() {
+  const fs::path dir = fs::path(::testing::TempDir()) / "ftte_lm_sim_corpus";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const char* subjects[] = {"the king", "a man", "the lord", "my son", "the people"};
+  const char* verbs[] = {"said unto", "went to", "spake to", "came to"};
+  const char* objects[] = {"the city", "his house", "the land", "the sea", "jerusalem"};
+  for (int u = 0; u < 5; ++u) {
+    std::ofstream f(dir / ("user" + std::to_string(u) + ".txt"));
+    for (int line = 0; line < 40; ++line) {
+      f << subjects[(u + line) % 5] << " " << verbs[(line * 3 + u) % 4] << " "
+        << objects[(line + 2 * u) % 5] << " , and it was good .\n";
+    }
+  }
+  std::ofstream(dir / "zz-empty.txt");
+  return dir.string();
+}
+
+SimConfig TextConfig(fl::Algorithm a) {
+  SimConfig c;
+  c.dataset = "text-dir";
+  c.data_dir = WriteCorpus();
+  c.partition = "natural";
+  c.model = "lstm_lm";
+  c.tokenizer = "word";
+  c.vocab = 40;
+  c.context = 8;
+  c.holdout = 0.2;
+  c.test_limit = 0;
+  c.calibration_samples = 16;
+  c.client.local_steps = 3;
+  c.client.batch = 4;
+  c.client.optimizer.lr = 0.5f;
+  c.duration_s = 40;
+  c.eval_every_s = 10;
+  c.target_accuracy = 0.2;
+  c.population.memory_min = 8 << 20;
+  c.population.memory_max = 64 << 20;
+  MethodConfig m = DefaultMethod(a, fl::AlgorithmName(a));
+  m.server.concurrency = 3;
+  m.server.buffer = 2;
+  c.methods.push_back(m);
+  return c;
+}
+
+TEST(SimulatorTextTest, OneDevicePerUserWithTrainingText) {
+  const SimConfig c = TextConfig(fl::Algorithm::kFedBuff);
+  ASSERT_TRUE(ValidateSimConfig(c).ok()) << ValidateSimConfig(c).message();
+  auto env = MakeEnvironment(c);
+  ASSERT_TRUE(env.ok()) << env.status().ToString();
+  EXPECT_TRUE(env->language_model);
+  EXPECT_EQ(env->partition.size(), 5u);
+  EXPECT_EQ(env->devices.size(), 5u);
+  EXPECT_EQ(env->skipped_users, 1);
+  EXPECT_EQ(env->device_users.front(), "user0.txt");
+  EXPECT_LE(env->vocab, 40);
+  EXPECT_EQ(env->model, "lstm_lm:vocab=" + std::to_string(env->vocab) + ",context=8");
+  EXPECT_EQ(env->train.labels_per_sample, 8);
+  EXPECT_EQ(env->test.size, env->user_test.size);  // test_limit 0: every held-out sample
+  for (size_t d = 0; d < 5; ++d) EXPECT_FALSE(env->test_partition[d].empty()) << d;
+}
+
+// A stand-in for the `bible` command: two books of two chapters, 12 verses each.
+std::string FakeBible() {
+  const fs::path dir = fs::path(::testing::TempDir()) / "ftte_lm_sim_bible";
+  fs::create_directories(dir);
+  std::ofstream verses(dir / "verses.txt");
+  for (const char* book : {"Ge", "Ex"}) {
+    for (int chapter = 1; chapter <= 2; ++chapter) {
+      for (int v = 1; v <= 12; ++v) {
+        verses << book << chapter << ":" << v << " and god said unto " << book << " , let there "
+               << "be light " << v % 3 << " .\n";
+      }
+    }
+  }
+  const fs::path script = dir / "bible";
+  std::ofstream(script) << "#!/bin/sh\ncat " << (dir / "verses.txt").string() << "\n";
+  fs::permissions(script, fs::perms::owner_all);
+  return script.string();
+}
+
+TEST(SimulatorTextTest, BibleChaptersAndBooksAreUsers) {
+  SimConfig c = TextConfig(fl::Algorithm::kFedBuff);
+  c.bible_command = FakeBible();
+  c.data_dir.clear();
+  c.dataset = "bible-chapters";
+  auto chapters = MakeEnvironment(c);
+  ASSERT_TRUE(chapters.ok()) << chapters.status().ToString();
+  EXPECT_EQ(chapters->device_users, (std::vector<std::string>{"Ge1", "Ge2", "Ex1", "Ex2"}));
+  c.dataset = "bible-books";
+  auto books = MakeEnvironment(c);
+  ASSERT_TRUE(books.ok()) << books.status().ToString();
+  EXPECT_EQ(books->device_users, (std::vector<std::string>{"Ge", "Ex"}));
+  EXPECT_EQ(books->partition.size(), 2u);
+  EXPECT_EQ(books->partition[0].size() + books->partition[1].size(),
+            static_cast<size_t>(books->train.size));
+  c.bible_command = "/nonexistent/bible";
+  auto missing = MakeEnvironment(c);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("bible-kjv"), std::string::npos);
+}
+
+TEST(SimulatorTextTest, TestLimitSpreadsEvaluationOverUsers) {
+  SimConfig c = TextConfig(fl::Algorithm::kFedBuff);
+  c.test_limit = 5;
+  const Environment env = MakeEnvironment(c).value();
+  ASSERT_EQ(env.test.size, 5);
+  const int64_t n = env.user_test.size;
+  std::set<size_t> users;
+  for (int64_t i = 0; i < 5; ++i) {
+    const int64_t picked = i * n / 5;  // every k-th held-out sample, not the first five
+    EXPECT_EQ(std::vector<float>(env.test.image(i), env.test.image(i) + 8),
+              std::vector<float>(env.user_test.image(picked), env.user_test.image(picked) + 8));
+    for (size_t d = 0; d < env.test_partition.size(); ++d) {
+      const auto& p = env.test_partition[d];
+      if (std::find(p.begin(), p.end(), picked) != p.end()) users.insert(d);
+    }
+  }
+  EXPECT_GE(users.size(), 4u);
+}
+
+TEST(SimulatorTextTest, ReportsNextWordMetrics) {
+  const SimConfig c = TextConfig(fl::Algorithm::kFedBuff);
+  const Environment env = MakeEnvironment(c).value();
+  auto r = RunMethod(c, c.methods[0], env);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->language_model);
+  ASSERT_FALSE(r->series.empty());
+  for (const SeriesPoint& p : r->series) {
+    EXPECT_GE(p.top3, p.accuracy);
+    EXPECT_LE(p.top3, 1.0);
+    EXPECT_NEAR(p.perplexity, std::exp(p.loss), 1e-3 * p.perplexity);
+  }
+  EXPECT_GT(r->final_accuracy, r->series.front().accuracy + 0.1);
+  EXPECT_EQ(r->final_top3, r->series.back().top3);
+  EXPECT_EQ(r->user_top3.users, 5);
+  EXPECT_LE(r->user_top3.p10, r->user_top3.median);
+  EXPECT_LE(r->user_top3.median, r->user_top3.p90);
+  EXPECT_FALSE(r->personal_before.has_value());
+  // Images keep their JSON: the LM fields appear only for language models.
+  const std::string json = ResultsJson(c, {r.value()});
+  EXPECT_NE(json.find("\"final_top3\""), std::string::npos);
+  EXPECT_NE(json.find("\"perplexity\""), std::string::npos);
+  EXPECT_NE(ResultsCsv({r.value()}).find("accuracy,top3,perplexity,loss"), std::string::npos);
+  EXPECT_NE(SummaryTable({r.value()}).find("user top-3"), std::string::npos);
+}
+
+TEST(SimulatorTextTest, TimeToTargetCanUseTopThree) {
+  SimConfig c = TextConfig(fl::Algorithm::kFedBuff);
+  const Environment env = MakeEnvironment(c).value();
+  c.target_accuracy = 0.6;
+  c.target_metric = "top3";
+  MethodResult top3 = RunMethod(c, c.methods[0], env).value();
+  c.target_metric = "top1";
+  MethodResult top1 = RunMethod(c, c.methods[0], env).value();
+  auto first = [&](const MethodResult& r, bool use_top3) -> std::optional<double> {
+    for (const SeriesPoint& p : r.series) {
+      if ((use_top3 ? p.top3 : p.accuracy) >= c.target_accuracy) return p.virtual_s;
+    }
+    return std::nullopt;
+  };
+  EXPECT_EQ(top3.time_to_target_s, first(top3, true));
+  EXPECT_EQ(top1.time_to_target_s, first(top1, false));
+  ASSERT_TRUE(top3.time_to_target_s.has_value());
+}
+
+TEST(SimulatorTextTest, NaturalSparseUploadsCarryOnlyChangedRows) {
+  SimConfig c = TextConfig(fl::Algorithm::kFtte);
+  c.methods[0].mask = "full";  // every embedding row is trainable; devices see few tokens
+  c.methods[0].frozen = FrozenStorage::kFloat32;
+  const Environment env = MakeEnvironment(c).value();
+  MethodResult sparse = RunMethod(c, c.methods[0], env).value();
+  c.methods[0].upload_changed_rows = true;
+  MethodResult natural = RunMethod(c, c.methods[0], env).value();
+  ASSERT_GT(sparse.updates_received, 0);
+  ASSERT_GT(natural.updates_received, 0);
+  const double per_sparse = static_cast<double>(sparse.bytes_up) / sparse.updates_received;
+  const double per_natural = static_cast<double>(natural.bytes_up) / natural.updates_received;
+  EXPECT_LT(per_natural, per_sparse);
+  // The changed rows are an exact encoding: the same number of updates arrive earlier, so the
+  // model learns at least as much; it stays a valid run.
+  EXPECT_GT(natural.final_accuracy, natural.series.front().accuracy);
+}
+
+TEST(SimulatorTextTest, PersonalisationReportsBeforeAndAfter) {
+  SimConfig c = TextConfig(fl::Algorithm::kFtte);
+  c.personalize.steps = 6;
+  c.personalize.users = 3;
+  const Environment env = MakeEnvironment(c).value();
+  auto r = RunMethod(c, c.methods[0], env);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(r->personal_before.has_value());
+  ASSERT_TRUE(r->personal_after.has_value());
+  EXPECT_EQ(r->personal_before->users, 3);
+  EXPECT_EQ(r->personal_after->users, 3);
+  EXPECT_NE(r->personal_after->mean, r->personal_before->mean);  // fine-tuning changed them
+  const std::string json = ResultsJson(c, {r.value()});
+  EXPECT_NE(json.find("\"after_top3\""), std::string::npos);
+  c.personalize.users = 0;  // all devices
+  auto all = RunMethod(c, c.methods[0], env).value();
+  EXPECT_EQ(all.personal_after->users, 5);
+}
+
+TEST(SimulatorTextTest, ResultsJsonIsIdenticalForOneAndTwoThreads) {
+  SimConfig c = TextConfig(fl::Algorithm::kFtte);
+  c.methods[0].upload_changed_rows = true;
+  c.personalize.steps = 3;
+  MethodConfig fedavg = DefaultMethod(fl::Algorithm::kFedAvg, "fedavg");
+  fedavg.server.concurrency = 3;
+  c.methods.push_back(fedavg);
+  const Environment env = MakeEnvironment(c).value();
+  auto run = [&](int threads) {
+    c.threads = threads;
+    std::vector<MethodResult> results;
+    for (const MethodConfig& m : c.methods) results.push_back(RunMethod(c, m, env).value());
+    return ResultsJson(c, results) + ResultsCsv(results);
+  };
+  EXPECT_EQ(run(1), run(2));
+}
+
+TEST(SimulatorTextTest, TextKeysAreHiddenForImageRuns) {
+  const std::string image = FormatSimConfig(DefaultSimConfig());
+  EXPECT_EQ(image.find("tokenizer"), std::string::npos);
+  EXPECT_EQ(image.find("[personalize]"), std::string::npos);
+  EXPECT_EQ(image.find("upload_changed_rows"), std::string::npos);
+  MethodResult r;  // an image method: no LM keys or columns
+  r.name = "ftte";
+  r.series.push_back({0, 0.5, 1.0, 10, 20, 1});
+  const std::string json = ResultsJson(DefaultSimConfig(), {r});
+  for (const char* key : {"top3", "perplexity", "user_top3", "personalization", "mask_update"}) {
+    EXPECT_EQ(json.find(key), std::string::npos) << key;
+  }
+  EXPECT_EQ(ResultsCsv({r}).substr(0, ResultsCsv({r}).find('\n')),
+            "method,virtual_s,accuracy,loss,bytes_up,bytes_down,version");
+  EXPECT_EQ(SummaryTable({r}).find("top-3"), std::string::npos);
+  SimConfig c = TextConfig(fl::Algorithm::kFtte);
+  c.personalize.steps = 4;
+  const std::string text = FormatSimConfig(c);
+  EXPECT_NE(text.find("tokenizer = \"word\""), std::string::npos);
+  EXPECT_NE(text.find("[personalize]\nsteps = 4"), std::string::npos);
+  auto back = ParseSimConfig(text, "<written>");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(FormatSimConfig(back.value()), text);
+}
+
+// ---- Configuration errors. ----
+
+std::string ErrorOf(const std::string& toml) {
+  auto c = ParseSimConfig(toml + "\n[[method]]\nname = \"ftte\"\n", "t.toml");
+  return c.ok() ? "" : c.status().message();
+}
+
+TEST(TextConfigTest, TextDatasetsDefaultToTheNaturalPartition) {
+  auto c = ParseSimConfig(
+      "dataset = \"bible-chapters\"\nmodel = \"lstm_lm\"\n[[method]]\n"
+      "name = \"ftte\"\n",
+      "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->partition, "natural");
+  SimConfig d = DefaultSimConfig();
+  ASSERT_TRUE(ApplyOverride(&d, "dataset", "bible-books").ok());
+  EXPECT_EQ(d.partition, "natural");
+  ASSERT_TRUE(ApplyOverride(&d, "model", "tiny_gpt").ok());
+  EXPECT_TRUE(ValidateSimConfig(d).ok()) << ValidateSimConfig(d).message();
+  ASSERT_TRUE(ApplyOverride(&d, "personalize.steps", "5").ok());
+  EXPECT_EQ(d.personalize.steps, 5);
+}
+
+TEST(TextConfigTest, IncompatibleCombinationsNameTheFix) {
+  EXPECT_NE(ErrorOf("dataset = \"bible-chapters\"\nmodel = \"cnn\"")
+                .find("takes images, not text; with dataset bible-chapters use lstm_lm"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("dataset = \"bible-chapters\"\nmodel = \"lstm_lm\"\n"
+                    "partition = \"dirichlet:0.5\"")
+                .find("does not apply to bible-chapters: text is partitioned naturally"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("model = \"lstm_lm\"").find("does not take fashion-mnist images"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("partition = \"natural\"").find("needs per-user data"), std::string::npos);
+  EXPECT_NE(ErrorOf("[personalize]\nsteps = 3").find("only text datasets"), std::string::npos);
+  EXPECT_NE(ErrorOf("target_metric = \"top3\"").find("for language models"), std::string::npos);
+  EXPECT_NE(ErrorOf("dataset = \"text-dir\"\nmodel = \"lstm_lm\"").find("needs data_dir"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("dataset = \"bible-books\"\nmodel = \"lstm_lm:vocab=100\"")
+                .find("write the top-level keys vocab = and context ="),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("dataset = \"bible-books\"\nmodel = \"lstm_lm\"\ntrain_limit = 10")
+                .find("train_limit applies to image datasets"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("tokenizer = \"bpe\"").find("must be one of \"word\", \"char\""),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("holdout = 1.0").find("holdout must be in (0, 1)"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ftte::sim

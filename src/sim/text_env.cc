@@ -1,0 +1,70 @@
+#include "text_env.h"
+
+#include "ftte/data/lm_data.h"
+#include "ftte/data/text.h"
+#include "ftte/data/tokenizer.h"
+
+namespace ftte::sim::internal {
+
+Status MakeTextEnvironment(const SimConfig& c, Environment* env) {
+  data::TextCorpus corpus;
+  if (c.dataset == "text-dir") {
+    FTTE_ASSIGN_OR_RETURN(corpus, data::LoadTextDirectory(c.data_dir));
+  } else {
+    const auto granularity = c.dataset == "bible-books" ? data::BibleGranularity::kBook
+                                                        : data::BibleGranularity::kChapter;
+    FTTE_ASSIGN_OR_RETURN(corpus, data::LoadBibleKjv(granularity, c.bible_command));
+  }
+  const data::TokenizerKind kind =
+      c.tokenizer == "char" ? data::TokenizerKind::kChar : data::TokenizerKind::kWord;
+  // Server side: the vocabulary sees only training text, and ships with the model.
+  FTTE_ASSIGN_OR_RETURN(data::Tokenizer tokenizer,
+                        data::TrainTokenizer(kind, corpus, c.vocab, c.holdout));
+  FTTE_ASSIGN_OR_RETURN(data::LanguageModelData lm,
+                        data::MakeLanguageModelData(corpus, tokenizer, c.context, c.holdout));
+  env->language_model = true;
+  env->vocab = tokenizer.size();
+  env->model = EffectiveModelSpec(c, env->vocab);
+  env->train = std::move(lm.train);
+  env->user_test = std::move(lm.test);
+  env->partition.clear();
+  env->test_partition.clear();
+  env->device_users.clear();
+  env->skipped_users = 0;
+  for (size_t u = 0; u < corpus.users.size(); ++u) {
+    if (lm.train_by_user[u].empty()) {
+      ++env->skipped_users;
+      continue;
+    }
+    env->partition.push_back(std::move(lm.train_by_user[u]));
+    env->test_partition.push_back(std::move(lm.test_by_user[u]));
+    env->device_users.push_back(corpus.users[u].name);
+  }
+  if (env->partition.empty()) {
+    return InvalidArgument(c.dataset + ": none of the " + std::to_string(corpus.users.size()) +
+                           " users has enough text for one training sample; add text or lower "
+                           "holdout");
+  }
+  // Evaluation on an even spread of held-out samples (they are ordered by user).
+  const int64_t n = env->user_test.size;
+  if (c.test_limit > 0 && c.test_limit < n) {
+    std::vector<int64_t> pick;
+    for (int64_t i = 0; i < c.test_limit; ++i) pick.push_back(i * n / c.test_limit);
+    env->test = env->user_test.Subset(pick);
+  } else {
+    env->test = env->user_test;
+  }
+  PopulationConfig population = c.population;
+  population.devices = static_cast<int64_t>(env->partition.size());
+  FTTE_ASSIGN_OR_RETURN(env->devices, MakeDevices(population, c.seed));
+  if (env->devices.size() < env->partition.size()) {
+    return InvalidArgument("devices.trace_csv has " + std::to_string(env->devices.size()) +
+                           " profiles but " + c.dataset + " has " +
+                           std::to_string(env->partition.size()) +
+                           " users with training text; give the trace a row per user");
+  }
+  env->devices.resize(env->partition.size());
+  return Status::Ok();
+}
+
+}  // namespace ftte::sim::internal
