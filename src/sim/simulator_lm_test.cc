@@ -1,6 +1,7 @@
 // The simulator on text: a small corpus written to a temporary folder (one file per user),
 // lstm_lm at a tiny vocabulary, a few devices.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -18,7 +19,7 @@ namespace fs = std::filesystem;
 
 // Five users with patterned sentences (learnable next words) and one without text.
 std::string WriteCorpus() {
-  const fs::path dir = fs::path(::testing::TempDir()) / "ftte_lm_sim_corpus";
+  const fs::path dir = fs::path(::testing::TempDir()) / ("ftte_lm_sim_corpus_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   const char* subjects[] = {"the king", "a man", "the lord", "my son", "the people"};
@@ -81,7 +82,7 @@ TEST(SimulatorTextTest, OneDevicePerUserWithTrainingText) {
 
 // A stand-in for the `bible` command: two books of two chapters, 12 verses each.
 std::string FakeBible() {
-  const fs::path dir = fs::path(::testing::TempDir()) / "ftte_lm_sim_bible";
+  const fs::path dir = fs::path(::testing::TempDir()) / ("ftte_lm_sim_bible_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   std::ofstream verses(dir / "verses.txt");
   for (const char* book : {"Ge", "Ex"}) {
