@@ -6,6 +6,7 @@
 #include <random>
 
 #include "ftte/core/mask.h"
+#include "ftte/fl/changed_rows.h"
 #include "ftte/fl/encoding.h"
 #include "wire.h"
 
@@ -142,9 +143,10 @@ Status Coordinator::Restore(const StateStore::Loaded& loaded, Model& model) {
   st.version = s.version();
   st.weights.assign(s.weights().begin(), s.weights().end());
   st.momentum.assign(s.momentum().begin(), s.momentum().end());
+  // Logged updates are stored as received: over any subset of the mask.
   auto decode = [&](const std::string& bytes) -> Result<fl::Update> {
     FTTE_ASSIGN_OR_RETURN(fl::DecodedUpdate d, fl::DecodeUpdate(bytes, layout_));
-    return d.update;
+    return fl::ExpandToMask(d, mask, layout_);
   };
   for (const state::BufferedUpdate& b : s.buffer()) {
     FTTE_ASSIGN_OR_RETURN(fl::Update u, decode(b.encoded()));
@@ -429,11 +431,13 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
                   FailedPrecondition("the update is " + std::to_string(tau) +
                                      " versions old; fetch new work"));
   }
-  const bool full = server_->mask() == fl::Mask::Full(layout_);
-  if (!(decoded->mask == server_->mask()) && !(full && decoded->mask == fl::Mask::Full(layout_))) {
-    return Reject(device, "mask mismatch",
-                  InvalidArgument("the update covers other rows than the server's mask"));
+  // An update may carry any subset of the mask's rows (natural sparsity: a device sends only
+  // the rows it changed); the rows it leaves out count as zero change.
+  auto expanded = fl::ExpandToMask(*decoded, server_->mask(), layout_);
+  if (!expanded.ok()) {
+    return Reject(device, "mask mismatch", InvalidArgument(expanded.status().message()));
   }
+  u.delta = std::move(expanded->delta);
   if (u.num_samples < 1 || u.num_samples > config_.max_samples_per_update) {
     return Reject(device, "sample count",
                   InvalidArgument("the update claims " + std::to_string(u.num_samples) +

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "ftte/data/synthetic.h"
+#include "ftte/fl/changed_rows.h"
 #include "ftte/fl/encoding.h"
 #include "wire.h"
 
@@ -75,9 +76,12 @@ struct Harness {
     v1::SubmitRequest r;
     r.set_update_id(u.update_id);
     const fl::Mask m = c->mask();
-    r.set_update(fl::EncodeUpdate(u, m, c->layout(), {!(m == fl::Mask::Full(c->layout())), false}));
+    r.set_update(changed_rows ? fl::EncodeChangedRows(u, m, c->layout(), {})
+                              : fl::EncodeUpdate(u, m, c->layout(),
+                                                 {!(m == fl::Mask::Full(c->layout())), false}));
     return r;
   }
+  bool changed_rows = false;  // upload only the rows that changed, as devices do
   Result<v1::SubmitResponse> Submit(const fl::Update& u) { return c->Submit(u.device, Request(u)); }
 };
 
@@ -164,6 +168,8 @@ TEST(CoordinatorTest, WorkCarriesOnlyTheRowsChangedSinceTheDevicesVersion) {
 
 TEST(CoordinatorTest, HostileUpdatesAreRejectedWithoutChangingTheModel) {
   Harness h("hostile", fl::Algorithm::kFedBuff);
+  h.config.mask = "budget";
+  h.config.budget_bytes = 1 << 20;
   h.config.max_update_norm = 10;
   h.config.strategy.max_staleness = 0;
   ASSERT_TRUE(h.Start().ok());
@@ -236,14 +242,13 @@ TEST(CoordinatorTest, HostileUpdatesAreRejectedWithoutChangingTheModel) {
     cases.push_back({"statistics", h.Request(u)});
   }
   {
-    // A sparse update over a mask other than the server's.
-    fl::Mask part = fl::Mask::Full(h.c->layout());
-    part.rows[0][0] = 0;
+    // A dense update: rows outside the server's mask.
+    const fl::Mask full = fl::Mask::Full(h.c->layout());
     fl::Update u = h.MakeUpdate(d, 22);
-    u.delta.resize(static_cast<size_t>(part.Numel(h.c->layout())));
+    u.delta.assign(static_cast<size_t>(full.Numel(h.c->layout())), 0.f);
     v1::SubmitRequest r;
     r.set_update_id(22);
-    r.set_update(fl::EncodeUpdate(u, part, h.c->layout(), {true, false}));
+    r.set_update(fl::EncodeUpdate(u, full, h.c->layout(), {false, false}));
     cases.push_back({"mask mismatch", r});
   }
   std::map<std::string, int64_t> want;
@@ -258,6 +263,27 @@ TEST(CoordinatorTest, HostileUpdatesAreRejectedWithoutChangingTheModel) {
   EXPECT_EQ(h.c->GetStatus().buffered(), 0);
   // An empty request is malformed too, and nothing crashed.
   EXPECT_FALSE(h.c->Submit(d, v1::SubmitRequest()).ok());
+}
+
+TEST(CoordinatorTest, UpdateOfOnlyTheChangedRowsEqualsTheDenseOne) {
+  // Natural sparsity: rows a device did not change are left out of its upload.
+  std::vector<float> result[2];
+  int64_t bytes[2];
+  for (int sparse = 0; sparse < 2; ++sparse) {
+    Harness h(sparse ? "changed_rows_sparse" : "changed_rows_dense", fl::Algorithm::kFedBuff);
+    h.config.strategy.buffer = 1;
+    ASSERT_TRUE(h.Start().ok());
+    const int64_t d = h.Enroll("phone");
+    fl::Update u = h.MakeUpdate(d, 1);
+    for (size_t i = 0; i < u.delta.size() / 2; ++i) u.delta[i] = 0;  // half the rows unchanged
+    v1::SubmitRequest r = h.Request(u);
+    if (sparse) r.set_update(fl::EncodeChangedRows(u, h.c->mask(), h.c->layout(), {}));
+    bytes[sparse] = static_cast<int64_t>(r.update().size());
+    ASSERT_TRUE(h.c->Submit(d, r).ok());
+    result[sparse] = h.c->weights();
+  }
+  EXPECT_EQ(result[0], result[1]);
+  EXPECT_LT(bytes[1], bytes[0] * 6 / 10);
 }
 
 TEST(CoordinatorTest, ReplayedUpdateIsAnsweredDuplicateAndAppliedOnce) {
@@ -275,12 +301,18 @@ TEST(CoordinatorTest, ReplayedUpdateIsAnsweredDuplicateAndAppliedOnce) {
   EXPECT_EQ(h.c->accepted(), 1);
 }
 
+// Update i of the sequence: even ones leave the first half of the rows unchanged (and, with
+// changed_rows, do not send them).
+fl::Update SequenceUpdate(Harness& h, int64_t d, int i) {
+  fl::Update u = h.MakeUpdate(d, i, 1e-3f * static_cast<float>(i));
+  if (i % 2 == 0) std::fill(u.delta.begin(), u.delta.begin() + u.delta.size() / 2, 0.f);
+  return u;
+}
+
 // Feeds the same sequence of updates to a coordinator; returns the final weights.
 std::vector<float> RunSequence(Harness& h, int updates) {
   const int64_t d = h.Enroll("phone");
-  for (int i = 1; i <= updates; ++i) {
-    EXPECT_TRUE(h.Submit(h.MakeUpdate(d, i, 1e-3f * static_cast<float>(i))).ok());
-  }
+  for (int i = 1; i <= updates; ++i) EXPECT_TRUE(h.Submit(SequenceUpdate(h, d, i)).ok());
   return h.c->weights();
 }
 
@@ -295,6 +327,7 @@ TEST(CoordinatorTest, CrashLosesNoAcceptedUpdateAndAppliesNoneTwice) {
 
     // The same 5 updates, then the process dies (no snapshot, no clean shutdown).
     Harness h(std::string("crash_") + fl::AlgorithmName(a), a);
+    h.changed_rows = true;  // logged as received: over a subset of the mask
     ASSERT_TRUE(h.Start().ok());
     RunSequence(h, 5);
     const int64_t buffered = h.c->GetStatus().buffered();
@@ -304,12 +337,10 @@ TEST(CoordinatorTest, CrashLosesNoAcceptedUpdateAndAppliesNoneTwice) {
     EXPECT_EQ(h.c->GetStatus().buffered(), buffered);  // the buffer survived
     EXPECT_EQ(h.c->accepted(), 5);
     // The device retries update 5 (its acknowledgement was lost) and goes on with 6 and 7.
-    auto retry = h.Submit(h.MakeUpdate(0, 5, 5e-3f));
+    auto retry = h.Submit(SequenceUpdate(h, 0, 5));
     ASSERT_TRUE(retry.ok());
     EXPECT_EQ(retry->outcome(), v1::SubmitResponse::DUPLICATE);
-    for (int i = 6; i <= 7; ++i) {
-      ASSERT_TRUE(h.Submit(h.MakeUpdate(0, i, 1e-3f * static_cast<float>(i))).ok());
-    }
+    for (int i = 6; i <= 7; ++i) ASSERT_TRUE(h.Submit(SequenceUpdate(h, 0, i)).ok());
     EXPECT_EQ(h.c->version(), want_version);
     EXPECT_EQ(h.c->weights(), want);
     // And once more after a clean checkpoint.

@@ -8,6 +8,7 @@
 
 #include "channel.h"
 #include "ftte/core/rng.h"
+#include "ftte/fl/changed_rows.h"
 #include "ftte/fl/client.h"
 #include "ftte/fl/encoding.h"
 #include "wire.h"
@@ -243,10 +244,10 @@ struct Device::Impl {
       ++round;
       fl::EncodeOptions eo;
       eo.int8 = work.hyperparameters().int8_upload();
-      eo.sparse = !(*mask == fl::Mask::Full(layout));
       v1::SubmitRequest sub;
       sub.set_update_id(r.update.update_id);
-      sub.set_update(fl::EncodeUpdate(r.update, *mask, layout, eo));
+      // Only the rows that changed (an embedding changes only the rows of tokens seen here).
+      sub.set_update(fl::EncodeChangedRows(r.update, *mask, layout, eo));
       sub.set_peak_bytes(r.peak_bytes);
       sub.set_steps(r.steps);
       {

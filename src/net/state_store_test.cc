@@ -10,7 +10,8 @@ namespace ftte::net {
 namespace {
 
 std::string FreshDir(const std::string& name) {
-  const std::string d = ::testing::TempDir() + "ftte_state_" + std::to_string(::getpid()) + "_" + name;
+  const std::string d =
+      ::testing::TempDir() + "ftte_state_" + std::to_string(::getpid()) + "_" + name;
   std::filesystem::remove_all(d);
   return d;
 }
