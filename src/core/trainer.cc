@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "ftte/core/check.h"
+#include "ftte/core/kernels.h"
 
 namespace ftte {
 
@@ -18,6 +19,46 @@ Shape BatchShape(const Model& m, int64_t batch) {
 }
 
 LayerMode TopMode(Model& m) { return {m.net().HasTrainable(), false}; }
+
+// The row kernels of SoftmaxCrossEntropy, written in independent lanes so that they vectorize.
+constexpr int kLanes = 8;
+
+// max of z[0, k), k >= 1.
+float RowMax(const float* z, int64_t k) {
+  float lane[kLanes];
+  for (float& l : lane) l = z[0];
+  int64_t j = 0;
+  for (; j + kLanes <= k; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) lane[l] = z[j + l] > lane[l] ? z[j + l] : lane[l];
+  }
+  float mx = lane[0];
+  for (int l = 1; l < kLanes; ++l) mx = lane[l] > mx ? lane[l] : mx;
+  for (; j < k; ++j) mx = z[j] > mx ? z[j] : mx;
+  return mx;
+}
+
+// Logits ranked ahead of label y's: greater, or equal at a lower index (argmax takes the first).
+int64_t Rank(const float* z, int64_t k, int32_t y) {
+  const float zy = z[y];
+  int32_t ahead = 0;  // k < 2^24
+  for (int64_t j = 0; j < k; ++j) ahead += z[j] > zy;
+  for (int64_t j = 0; j < y; ++j) ahead += z[j] == zy;
+  return ahead;
+}
+
+// e[j] = exp(z[j] - mx) for j < k; returns their sum (double lanes).
+double ExpSum(const float* z, int64_t k, float mx, float* e) {
+  ExpShifted(z, k, mx, e);
+  double lane[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= k; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) lane[l] += e[j + l];
+  }
+  double sum = 0;
+  for (double l : lane) sum += l;
+  for (; j < k; ++j) sum += e[j];
+  return sum;
+}
 
 // Mean softmax cross-entropy of logits [rows, k] over the rows whose label is >= 0; writes
 // dlogits = (softmax - onehot) / counted for those rows and 0 for ignored ones when dlogits is
@@ -47,30 +88,23 @@ StepResult SoftmaxCrossEntropy(ThreadPool& pool, const float* logits, const int3
         if (d != nullptr) std::fill(d, d + k, 0.0f);
         continue;
       }
-      float mx = z[0];
-      int64_t arg = 0, rank = 0;  // rank: logits ahead of the label's (ties: lower index first)
-      for (int64_t j = 1; j < k; ++j) {
-        if (z[j] > mx) {
-          mx = z[j];
-          arg = j;
-        }
-      }
-      for (int64_t j = 0; j < k; ++j) rank += z[j] > z[y] || (z[j] == z[y] && j < y);
+      const float mx = RowMax(z, k);
+      const int64_t rank = Rank(z, k, y);
       double sum = 0;
       if (d != nullptr) {
-        for (int64_t j = 0; j < k; ++j) {
-          d[j] = std::exp(z[j] - mx);
-          sum += d[j];
-        }
-        const double scale = inv_positions / sum;
+        sum = ExpSum(z, k, mx, d);
+        const auto scale = static_cast<float>(inv_positions / sum);
         const double p_y = d[y] / sum;
-        for (int64_t j = 0; j < k; ++j) d[j] = static_cast<float>(d[j] * scale);
+        for (int64_t j = 0; j < k; ++j) d[j] *= scale;
         d[y] = static_cast<float>((p_y - 1.0) * inv_positions);
       } else {
-        for (int64_t j = 0; j < k; ++j) sum += std::exp(z[j] - mx);
+        float chunk[256];  // forward only: no dlogits to hold the exps
+        for (int64_t j = 0; j < k; j += 256) {
+          sum += ExpSum(z + j, std::min<int64_t>(256, k - j), mx, chunk);
+        }
       }
       loss[t] += std::log(sum) - (z[y] - mx);
-      correct[t] += arg == y;
+      correct[t] += rank == 0;  // the argmax (first on ties) is the label
       top3[t] += rank < 3;
     }
   });
