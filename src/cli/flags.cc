@@ -5,10 +5,20 @@
 namespace ftte::cli {
 
 Result<Flags> Flags::Parse(const std::vector<std::string>& args,
-                           const std::map<std::string, bool>& known) {
+                           const std::map<std::string, bool>& known,
+                           std::vector<std::string>* positional) {
   Flags f;
   for (size_t i = 0; i < args.size(); ++i) {
     std::string a = args[i];
+    if (positional != nullptr && a == "--") {
+      positional->insert(positional->end(), args.begin() + static_cast<ptrdiff_t>(i) + 1,
+                         args.end());
+      break;
+    }
+    if (positional != nullptr && a.rfind("--", 0) != 0) {
+      positional->push_back(a);
+      continue;
+    }
     if (a.rfind("--", 0) != 0) {
       return InvalidArgument("unexpected argument '" + a + "'; flags start with --");
     }

@@ -16,8 +16,11 @@ namespace ftte::cli {
 class Flags {
  public:
   // `known` maps flag name -> true if it takes a value. Parses args (after the subcommand).
+  // With `positional` non-null, arguments that do not start with "--" are collected there in
+  // order instead of being an error ("--" alone ends the flags: the rest is positional).
   static Result<Flags> Parse(const std::vector<std::string>& args,
-                             const std::map<std::string, bool>& known);
+                             const std::map<std::string, bool>& known,
+                             std::vector<std::string>* positional = nullptr);
   bool Has(const std::string& name) const { return values_.count(name) > 0; }
   std::string Get(const std::string& name, const std::string& def) const;
   Result<int64_t> GetInt(const std::string& name, int64_t def, int64_t min, int64_t max) const;

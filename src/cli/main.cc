@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "net_cmd.h"
+#include "predict_cmd.h"
 #include "simulate_cmd.h"
 #include "train_cmd.h"
 
@@ -16,6 +17,12 @@ constexpr char kUsage[] =
     "  train        train a model centrally and report test accuracy and peak memory\n"
     "               ftte train --model cnn --data fashion-mnist --epochs 1 [--batch 32]\n"
     "                 [--threads 1] [--mask full|last|bias|budget:F] [--save CKPT] [--json]\n"
+    "               language models (next-word prediction) on the Bible or a folder of texts:\n"
+    "               ftte train --model lstm_lm|tiny_gpt|tiny_gpt_lora --data bible|DIR\n"
+    "                 [--tokenizer word|char] [--vocab 10000] [--context 32] [--mask lora|...]\n"
+    "                 [--save CKPT]  (reports held-out top-1/top-3 accuracy and perplexity)\n"
+    "  predict      the three most likely next words after a text, from a language model\n"
+    "               ftte predict --model CKPT \"And God said\" [--top 3] [--json]\n"
     "  simulate     federated training of many simulated devices: FTTE vs FedBuff vs FedAvg ...\n"
     "               ftte simulate [--config FILE.toml] [--out out/sim] [--threads N] [--seed S]\n"
     "                 [--set key=value ...] [--methods a,b] [--print-config]\n"
@@ -25,7 +32,8 @@ constexpr char kUsage[] =
     "               ftte client --server HOST:PORT --enroll-key KEY --memory-budget 64MiB\n"
     "                 [--data DIR] [--shard I/N] [--tls-ca CA.pem | --insecure]\n"
     "  bench train  training-step throughput and memory on a fixed synthetic batch\n"
-    "               ftte bench train --model cnn --batch 32 --threads 1 [--mask ...] [--json]\n"
+    "               ftte bench train --model cnn|lstm_lm|tiny_gpt --batch 32 --threads 1\n"
+    "                 [--mask ...] [--json]   (language models also report tokens/s)\n"
     "\n"
     "`ftte <command> --help` lists every flag of a command.\n";
 
@@ -40,6 +48,7 @@ int main(int argc, char** argv) {
   const std::string cmd = args[0];
   args.erase(args.begin());
   if (cmd == "train") return ftte::cli::RunTrain(args);
+  if (cmd == "predict") return ftte::cli::RunPredict(args);
   if (cmd == "simulate") return ftte::cli::RunSimulate(args);
   if (cmd == "serve") return ftte::cli::RunServe(args);
   if (cmd == "client") return ftte::cli::RunClient(args);

@@ -1,117 +1,23 @@
 #include "train_cmd.h"
 
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <numeric>
 
 #include "flags.h"
 #include "ftte/core/checkpoint.h"
-#include "ftte/core/mask.h"
+#include "ftte/core/rng.h"
 #include "ftte/core/trainer.h"
 #include "ftte/data/cifar.h"
 #include "ftte/data/idx.h"
+#include "lm_train_cmd.h"
+#include "train_setup.h"
 
 namespace ftte::cli {
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-const std::map<std::string, bool> kCommonFlags = {
-    {"model", true},  {"batch", true},     {"threads", true}, {"mask", true},
-    {"frozen", true}, {"optimizer", true}, {"lr", true},      {"momentum", true},
-    {"seed", true},   {"json", false},     {"help", false}};
-
-int Fail(const Status& s) {
-  std::fprintf(stderr, "ftte: %s\n", s.ToString().c_str());
-  return 1;
-}
-
-std::string Json(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
-}
-
-int64_t PeakRssBytes() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<int64_t>(u.ru_maxrss) * 1024;
-}
-
-// Everything `train` and `bench train` share: the model, its mask and the trainer options.
-struct Setup {
-  std::unique_ptr<Model> model;
-  TrainerOptions options;
-  std::string mask;
-  int64_t full_peak = 0;
-  std::string selection_note;
-};
-
-Result<Setup> MakeSetup(const Flags& f, const float* calib_x, const int32_t* calib_y,
-                        int64_t calib_n) {
-  Setup s;
-  FTTE_ASSIGN_OR_RETURN(s.options.batch, f.GetInt("batch", 32, 1, 1 << 16));
-  FTTE_ASSIGN_OR_RETURN(int64_t threads, f.GetInt("threads", 1, 1, 256));
-  s.options.threads = static_cast<int>(threads);
-  FTTE_ASSIGN_OR_RETURN(int64_t seed, f.GetInt("seed", 0, 0, INT64_MAX));
-  s.options.seed = static_cast<uint64_t>(seed);
-  FTTE_ASSIGN_OR_RETURN(s.options.optimizer.kind,
-                        OptimizerConfig::ParseKind(f.Get("optimizer", "sgd")));
-  FTTE_ASSIGN_OR_RETURN(double lr, f.GetDouble("lr", 0.01));
-  FTTE_ASSIGN_OR_RETURN(double momentum, f.GetDouble("momentum", 0.9));
-  s.options.optimizer.lr = static_cast<float>(lr);
-  s.options.optimizer.momentum = static_cast<float>(momentum);
-  FTTE_ASSIGN_OR_RETURN(s.model, MakeModel(f.Get("model", "cnn"), s.options.seed));
-  s.mask = f.Get("mask", "full");
-  const bool budget = s.mask.rfind("budget:", 0) == 0;
-  const std::string frozen = f.Get("frozen", budget ? "int8" : "float32");
-  if (frozen == "int8") {
-    s.options.frozen = FrozenStorage::kInt8;
-  } else if (frozen != "float32") {
-    return InvalidArgument("--frozen must be float32 or int8, got '" + frozen + "'");
-  }
-  TrainerOptions full = s.options;
-  full.frozen = FrozenStorage::kFloat32;
-  s.model->SetAllTrainable(true);
-  s.full_peak = PredictPeak(*s.model, full).total;
-  if (!budget) {
-    FTTE_RETURN_IF_ERROR(ApplyNamedMask(*s.model, s.mask));
-    return s;
-  }
-  char* end = nullptr;
-  const std::string frac = s.mask.substr(7);
-  const double fraction = std::strtod(frac.c_str(), &end);
-  if (frac.empty() || *end != '\0' || !(fraction > 0 && fraction <= 1)) {
-    return InvalidArgument("--mask budget:F needs F in (0, 1], e.g. budget:0.2; got '" + s.mask +
-                           "'");
-  }
-  RowImportance imp = ComputeImportance(*s.model, calib_x, calib_y, calib_n, s.options, 8);
-  const auto budget_bytes = static_cast<int64_t>(fraction * static_cast<double>(s.full_peak));
-  FTTE_ASSIGN_OR_RETURN(Selection sel, SelectUnderBudget(*s.model, imp, s.options, budget_bytes));
-  char buf[256];
-  std::snprintf(buf, sizeof buf,
-                "budget %s (%.0f%% of full training's %s): cut at layer %lld, %.1f%% of "
-                "calibration importance, %lld trainable values",
-                FormatBytes(budget_bytes).c_str(), 100 * fraction, FormatBytes(s.full_peak).c_str(),
-                static_cast<long long>(sel.cut),
-                100 * sel.importance / std::max(sel.total_importance, 1e-30),
-                static_cast<long long>(s.model->num_trainable()));
-  s.selection_note = buf;
-  return s;
-}
-
-std::string CategoriesJson(const std::array<int64_t, kNumMemCategories>& c) {
-  std::string s = "{";
-  for (int i = 0; i < kNumMemCategories; ++i) {
-    s += std::string(i ? ", " : "") + "\"" + MemCategoryName(static_cast<MemCategory>(i)) +
-         "\": " + std::to_string(c[i]);
-  }
-  return s + "}";
-}
 
 Result<std::pair<data::ImageDataset, data::ImageDataset>> LoadData(const Flags& f, const Model& m) {
   const std::string name = f.Get("data", "fashion-mnist");
@@ -144,9 +50,10 @@ Result<std::pair<data::ImageDataset, data::ImageDataset>> LoadData(const Flags& 
 }  // namespace
 
 int RunTrain(const std::vector<std::string>& args) {
-  auto known = kCommonFlags;
+  auto known = CommonTrainFlags();
   known.insert(
       {{"data", true}, {"data-dir", true}, {"epochs", true}, {"save", true}, {"limit", true}});
+  for (const auto& [name, takes_value] : TextTrainFlags()) known.insert({name, takes_value});
   auto flags = Flags::Parse(args, known);
   if (!flags.ok()) return Fail(flags.status());
   const Flags& f = flags.value();
@@ -154,13 +61,33 @@ int RunTrain(const std::vector<std::string>& args) {
     std::puts(
         "ftte train --model {mlp,lenet5,cnn,resnet8} --data {fashion-mnist,cifar10}\n"
         "  [--data-dir DIR] [--epochs 1] [--batch 32] [--threads 1] [--seed 0]\n"
-        "  [--mask full|last|bias|budget:F] [--frozen float32|int8] [--optimizer sgd|adam|adamw]\n"
-        "  [--lr 0.01] [--momentum 0.9] [--limit N (first N training samples)] [--save CKPT]\n"
-        "  [--json]");
+        "  [--mask full|last|bias|budget:F|budget:SIZE] [--frozen float32|int8]\n"
+        "  [--optimizer sgd|adam|adamw] [--lr 0.01] [--momentum 0.9]\n"
+        "  [--limit N (first N training samples)] [--save CKPT] [--json]\n"
+        "\n"
+        "Language models (next-word prediction; see docs/language-models.md):\n"
+        "ftte train --model {lstm_lm,tiny_gpt,tiny_gpt_lora}[:key=value,...] --data {bible,DIR}\n"
+        "  [--tokenizer word|char] [--vocab 10000] [--context 32 (lstm_lm), 64 (tiny_gpt)]\n"
+        "  [--holdout 0.1] [--limit N] [--test-limit N] [--epochs 1] [--batch 32]\n"
+        "  [--mask full|last|bias|lora|budget:F|budget:SIZE] [--optimizer adam] [--lr 0.002]\n"
+        "  [--save CKPT] [--json]\n"
+        "  DIR is a directory of text files, one per user; the last --holdout of each user's\n"
+        "  text is held out for top-1/top-3 accuracy and perplexity. --save writes the weights,\n"
+        "  the model spec and the tokenizer into one safetensors file for `ftte predict`.\n"
+        "  --limit/--test-limit train/evaluate on a seeded random subset of N samples.");
     return 0;
   }
   auto model_probe = MakeModel(f.Get("model", "cnn"));
   if (!model_probe.ok()) return Fail(model_probe.status());
+  if (model_probe.value()->sample_shape().size() == 1) return RunTrainText(f);
+  for (const auto& [name, takes_value] : TextTrainFlags()) {
+    if (f.Has(name)) {
+      return Fail(InvalidArgument("--" + name +
+                                  " applies to language models (lstm_lm, tiny_gpt, "
+                                  "tiny_gpt_lora), not to " +
+                                  f.Get("model", "cnn")));
+    }
+  }
   auto data = LoadData(f, *model_probe.value());
   if (!data.ok()) return Fail(data.status());
   auto& [train, test] = data.value();
@@ -169,7 +96,8 @@ int RunTrain(const std::vector<std::string>& args) {
   if (!epochs.ok()) return Fail(epochs.status());
   if (!limit.ok()) return Fail(limit.status());
   if (limit.value() < train.size) train = train.Head(limit.value());
-  auto setup = MakeSetup(f, train.images.data(), train.labels.data(), train.size);
+  auto setup =
+      MakeSetup(f, f.Get("model", "cnn"), train.images.data(), train.labels.data(), train.size);
   if (!setup.ok()) return Fail(setup.status());
   Setup& s = setup.value();
   const bool json = f.Has("json");
@@ -177,44 +105,8 @@ int RunTrain(const std::vector<std::string>& args) {
   const int64_t predicted = PredictPeak(*s.model, s.options).total;
 
   Trainer trainer(s.model.get(), s.options);
-  Rng shuffle_rng(s.options.seed ^ 0x5eedULL);
-  std::vector<int64_t> order(train.size);
-  std::vector<float> xb(static_cast<size_t>(s.options.batch * train.sample_numel()));
-  std::vector<int32_t> yb(static_cast<size_t>(s.options.batch * train.labels_per_sample));
-  const auto start = Clock::now();
-  double last_loss = 0;
-  for (int64_t e = 0; e < epochs.value(); ++e) {
-    std::iota(order.begin(), order.end(), 0);
-    for (int64_t i = train.size - 1; i > 0; --i) {
-      std::swap(order[i], order[shuffle_rng.Below(static_cast<uint64_t>(i + 1))]);
-    }
-    double loss_sum = 0;
-    int64_t seen = 0, next_report = 0;
-    for (int64_t b = 0; b < train.size; b += s.options.batch) {
-      const int64_t n = std::min(s.options.batch, train.size - b);
-      for (int64_t j = 0; j < n; ++j) {
-        const int64_t idx = order[b + j];
-        std::copy(train.image(idx), train.image(idx) + train.sample_numel(),
-                  xb.begin() + j * train.sample_numel());
-        std::copy(train.label(idx), train.label(idx) + train.labels_per_sample,
-                  yb.begin() + j * train.labels_per_sample);
-      }
-      StepResult r = trainer.Step(xb.data(), yb.data(), n);
-      loss_sum += static_cast<double>(r.loss) * n;
-      seen += n;
-      if (seen >= next_report || seen == train.size) {
-        const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-        std::fprintf(stderr, "\repoch %lld/%lld  %3.0f%%  loss %.4f  %.0f samples/s   ",
-                     static_cast<long long>(e + 1), static_cast<long long>(epochs.value()),
-                     100.0 * seen / train.size, loss_sum / seen,
-                     (e * train.size + seen) / std::max(secs, 1e-9));
-        next_report = seen + train.size / 20;
-      }
-    }
-    std::fprintf(stderr, "\n");
-    last_loss = loss_sum / std::max<int64_t>(seen, 1);
-  }
-  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  const EpochsResult run = TrainEpochs(trainer, train, epochs.value(), s.options.seed, "samples");
+  const double secs = run.seconds, last_loss = run.last_epoch_loss;
   const MemoryStats mem = s.model->tracker().stats();
   StepResult ev = trainer.Evaluate(test.images.data(), test.labels.data(), test.size);
   const double acc = static_cast<double>(ev.correct) / std::max<int64_t>(test.size, 1);
@@ -252,19 +144,23 @@ int RunTrain(const std::vector<std::string>& args) {
 }
 
 int RunBenchTrain(const std::vector<std::string>& args) {
-  auto known = kCommonFlags;
+  auto known = CommonTrainFlags();
   known.insert({{"seconds", true}, {"warmup", true}});
   auto flags = Flags::Parse(args, known);
   if (!flags.ok()) return Fail(flags.status());
   const Flags& f = flags.value();
   if (f.Has("help")) {
     std::puts(
-        "ftte bench train --model {mlp,lenet5,cnn,resnet8} [--batch 32] [--threads 1]\n"
-        "  [--mask full|last|bias|budget:F] [--frozen float32|int8] [--seconds 3] [--warmup 5]\n"
-        "  [--json]");
+        "ftte bench train --model "
+        "{mlp,lenet5,cnn,resnet8,lstm_lm,tiny_gpt,tiny_gpt_lora}[:k=v,..]\n"
+        "  [--batch 32] [--threads 1] [--mask full|last|bias|lora|budget:F|budget:SIZE]\n"
+        "  [--frozen float32|int8] [--seconds 3] [--warmup 5] [--json]\n"
+        "Language models train on a fixed batch of random token ids with one random next-id\n"
+        "label per position and also report tokens/s (samples/s x context).");
     return 0;
   }
-  auto probe = MakeModel(f.Get("model", "cnn"));
+  const std::string spec = f.Get("model", "cnn");
+  auto probe = MakeModel(spec);
   if (!probe.ok()) return Fail(probe.status());
   auto batch = f.GetInt("batch", 32, 1, 1 << 16);
   auto seconds = f.GetDouble("seconds", 3.0);
@@ -272,17 +168,23 @@ int RunBenchTrain(const std::vector<std::string>& args) {
   if (!batch.ok()) return Fail(batch.status());
   if (!seconds.ok()) return Fail(seconds.status());
   if (!warmup.ok()) return Fail(warmup.status());
-  // A fixed synthetic batch (standard normal pixels, uniform labels), like the PyTorch twin.
-  const int64_t sample = NumElements(probe.value()->sample_shape());
+  // A fixed synthetic batch, like the PyTorch twins: standard normal pixels and uniform labels,
+  // or for a language model uniform token ids and one uniform label per position.
+  const Model& m = *probe.value();
+  const bool lm = m.sample_shape().size() == 1;
+  const int64_t sample = NumElements(m.sample_shape());
   const int64_t calib = batch.value() * 8;
   std::vector<float> x(static_cast<size_t>(calib * sample));
-  std::vector<int32_t> y(static_cast<size_t>(calib));
+  std::vector<int32_t> y(static_cast<size_t>(calib * m.label_positions()));
   Rng rng(1234);
-  for (float& v : x) v = static_cast<float>(rng.Normal());
-  for (int32_t& v : y) v = static_cast<int32_t>(rng.Below(probe.value()->num_classes()));
-  auto setup = MakeSetup(f, x.data(), y.data(), calib);
+  for (float& v : x) {
+    v = lm ? static_cast<float>(rng.Below(m.num_classes())) : static_cast<float>(rng.Normal());
+  }
+  for (int32_t& v : y) v = static_cast<int32_t>(rng.Below(m.num_classes()));
+  auto setup = MakeSetup(f, spec, x.data(), y.data(), calib);
   if (!setup.ok()) return Fail(setup.status());
   Setup& s = setup.value();
+  if (!s.selection_note.empty()) std::fprintf(stderr, "%s\n", s.selection_note.c_str());
   const int64_t predicted = PredictPeak(*s.model, s.options).total;
   const Flops flops = CountTrainingFlops(*s.model, s.options.batch);
   Trainer trainer(s.model.get(), s.options);
@@ -297,6 +199,7 @@ int RunBenchTrain(const std::vector<std::string>& args) {
   }
   const MemoryStats mem = s.model->tracker().stats();
   const double sps = static_cast<double>(steps * s.options.batch) / secs;
+  const double tps = sps * static_cast<double>(s.model->label_positions());
   const double fps = static_cast<double>(flops.forward + flops.backward) / s.options.batch;
   if (f.Has("json")) {
     std::printf(
@@ -304,17 +207,24 @@ int RunBenchTrain(const std::vector<std::string>& args) {
         "\"samples_per_s\": %s, \"steps\": %lld, \"peak_bytes\": %lld, "
         "\"predicted_peak_bytes\": %lld, \"full_training_peak_bytes\": %lld, "
         "\"peak_by_category\": %s, \"rss_bytes\": %lld, \"flops_per_sample\": %s, "
-        "\"gflops\": %s, \"trainable_params\": %lld}\n",
+        "\"gflops\": %s, \"trainable_params\": %lld, \"params\": %lld, \"context\": %lld, "
+        "\"tokens_per_s\": %s, \"budget_bytes\": %lld}\n",
         s.model->name().c_str(), static_cast<long long>(s.options.batch), s.options.threads,
         s.mask.c_str(), Json(sps).c_str(), static_cast<long long>(steps),
         static_cast<long long>(mem.peak_total), static_cast<long long>(predicted),
         static_cast<long long>(s.full_peak), CategoriesJson(mem.at_peak).c_str(),
         static_cast<long long>(PeakRssBytes()), Json(fps).c_str(), Json(sps * fps / 1e9).c_str(),
-        static_cast<long long>(s.model->num_trainable()));
+        static_cast<long long>(s.model->num_trainable()),
+        static_cast<long long>(s.model->num_params()),
+        static_cast<long long>(lm ? s.model->label_positions() : 0), Json(lm ? tps : 0).c_str(),
+        static_cast<long long>(s.budget_bytes));
   } else {
-    std::printf("%s batch %lld, %d thread(s), mask %s: %.0f samples/s (%.1f GFLOP/s)\n",
-                s.model->name().c_str(), static_cast<long long>(s.options.batch), s.options.threads,
-                s.mask.c_str(), sps, sps * fps / 1e9);
+    std::printf("%s batch %lld, %d thread(s), mask %s: %.0f samples/s", s.model->name().c_str(),
+                static_cast<long long>(s.options.batch), s.options.threads, s.mask.c_str(), sps);
+    if (lm) std::printf(", %.0f tokens/s", tps);
+    std::printf(" (%.1f GFLOP/s); %lld of %lld parameters trained\n", sps * fps / 1e9,
+                static_cast<long long>(s.model->num_trainable()),
+                static_cast<long long>(s.model->num_params()));
     std::printf("peak tensor memory %s (predicted %s), peak RSS %s\n",
                 FormatBytes(mem.peak_total).c_str(), FormatBytes(predicted).c_str(),
                 FormatBytes(PeakRssBytes()).c_str());

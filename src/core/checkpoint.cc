@@ -6,7 +6,15 @@
 
 namespace ftte {
 
-Status SaveCheckpoint(Model& model, const std::string& path) {
+Status SaveCheckpoint(Model& model, const std::string& path,
+                      const std::map<std::string, std::string>& extra_metadata) {
+  std::map<std::string, std::string> metadata = {{"ftte.model", model.name()}, {"format", "pt"}};
+  for (const auto& [key, value] : extra_metadata) {
+    if (!metadata.emplace(key, value).second) {
+      return InvalidArgument("checkpoint metadata key '" + key +
+                             "' is reserved; pick another name");
+    }
+  }
   std::vector<std::vector<float>> dense;  // dequantised copies
   std::vector<TensorRecord> records;
   dense.reserve(model.params().size());
@@ -20,11 +28,15 @@ Status SaveCheckpoint(Model& model, const std::string& path) {
     records.push_back({p->name(), DType::kF32, p->shape(), data,
                        static_cast<size_t>(p->numel()) * sizeof(float)});
   }
-  return WriteSafetensors(path, records, {{"ftte.model", model.name()}, {"format", "pt"}});
+  return WriteSafetensors(path, records, metadata);
 }
 
 Status LoadCheckpoint(Model& model, const std::string& path) {
   FTTE_ASSIGN_OR_RETURN(SafetensorsFile file, ReadSafetensors(path));
+  return LoadCheckpoint(model, file, path);
+}
+
+Status LoadCheckpoint(Model& model, const SafetensorsFile& file, const std::string& path) {
   auto it = file.metadata.find("ftte.model");
   if (it != file.metadata.end() && it->second != model.name()) {
     return InvalidArgument(path + ": checkpoint is for model '" + it->second + "', not '" +

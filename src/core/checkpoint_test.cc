@@ -122,6 +122,24 @@ TEST(CheckpointTest, Int8StoredWeightsAreSavedDequantised) {
 }
 
 // Each failure case: the status and its message, and the target bit-identical afterwards.
+TEST(CheckpointTest, ExtraMetadataIsStoredAndReservedKeysAreRefused) {
+  auto model = MakeModel("mlp", 1);
+  ASSERT_TRUE(model.ok());
+  const std::string path = TempPath("extra_metadata");
+  ASSERT_TRUE(SaveCheckpoint(*model.value(), path, {{"ftte.tokenizer", "vocab"}}).ok());
+  auto file = ReadSafetensors(path);
+  ASSERT_TRUE(file.ok());
+  EXPECT_EQ(file.value().metadata.at("ftte.tokenizer"), "vocab");
+  EXPECT_EQ(file.value().metadata.at("ftte.model"), "mlp");
+  auto again = MakeModel("mlp", 2);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(LoadCheckpoint(*again.value(), file.value(), path).ok());
+  EXPECT_TRUE(BitIdentical(*again.value(), Snapshot(*model.value()), Snapshot(*again.value())));
+  const Status s = SaveCheckpoint(*model.value(), path, {{"ftte.model", "cnn"}});
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("reserved"), std::string::npos) << s.message();
+}
+
 class CheckpointErrorTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -8,6 +8,9 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
@@ -556,6 +559,55 @@ void ReluBackward(const float* dy, const uint8_t* mask, int64_t n, float* dx) {
 #endif
     ReluBackwardGroupPlain(dy + i, mask + i / 8, std::min(kReluGroup, n - i), dx + i);
   }
+}
+
+namespace {
+
+// exp(t) = 2^m * exp(r), m = round(t / ln 2), r = t - m ln 2 in [-ln2/2, ln2/2] (ln 2 split in
+// two so that r is exact), exp(r) by Cephes' expf polynomial; t below ln(FLT_MIN) gives 0. The
+// same operations lane-wise (F = float or a float vector, I = the matching int32 type), so the
+// vector and scalar paths agree.
+constexpr float kExpLog2e = 1.44269504088896341f, kExpLn2Hi = 0.693359375f,
+                kExpLn2Lo = -2.12194440e-4f, kExpMin = -87.33654f;
+
+template <typename F>
+F ExpPolynomial(const F& r) {
+  F p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  return p * r * r + r + 1.0f;
+}
+
+float ExpOne(float t) {
+  if (t < kExpMin) return 0.0f;
+  const float m = std::floor(t * kExpLog2e + 0.5f);
+  const float r = t - m * kExpLn2Hi - m * kExpLn2Lo;
+  return ExpPolynomial(r) * std::bit_cast<float>((static_cast<int32_t>(m) + 127) << 23);
+}
+
+}  // namespace
+
+void ExpShifted(const float* x, int64_t n, float shift, float* y) {
+  int64_t i = 0;
+#ifdef FTTE_VECTOR_EXTENSIONS
+  for (; i + 8 <= n; i += 8) {
+    F8 t;
+    Load(x + i, t);
+    t -= shift;
+    const F8 tc = t < kExpMin ? F8{} + kExpMin : t;
+    const F8 f = tc * kExpLog2e + 0.5f;
+    I8 m = __builtin_convertvector(f, I8);    // truncates toward zero
+    m += __builtin_convertvector(m, F8) > f;  // floor: -1 where truncation rounded up
+    const F8 mf = __builtin_convertvector(m, F8);
+    const F8 r = tc - mf * kExpLn2Hi - mf * kExpLn2Lo;
+    const F8 e = ExpPolynomial(r) * reinterpret_cast<F8>((m + 127) << 23);
+    const F8 out = t < kExpMin ? F8{} : e;
+    Store(out, y + i);
+  }
+#endif
+  for (; i < n; ++i) y[i] = ExpOne(x[i] - shift);
 }
 
 }  // namespace ftte

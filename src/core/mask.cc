@@ -1,6 +1,7 @@
 #include "ftte/core/mask.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <numeric>
 
 #include "ftte/core/check.h"
@@ -147,11 +148,20 @@ Result<Selection> SelectUnderBudget(Model& model, const RowImportance& importanc
     }
   }
   if (!found) {
+    // Name the real floor: the cheapest single unit (training anything adds the backward
+    // buffers, e.g. a language model's batch x context x vocab logit gradients).
+    int64_t cheapest = INT64_MAX;
+    for (const Unit& u : units) {
+      model.SetAllTrainable(false);
+      params[u.param]->SetRowsTrainable(u.begin, u.end, true);
+      cheapest = std::min(cheapest, predict());
+    }
     model.SetAllTrainable(false);
-    return InvalidArgument("no trainable subset of " + model.name() + " fits in " +
-                           FormatBytes(budget_bytes) + " (the frozen model alone needs " +
-                           FormatBytes(PredictPeak(model, options).total) +
-                           "); raise the budget or use int8 frozen storage");
+    const int64_t frozen = PredictPeak(model, options).total;
+    return InvalidArgument(
+        "no trainable subset of " + model.name() + " fits in " + FormatBytes(budget_bytes) +
+        ": the smallest one needs " + FormatBytes(cheapest) + " (the frozen model alone " +
+        FormatBytes(frozen) + "); raise the budget, lower the batch, or use int8 frozen storage");
   }
   Restore(model, best_mask);
   return best;

@@ -1,10 +1,12 @@
 #include "ftte/core/trainer.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 
 #include "ftte/core/check.h"
+#include "ftte/core/kernels.h"
 
 namespace ftte {
 
@@ -18,45 +20,101 @@ Shape BatchShape(const Model& m, int64_t batch) {
 
 LayerMode TopMode(Model& m) { return {m.net().HasTrainable(), false}; }
 
+// The row kernels of SoftmaxCrossEntropy, written in independent lanes so that they vectorize.
+constexpr int kLanes = 8;
+
+// max of z[0, k), k >= 1.
+float RowMax(const float* z, int64_t k) {
+  float lane[kLanes];
+  for (float& l : lane) l = z[0];
+  int64_t j = 0;
+  for (; j + kLanes <= k; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) lane[l] = z[j + l] > lane[l] ? z[j + l] : lane[l];
+  }
+  float mx = lane[0];
+  for (int l = 1; l < kLanes; ++l) mx = lane[l] > mx ? lane[l] : mx;
+  for (; j < k; ++j) mx = z[j] > mx ? z[j] : mx;
+  return mx;
+}
+
+// Logits ranked ahead of label y's: greater, or equal at a lower index (argmax takes the first).
+int64_t Rank(const float* z, int64_t k, int32_t y) {
+  const float zy = z[y];
+  int32_t ahead = 0;  // k < 2^24
+  for (int64_t j = 0; j < k; ++j) ahead += z[j] > zy;
+  for (int64_t j = 0; j < y; ++j) ahead += z[j] == zy;
+  return ahead;
+}
+
+// e[j] = exp(z[j] - mx) for j < k; returns their sum (double lanes).
+double ExpSum(const float* z, int64_t k, float mx, float* e) {
+  ExpShifted(z, k, mx, e);
+  double lane[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= k; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) lane[l] += e[j + l];
+  }
+  double sum = 0;
+  for (double l : lane) sum += l;
+  for (; j < k; ++j) sum += e[j];
+  return sum;
+}
+
 // Mean softmax cross-entropy of logits [rows, k] over the rows whose label is >= 0; writes
 // dlogits = (softmax - onehot) / counted for those rows and 0 for ignored ones when dlogits is
-// not null. Sequential over rows, so the sum order is fixed.
-StepResult SoftmaxCrossEntropy(const float* logits, const int32_t* labels, int64_t rows, int64_t k,
-                               float* dlogits) {
+// not null. Rows are split into tasks by the problem size only, and the per-task sums are added
+// in task order, so the result does not depend on the thread count. exp runs once per logit,
+// in float (the sums are double): for a language model this pass over batch x context x vocab
+// logits costs as much as a GEMM otherwise.
+StepResult SoftmaxCrossEntropy(ThreadPool& pool, const float* logits, const int32_t* labels,
+                               int64_t rows, int64_t k, float* dlogits) {
+  constexpr int64_t kMaxTasks = 64;
   StepResult r;
-  for (int64_t i = 0; i < rows; ++i) r.positions += labels[i] >= 0;
-  double loss = 0;
   for (int64_t i = 0; i < rows; ++i) {
-    const float* z = logits + i * k;
-    const int32_t y = labels[i];
-    FTTE_CHECK(y < k) << "label " << y << " at position " << i << " out of range [0, " << k
-                      << ") (negative labels are ignored)";
-    if (y < 0) {
-      if (dlogits != nullptr) std::fill(dlogits + i * k, dlogits + (i + 1) * k, 0.0f);
-      continue;
-    }
-    float mx = z[0];
-    int64_t arg = 0, rank = 0;  // rank: logits ahead of the label's (ties: lower index first)
-    for (int64_t j = 1; j < k; ++j) {
-      if (z[j] > mx) {
-        mx = z[j];
-        arg = j;
-      }
-    }
-    for (int64_t j = 0; j < k; ++j) rank += z[j] > z[y] || (z[j] == z[y] && j < y);
-    double sum = 0;
-    for (int64_t j = 0; j < k; ++j) sum += std::exp(static_cast<double>(z[j] - mx));
-    loss += std::log(sum) - (z[y] - mx);
-    r.correct += arg == y;
-    r.correct_top3 += rank < 3;
-    if (dlogits != nullptr) {
-      for (int64_t j = 0; j < k; ++j) {
-        const double p = std::exp(static_cast<double>(z[j] - mx)) / sum;
-        dlogits[i * k + j] = static_cast<float>((p - (j == y ? 1.0 : 0.0)) / r.positions);
-      }
-    }
+    FTTE_CHECK(labels[i] < k) << "label " << labels[i] << " at position " << i
+                              << " out of range [0, " << k << ") (negative labels are ignored)";
+    r.positions += labels[i] >= 0;
   }
-  r.loss = static_cast<float>(loss / std::max<int64_t>(r.positions, 1));
+  const int64_t tasks = std::clamp<int64_t>(rows * k / (1 << 15), 1, std::min(rows, kMaxTasks));
+  std::array<double, kMaxTasks> loss{};
+  std::array<int64_t, kMaxTasks> correct{}, top3{};
+  const double inv_positions = 1.0 / static_cast<double>(std::max<int64_t>(r.positions, 1));
+  pool.ParallelFor(tasks, [&](int64_t t, int) {
+    for (int64_t i = rows * t / tasks; i < rows * (t + 1) / tasks; ++i) {
+      const float* z = logits + i * k;
+      float* d = dlogits == nullptr ? nullptr : dlogits + i * k;
+      const int32_t y = labels[i];
+      if (y < 0) {
+        if (d != nullptr) std::fill(d, d + k, 0.0f);
+        continue;
+      }
+      const float mx = RowMax(z, k);
+      const int64_t rank = Rank(z, k, y);
+      double sum = 0;
+      if (d != nullptr) {
+        sum = ExpSum(z, k, mx, d);
+        const auto scale = static_cast<float>(inv_positions / sum);
+        const double p_y = d[y] / sum;
+        for (int64_t j = 0; j < k; ++j) d[j] *= scale;
+        d[y] = static_cast<float>((p_y - 1.0) * inv_positions);
+      } else {
+        float chunk[256];  // forward only: no dlogits to hold the exps
+        for (int64_t j = 0; j < k; j += 256) {
+          sum += ExpSum(z + j, std::min<int64_t>(256, k - j), mx, chunk);
+        }
+      }
+      loss[t] += std::log(sum) - (z[y] - mx);
+      correct[t] += rank == 0;  // the argmax (first on ties) is the label
+      top3[t] += rank < 3;
+    }
+  });
+  double total = 0;
+  for (int64_t t = 0; t < tasks; ++t) {
+    total += loss[t];
+    r.correct += correct[t];
+    r.correct_top3 += top3[t];
+  }
+  r.loss = static_cast<float>(total * inv_positions);
   return r;
 }
 
@@ -146,8 +204,8 @@ StepResult Trainer::ForwardLoss(const float* x, const int32_t* labels, int64_t n
   View xv{batch_.data(), in};
   View yv{logits_.data(), model_->OutputShape(n)};
   model_->net().Forward(xv, yv, ctx);
-  return SoftmaxCrossEntropy(logits_.data(), static_cast<const int32_t*>(labels_.data()), rows, k,
-                             training && mode_.backward() ? dlogits_.data() : nullptr);
+  return SoftmaxCrossEntropy(pool_, logits_.data(), static_cast<const int32_t*>(labels_.data()),
+                             rows, k, training && mode_.backward() ? dlogits_.data() : nullptr);
 }
 
 StepResult Trainer::Step(const float* x, const int32_t* labels, int64_t n) {

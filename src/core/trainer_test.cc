@@ -213,6 +213,24 @@ TEST(SelectionTest, ImpossibleBudgetIsAClearError) {
   EXPECT_NE(sel.status().message().find("raise the budget"), std::string::npos);
 }
 
+TEST(SelectionTest, ImpossibleBudgetNamesWhatTheSmallestSubsetNeeds) {
+  // For a language model the floor is not the frozen model but the cheapest trainable unit
+  // (training anything adds batch x context x vocab logit gradients); the message names it.
+  auto model = MakeModel("lstm_lm:vocab=500,context=16", 1).value();
+  TrainerOptions o;
+  o.batch = 16;
+  model->SetAllTrainable(false);
+  const int64_t frozen = PredictPeak(*model, o).total;
+  RowImportance imp;
+  for (const Parameter* p : model->params()) imp.emplace_back(p->rows(), 1.0);
+  auto sel = SelectUnderBudget(*model, imp, o, frozen / 2);
+  ASSERT_FALSE(sel.ok());
+  EXPECT_NE(sel.status().message().find("the smallest one needs"), std::string::npos)
+      << sel.status().message();
+  EXPECT_NE(sel.status().message().find("lower the batch"), std::string::npos);
+  EXPECT_EQ(model->num_trainable(), 0);
+}
+
 TEST(MaskTest, UnknownMaskNamesTheChoices) {
   auto model = MakeModel("mlp").value();
   Status s = ApplyNamedMask(*model, "everything");

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -92,12 +93,48 @@ bool IsSpecial(std::string_view piece) {
   return piece == Tokenizer::kUnk || piece == Tokenizer::kEos;
 }
 
+// Strict UTF-8 (no overlong forms, surrogates or code points above U+10FFFF), the rule JSON
+// writers such as the safetensors metadata enforce.
+bool IsStrictUtf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t len = 1;
+    uint32_t cp = c;
+    if (c >= 0x80) {
+      if (c >= 0xC2 && c <= 0xDF) {
+        len = 2, cp = c & 0x1F;
+      } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3, cp = c & 0x0F;
+      } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4, cp = c & 0x07;
+      } else {
+        return false;
+      }
+      if (i + len > s.size()) return false;
+      for (size_t k = 1; k < len; ++k) {
+        const auto b = static_cast<unsigned char>(s[i + k]);
+        if ((b & 0xC0) != 0x80) return false;
+        cp = (cp << 6) | (b & 0x3F);
+      }
+      if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+          (cp >= 0xD800 && cp <= 0xDFFF)) {
+        return false;
+      }
+    }
+    i += len;
+  }
+  return true;
+}
+
+// Bytes <= 0x20, 0x7f and '\' become \xHH; so do bytes >= 0x80 of a piece that is not valid
+// UTF-8, so that a serialized vocabulary is always valid UTF-8.
 std::string Escape(const std::string& piece) {
   static constexpr char kHex[] = "0123456789abcdef";
+  const bool escape_high = !IsStrictUtf8(piece);
   std::string out;
   for (char ch : piece) {
     const auto c = static_cast<unsigned char>(ch);
-    if (c <= 0x20 || c == 0x7f || c == '\\') {
+    if (c <= 0x20 || c == 0x7f || c == '\\' || (escape_high && c >= 0x80)) {
       out += "\\x";
       out += kHex[c >> 4];
       out += kHex[c & 15];
@@ -224,12 +261,17 @@ const std::string& Tokenizer::Piece(int32_t id) const {
   return pieces_[static_cast<size_t>(id)];
 }
 
+std::string Tokenizer::Serialize() const {
+  std::string out = std::string(kMagic) + ' ' + std::to_string(kFormatVersion) + ' ' +
+                    TokenizerKindName(kind_) + ' ' + std::to_string(size()) + '\n';
+  for (const std::string& p : pieces_) out += Escape(p) + '\n';
+  return out;
+}
+
 Status Tokenizer::Save(const std::string& path) const {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) return IoError("cannot create tokenizer file " + path + ": " + std::strerror(errno));
-  out << kMagic << ' ' << kFormatVersion << ' ' << TokenizerKindName(kind_) << ' ' << size()
-      << '\n';
-  for (const std::string& p : pieces_) out << Escape(p) << '\n';
+  out << Serialize();
   out.flush();
   if (!out) return IoError("cannot write tokenizer file " + path + " (disk full?)");
   return Status::Ok();
@@ -246,8 +288,10 @@ Result<Tokenizer> Tokenizer::Load(const std::string& path) {
   std::ostringstream buf;
   buf << in.rdbuf();
   if (in.bad()) return IoError("cannot read tokenizer file " + path);
-  const std::string text = std::move(buf).str();
+  return Parse(std::move(buf).str(), path);
+}
 
+Result<Tokenizer> Tokenizer::Parse(std::string_view text, const std::string& path) {
   std::vector<std::string_view> lines;
   for (size_t pos = 0; pos < text.size();) {
     size_t end = text.find('\n', pos);

@@ -192,5 +192,26 @@ TEST_F(TokenizerFileTest, BadFilesSayWhatIsWrong) {
   EXPECT_EQ(t->Id("the"), 2);
 }
 
+TEST(TokenizerSerializeTest, RoundTripsAndIsValidUtf8EvenForInvalidPieces) {
+  // "\xc3" alone and an overlong "\xe0\x80\x80" are not valid UTF-8; "\xc3\xa9" is.
+  PieceCounts counts = {{"\xc3", 5}, {"\xe0\x80\x80", 4}, {"\xc3\xa9", 3}, {"a b", 2}};
+  auto tok = Tokenizer::FromCounts(TokenizerKind::kChar, counts, 10);
+  ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+  const std::string text = tok.value().Serialize();
+  EXPECT_NE(text.find("\xc3\xa9\n"), std::string::npos);  // valid UTF-8 stays readable
+  EXPECT_NE(text.find("\\xc3\n"), std::string::npos);
+  EXPECT_NE(text.find("\\xe0\\x80\\x80\n"), std::string::npos);
+  EXPECT_NE(text.find("a\\x20b\n"), std::string::npos);
+  auto back = Tokenizer::Parse(text, "test");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  ASSERT_EQ(back.value().size(), tok.value().size());
+  for (int32_t i = 0; i < tok.value().size(); ++i) {
+    EXPECT_EQ(back.value().Piece(i), tok.value().Piece(i));
+  }
+  auto bad = Tokenizer::Parse("not a tokenizer\n", "the metadata");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("the metadata"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace ftte::data

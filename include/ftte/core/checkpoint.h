@@ -3,20 +3,27 @@
 #ifndef FTTE_CORE_CHECKPOINT_H_
 #define FTTE_CORE_CHECKPOINT_H_
 
+#include <map>
 #include <string>
 
 #include "ftte/core/model.h"
+#include "ftte/core/safetensors.h"
 
 namespace ftte {
 
 // Writes every parameter as float32 (int8-stored ones dequantised), atomically. Metadata
-// records the model name ("ftte.model").
-Status SaveCheckpoint(Model& model, const std::string& path);
+// records the model name ("ftte.model", the zoo spec MakeModel rebuilds it from) plus
+// `extra_metadata` (e.g. a language model's tokenizer, "ftte.tokenizer"); an extra key that
+// collides with "ftte.model" or "format" is an InvalidArgument.
+Status SaveCheckpoint(Model& model, const std::string& path,
+                      const std::map<std::string, std::string>& extra_metadata = {});
 
 // Loads values into `model`. Fails, leaving the model unchanged, when the file is unreadable
 // or corrupt, was written for another model, or lacks / adds / reshapes a tensor; the message
 // names the tensor and both shapes.
 Status LoadCheckpoint(Model& model, const std::string& path);
+// The same from a file already read (ReadSafetensors); `label` names it in errors.
+Status LoadCheckpoint(Model& model, const SafetensorsFile& file, const std::string& label);
 
 }  // namespace ftte
 

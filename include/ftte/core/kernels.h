@@ -63,6 +63,12 @@ void ReluForward(const float* x, int64_t n, float* y, uint8_t* mask);
 // dx = dy where the mask bit is set, else 0, for n values; dx may be dy.
 void ReluBackward(const float* dy, const uint8_t* mask, int64_t n, float* dx);
 
+// y[i] = exp(x[i] - shift) for n values with x[i] <= shift (a softmax row less its max), y may
+// be x. A vectorised polynomial (Cephes' expf): relative error below 2e-7 against std::exp;
+// results below FLT_MIN (x - shift < -87.3) are flushed to 0. Several times faster than calling
+// std::exp per value, which is scalar.
+void ExpShifted(const float* x, int64_t n, float shift, float* y);
+
 }  // namespace ftte
 
 #endif  // FTTE_CORE_KERNELS_H_

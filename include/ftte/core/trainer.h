@@ -63,6 +63,11 @@ class Trainer {
   // samples and the counts summed.
   StepResult Evaluate(const float* x, const int32_t* labels, int64_t n);
 
+  // The logits of the last batch Step or Evaluate ran, [n, ..., num_classes()] row-major for
+  // that batch's n samples (Evaluate: its last batch of up to `batch` samples). Owned by the
+  // Trainer; overwritten by the next Step or Evaluate.
+  const float* logits() const { return logits_.data(); }
+
   Model& model() { return *model_; }
   Optimizer& optimizer() { return *optimizer_; }
   ThreadPool& pool() { return pool_; }

@@ -72,9 +72,17 @@ class Tokenizer {
   // other than "ftte-tokenizer 1 <word|char> <size>", a bad escape, an empty or repeated piece, or
   // specials not first (InvalidArgument), fewer or more pieces than the header says (DataLoss).
   static Result<Tokenizer> Load(const std::string& path);
-  // Writes the header line then one piece per line, in id order, with bytes <= 0x20, 0x7f and
-  // '\' written as \xHH so that every piece is one visible line. Errors: IoError.
+  // Writes Serialize() to `path`. Errors: IoError.
   Status Save(const std::string& path) const;
+  // The file format as a string: the header line then one piece per line, in id order, with
+  // bytes <= 0x20, 0x7f and '\' written as \xHH so that every piece is one visible line (and
+  // bytes >= 0x80 too in a piece that is not valid UTF-8, so the result is always valid UTF-8:
+  // checkpoints carry it in their safetensors metadata).
+  std::string Serialize() const;
+  // Load's parsing half, on the text of a file; `what_for_errors` labels the source in error
+  // messages (a path, or "checkpoint.safetensors metadata"). Same errors as Load except NotFound
+  // and IoError.
+  static Result<Tokenizer> Parse(std::string_view text, const std::string& what_for_errors);
 
   std::vector<std::string> Split(std::string_view text) const { return Split(kind_, text); }
   // One id per piece of `text`.

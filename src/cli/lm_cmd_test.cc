@@ -1,0 +1,197 @@
+// End-to-end tests of the language-model paths of the `ftte` command, run in-process: text
+// training on a tiny synthetic corpus, predict's output and errors, bench train's tokens/s.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "ftte/core/checkpoint.h"
+#include "ftte/core/model.h"
+#include "predict_cmd.h"
+#include "train_cmd.h"
+
+namespace ftte::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Output {
+  int code = 0;
+  std::string out, err;
+};
+
+template <typename Fn>
+Output Capture(Fn fn, const std::vector<std::string>& args) {
+  testing::internal::CaptureStdout();
+  testing::internal::CaptureStderr();
+  Output o;
+  o.code = fn(args);
+  o.out = testing::internal::GetCapturedStdout();
+  o.err = testing::internal::GetCapturedStderr();
+  return o;
+}
+
+// Three users whose lines always continue "the cat sat" with "on the mat".
+class LmCliTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(testing::TempDir()) /
+           ("lm_cli_test_" + std::to_string(getpid()) + "_" +
+            testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_ / "users");
+    const char* lines[] = {"the cat sat on the mat .\n", "a dog ran to the park .\n",
+                           "the cat sat on the mat and slept .\n"};
+    for (int u = 0; u < 3; ++u) {
+      std::ofstream f(dir_ / "users" / ("user" + std::to_string(u) + ".txt"));
+      for (int i = 0; i < 30; ++i) f << lines[(u + i) % 3];
+    }
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
+
+  // Trains `model` for a few steps on the corpus and returns train's output.
+  Output Train(const std::string& model, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"--model",   model, "--data",  Path("users"),
+                                     "--context", "8",   "--batch", "8",
+                                     "--epochs",  "2",   "--lr",    "0.01"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return Capture(RunTrain, args);
+  }
+
+  fs::path dir_;
+};
+
+double JsonNumber(const std::string& json, const std::string& key) {
+  std::smatch m;
+  const std::regex re("\"" + key + "\": ([-0-9.eE+]+)");
+  if (!std::regex_search(json, m, re)) {
+    ADD_FAILURE() << key << " missing in " << json;
+    return -1;
+  }
+  return std::stod(m[1]);
+}
+
+TEST_F(LmCliTest, TrainsOnADirectoryReportsHeldOutMetricsAndSavesAPredictableModel) {
+  const std::string ckpt = Path("lstm.safetensors");
+  Output t = Train("lstm_lm", {"--save", ckpt, "--json"});
+  ASSERT_EQ(t.code, 0) << t.err;
+  EXPECT_NE(t.out.find("\"model\": \"lstm_lm:vocab="), std::string::npos) << t.out;
+  EXPECT_GT(JsonNumber(t.out, "test_tokens"), 0);
+  EXPECT_GE(JsonNumber(t.out, "test_top3"), JsonNumber(t.out, "test_top1"));
+  EXPECT_GT(JsonNumber(t.out, "test_top1"), 0.3);  // the corpus is very predictable
+  EXPECT_GT(JsonNumber(t.out, "test_perplexity"), 1);
+  EXPECT_EQ(JsonNumber(t.out, "peak_bytes"), JsonNumber(t.out, "predicted_peak_bytes"));
+  EXPECT_GT(JsonNumber(t.out, "tokens_per_s"), 0);
+  ASSERT_TRUE(fs::exists(ckpt));
+
+  // The checkpoint alone suffices: three lines "rank  "piece"  probability", most likely first.
+  Output p = Capture(RunPredict, {"--model", ckpt, "The", "cat", "sat"});
+  ASSERT_EQ(p.code, 0) << p.err;
+  EXPECT_EQ(p.out.rfind("after \"the cat sat\" (lstm_lm:", 0), 0u) << p.out;
+  const std::regex line(R"re(^ *([0-9]+)  "([^"]+)" +([01]\.[0-9]{4})$)re");
+  std::istringstream lines(p.out);
+  std::string l;
+  std::getline(lines, l);  // header
+  std::vector<std::string> words;
+  std::vector<double> probs;
+  while (std::getline(lines, l)) {
+    std::smatch m;
+    ASSERT_TRUE(std::regex_match(l, m, line)) << "'" << l << "'";
+    EXPECT_EQ(std::stoi(m[1]), static_cast<int>(words.size()) + 1);
+    words.push_back(m[2]);
+    probs.push_back(std::stod(m[3]));
+  }
+  ASSERT_EQ(words.size(), 3u);
+  EXPECT_EQ(words[0], "on");
+  EXPECT_GE(probs[0], probs[1]);
+  EXPECT_GE(probs[1], probs[2]);
+
+  // Unknown words are noted on stderr and read as <unk>; --json and --top work.
+  p = Capture(RunPredict, {"--model", ckpt, "--top", "2", "--json", "zebra", "sat"});
+  ASSERT_EQ(p.code, 0) << p.err;
+  EXPECT_NE(p.err.find("1 of 2 words not in the vocabulary"), std::string::npos) << p.err;
+  EXPECT_NE(p.err.find("\"zebra\""), std::string::npos) << p.err;
+  EXPECT_EQ(JsonNumber(p.out, "unknown"), 1);
+  EXPECT_EQ(std::count(p.out.begin(), p.out.end(), '{'), 3) << p.out;  // object + 2 entries
+}
+
+TEST_F(LmCliTest, TinyGptWithCharTokenizerAndLoraAndBudgetMasks) {
+  const std::string ckpt = Path("gpt.safetensors");
+  Output t = Train("tiny_gpt", {"--tokenizer", "char", "--save", ckpt, "--json"});
+  ASSERT_EQ(t.code, 0) << t.err;
+  EXPECT_NE(t.out.find("\"tokenizer\": \"char\""), std::string::npos);
+  Output p = Capture(RunPredict, {"--model", ckpt, "the ca"});
+  ASSERT_EQ(p.code, 0) << p.err;
+  EXPECT_NE(p.out.find("tiny_gpt:vocab="), std::string::npos) << p.out;
+
+  t = Train("tiny_gpt_lora:rank=2", {"--mask", "lora", "--json"});
+  ASSERT_EQ(t.code, 0) << t.err;
+  EXPECT_LT(JsonNumber(t.out, "trainable_params"), JsonNumber(t.out, "params") / 10);
+  EXPECT_EQ(JsonNumber(t.out, "peak_bytes"), JsonNumber(t.out, "predicted_peak_bytes"));
+
+  t = Train("lstm_lm", {"--mask", "budget:0.5", "--json"});
+  ASSERT_EQ(t.code, 0) << t.err;
+  EXPECT_LE(JsonNumber(t.out, "peak_bytes"), 0.5 * JsonNumber(t.out, "full_training_peak_bytes"));
+  EXPECT_EQ(JsonNumber(t.out, "peak_bytes"), JsonNumber(t.out, "predicted_peak_bytes"));
+  t = Train("lstm_lm", {"--mask", "budget:3MiB", "--json"});
+  ASSERT_EQ(t.code, 0) << t.err;
+  EXPECT_LE(JsonNumber(t.out, "peak_bytes"), 3 << 20);
+}
+
+TEST_F(LmCliTest, TrainErrorsNameTheProblem) {
+  Output t = Train("lstm_lm", {"--tokenizer", "bpe"});
+  EXPECT_EQ(t.code, 1);
+  EXPECT_NE(t.err.find("--tokenizer must be word or char"), std::string::npos) << t.err;
+  t = Capture(RunTrain, {"--model", "lstm_lm", "--data", Path("missing")});
+  EXPECT_EQ(t.code, 1);
+  EXPECT_NE(t.err.find("NotFound"), std::string::npos) << t.err;
+  t = Capture(RunTrain, {"--model", "lstm_lm", "--data", "fashion-mnist"});
+  EXPECT_NE(t.err.find("holds images"), std::string::npos) << t.err;
+  t = Capture(RunTrain, {"--model", "cnn", "--tokenizer", "word"});
+  EXPECT_NE(t.err.find("--tokenizer applies to language models"), std::string::npos) << t.err;
+  t = Train("lstm_lm:vocab=50", {"--vocab", "60"});
+  EXPECT_NE(t.err.find("give the vocabulary size once"), std::string::npos) << t.err;
+  t = Train("lstm_lm", {"--mask", "budget:lots"});
+  EXPECT_NE(t.err.find("budget:0.2 or budget:24MiB"), std::string::npos) << t.err;
+}
+
+TEST_F(LmCliTest, PredictErrorsNameTheProblem) {
+  Output p = Capture(RunPredict, {"--model", Path("absent.safetensors"), "hi"});
+  EXPECT_EQ(p.code, 1);
+  EXPECT_NE(p.err.find("ftte train --model lstm_lm"), std::string::npos) << p.err;
+
+  std::ofstream(Path("corrupt.safetensors")) << "\x10\0\0\0\0\0\0\0{\"a\":";
+  p = Capture(RunPredict, {"--model", Path("corrupt.safetensors"), "hi"});
+  EXPECT_EQ(p.code, 1);
+  EXPECT_NE(p.err.find("DataLoss"), std::string::npos) << p.err;
+
+  auto cnn = MakeModel("mlp");
+  ASSERT_TRUE(cnn.ok());
+  ASSERT_TRUE(SaveCheckpoint(*cnn.value(), Path("mlp.safetensors")).ok());
+  p = Capture(RunPredict, {"--model", Path("mlp.safetensors"), "hi"});
+  EXPECT_EQ(p.code, 1);
+  EXPECT_NE(p.err.find("image model 'mlp'"), std::string::npos) << p.err;
+
+  p = Capture(RunPredict, {"hi"});
+  EXPECT_EQ(p.code, 2);
+  EXPECT_NE(p.err.find("--model CKPT is required"), std::string::npos) << p.err;
+}
+
+TEST(LmBenchCliTest, BenchTrainReportsTokensPerSecond) {
+  Output b = Capture(RunBenchTrain, {"--model", "tiny_gpt:vocab=64,context=16", "--batch", "4",
+                                     "--seconds", "0.05", "--warmup", "1", "--json"});
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_EQ(JsonNumber(b.out, "context"), 16);
+  EXPECT_NEAR(JsonNumber(b.out, "tokens_per_s"), 16 * JsonNumber(b.out, "samples_per_s"),
+              1e-3 * JsonNumber(b.out, "tokens_per_s"));
+  EXPECT_EQ(JsonNumber(b.out, "peak_bytes"), JsonNumber(b.out, "predicted_peak_bytes"));
+}
+
+}  // namespace
+}  // namespace ftte::cli

@@ -1,0 +1,200 @@
+#include "train_setup.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <numeric>
+#include <vector>
+
+#include "ftte/core/mask.h"
+#include "ftte/core/rng.h"
+#include "ftte/net/device.h"
+
+namespace ftte::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string FormatDuration(double secs) {
+  char buf[32];
+  const auto s = static_cast<long long>(secs + 0.5);
+  if (s >= 3600) {
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", s / 3600, s / 60 % 60);
+  } else {
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", s / 60, s % 60);
+  }
+  return buf;
+}
+
+// "budget:0.2" -> 0.2 of full_peak; "budget:24MiB" -> 24 MiB.
+Result<int64_t> ParseBudget(const std::string& mask, int64_t full_peak, std::string* what) {
+  const std::string arg = mask.substr(7);
+  const std::string hint =
+      "--mask budget needs a fraction of full training's peak in (0, 1] or a "
+      "size, e.g. budget:0.2 or budget:24MiB; got '" +
+      mask + "'";
+  if (!arg.empty() && std::isalpha(static_cast<unsigned char>(arg.back()))) {
+    auto bytes = net::ParseBytes(arg);
+    if (!bytes.ok()) return InvalidArgument(hint);
+    *what = arg;
+    return bytes.value();
+  }
+  char* end = nullptr;
+  const double fraction = std::strtod(arg.c_str(), &end);
+  if (arg.empty() || *end != '\0' || !(fraction > 0 && fraction <= 1)) {
+    return InvalidArgument(hint);
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.0f%% of full training's %s", 100 * fraction,
+                FormatBytes(full_peak).c_str());
+  *what = buf;
+  return static_cast<int64_t>(fraction * static_cast<double>(full_peak));
+}
+
+}  // namespace
+
+std::map<std::string, bool> CommonTrainFlags() {
+  return {{"model", true},  {"batch", true},     {"threads", true}, {"mask", true},
+          {"frozen", true}, {"optimizer", true}, {"lr", true},      {"momentum", true},
+          {"seed", true},   {"json", false},     {"help", false}};
+}
+
+Result<Setup> MakeSetup(const Flags& f, const std::string& model_spec, const float* calib_x,
+                        const int32_t* calib_y, int64_t calib_n,
+                        const OptimizerDefaults& defaults) {
+  Setup s;
+  FTTE_ASSIGN_OR_RETURN(s.options.batch, f.GetInt("batch", 32, 1, 1 << 16));
+  FTTE_ASSIGN_OR_RETURN(int64_t threads, f.GetInt("threads", 1, 1, 256));
+  s.options.threads = static_cast<int>(threads);
+  FTTE_ASSIGN_OR_RETURN(int64_t seed, f.GetInt("seed", 0, 0, INT64_MAX));
+  s.options.seed = static_cast<uint64_t>(seed);
+  FTTE_ASSIGN_OR_RETURN(s.options.optimizer.kind,
+                        OptimizerConfig::ParseKind(f.Get("optimizer", defaults.optimizer)));
+  FTTE_ASSIGN_OR_RETURN(double lr, f.GetDouble("lr", defaults.lr));
+  FTTE_ASSIGN_OR_RETURN(double momentum, f.GetDouble("momentum", 0.9));
+  s.options.optimizer.lr = static_cast<float>(lr);
+  s.options.optimizer.momentum = static_cast<float>(momentum);
+  FTTE_ASSIGN_OR_RETURN(s.model, MakeModel(model_spec, s.options.seed));
+  s.mask = f.Get("mask", "full");
+  const bool budget = s.mask.rfind("budget:", 0) == 0;
+  const std::string frozen = f.Get("frozen", budget ? "int8" : "float32");
+  if (frozen == "int8") {
+    s.options.frozen = FrozenStorage::kInt8;
+  } else if (frozen != "float32") {
+    return InvalidArgument("--frozen must be float32 or int8, got '" + frozen + "'");
+  }
+  TrainerOptions full = s.options;
+  full.frozen = FrozenStorage::kFloat32;
+  s.model->SetAllTrainable(true);
+  s.full_peak = PredictPeak(*s.model, full).total;
+  if (!budget) {
+    FTTE_RETURN_IF_ERROR(ApplyNamedMask(*s.model, s.mask));
+    return s;
+  }
+  std::string what;
+  FTTE_ASSIGN_OR_RETURN(s.budget_bytes, ParseBudget(s.mask, s.full_peak, &what));
+  RowImportance imp = ComputeImportance(*s.model, calib_x, calib_y, calib_n, s.options, 8);
+  FTTE_ASSIGN_OR_RETURN(Selection sel, SelectUnderBudget(*s.model, imp, s.options, s.budget_bytes));
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "budget %s (%s): cut at layer %lld, %.1f%% of calibration importance, %lld "
+                "trainable values",
+                FormatBytes(s.budget_bytes).c_str(), what.c_str(), static_cast<long long>(sel.cut),
+                100 * sel.importance / std::max(sel.total_importance, 1e-30),
+                static_cast<long long>(s.model->num_trainable()));
+  s.selection_note = buf;
+  return s;
+}
+
+EpochsResult TrainEpochs(Trainer& trainer, const data::ImageDataset& train, int64_t epochs,
+                         uint64_t seed, const std::string& unit) {
+  const int64_t batch = trainer.options().batch;
+  const int64_t sample = train.sample_numel(), per = train.labels_per_sample;
+  const bool tokens = unit == "tokens";
+  Rng shuffle_rng(seed ^ 0x5eedULL);
+  std::vector<int64_t> order(static_cast<size_t>(train.size));
+  std::vector<float> xb(static_cast<size_t>(batch * sample));
+  std::vector<int32_t> yb(static_cast<size_t>(batch * per));
+  EpochsResult out;
+  const auto start = Clock::now();
+  auto last_report = start;
+  const int64_t total = epochs * train.size;
+  for (int64_t e = 0; e < epochs; ++e) {
+    std::iota(order.begin(), order.end(), 0);
+    for (int64_t i = train.size - 1; i > 0; --i) {
+      std::swap(order[i], order[shuffle_rng.Below(static_cast<uint64_t>(i + 1))]);
+    }
+    double loss_sum = 0;
+    int64_t seen = 0, positions = 0;
+    for (int64_t b = 0; b < train.size; b += batch) {
+      const int64_t n = std::min(batch, train.size - b);
+      for (int64_t j = 0; j < n; ++j) {
+        const int64_t idx = order[b + j];
+        std::copy(train.image(idx), train.image(idx) + sample, xb.begin() + j * sample);
+        std::copy(train.label(idx), train.label(idx) + per, yb.begin() + j * per);
+      }
+      StepResult r = trainer.Step(xb.data(), yb.data(), n);
+      loss_sum += static_cast<double>(r.loss) * r.positions;
+      positions += r.positions;
+      out.positions += r.positions;
+      seen += n;
+      const auto now = Clock::now();
+      if (now - last_report >= std::chrono::seconds(1) || seen == train.size) {
+        last_report = now;
+        const double secs = std::chrono::duration<double>(now - start).count();
+        const int64_t done = e * train.size + seen;
+        const double rate = (tokens ? out.positions : done) / std::max(secs, 1e-9);
+        const double left = secs / done * (total - done);
+        std::fprintf(stderr, "\repoch %lld/%lld  %3.0f%%  loss %.4f  %.0f %s/s  %s left   ",
+                     static_cast<long long>(e + 1), static_cast<long long>(epochs),
+                     100.0 * seen / train.size, loss_sum / std::max<int64_t>(positions, 1), rate,
+                     unit.c_str(), FormatDuration(left).c_str());
+      }
+    }
+    std::fprintf(stderr, "\n");
+    out.last_epoch_loss = loss_sum / std::max<int64_t>(positions, 1);
+  }
+  out.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return out;
+}
+
+int Fail(const Status& s) {
+  std::fprintf(stderr, "ftte: %s\n", s.ToString().c_str());
+  return 1;
+}
+
+std::string Json(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+int64_t PeakRssBytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<int64_t>(u.ru_maxrss) * 1024;
+}
+
+std::string CategoriesJson(const std::array<int64_t, kNumMemCategories>& c) {
+  std::string s = "{";
+  for (int i = 0; i < kNumMemCategories; ++i) {
+    s += std::string(i ? ", " : "") + "\"" + MemCategoryName(static_cast<MemCategory>(i)) +
+         "\": " + std::to_string(c[i]);
+  }
+  return s + "}";
+}
+
+std::string WithCommas(int64_t v) {
+  std::string digits = std::to_string(v < 0 ? -v : v), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return (v < 0 ? "-" : "") + out;
+}
+
+}  // namespace ftte::cli
