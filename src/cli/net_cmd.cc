@@ -148,7 +148,7 @@ int RunClient(const std::vector<std::string>& args) {
   if (o.enroll_key.empty()) {
     return Fail("client", InvalidArgument("--enroll-key (or --enroll-key-file) is required"), 2);
   }
-  auto budget = net::ParseBytes(f.Get("memory-budget", "64MiB"));
+  auto budget = ParseBytes(f.Get("memory-budget", "64MiB"));
   if (!budget.ok())
     return Fail("client", InvalidArgument("--memory-budget: " + budget.status().message()), 2);
   o.memory_budget_bytes = budget.value();

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "ftte/core/mask.h"
+#include "ftte/core/memory.h"
 #include "ftte/core/rng.h"
-#include "ftte/net/device.h"
 
 namespace ftte::cli {
 
@@ -38,7 +38,7 @@ Result<int64_t> ParseBudget(const std::string& mask, int64_t full_peak, std::str
       "size, e.g. budget:0.2 or budget:24MiB; got '" +
       mask + "'";
   if (!arg.empty() && std::isalpha(static_cast<unsigned char>(arg.back()))) {
-    auto bytes = net::ParseBytes(arg);
+    auto bytes = ParseBytes(arg);
     if (!bytes.ok()) return InvalidArgument(hint);
     *what = arg;
     return bytes.value();

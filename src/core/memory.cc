@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <utility>
 
 #include "ftte/core/check.h"
@@ -113,6 +114,26 @@ std::string FormatBytes(int64_t bytes) {
     std::snprintf(buf, sizeof buf, "%lld B", static_cast<long long>(bytes));
   }
   return buf;
+}
+
+Result<int64_t> ParseBytes(const std::string& s) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &used);
+  } catch (...) {
+    used = 0;
+  }
+  const std::string unit = s.substr(used);
+  double scale = 0;
+  if (unit.empty() || unit == "B") scale = 1;
+  if (unit == "KiB" || unit == "K") scale = 1024.0;
+  if (unit == "MiB" || unit == "M") scale = 1024.0 * 1024;
+  if (unit == "GiB" || unit == "G") scale = 1024.0 * 1024 * 1024;
+  if (used == 0 || scale == 0 || !(v > 0) || v * scale > 1e15) {
+    return InvalidArgument("'" + s + "' is not a size; write e.g. 64MiB, 512KiB, 1.5GiB or bytes");
+  }
+  return static_cast<int64_t>(v * scale);
 }
 
 }  // namespace ftte

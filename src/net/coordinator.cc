@@ -162,7 +162,6 @@ Status Coordinator::Restore(const StateStore::Loaded& loaded, Model& model) {
   predicted_peak_ = fl::PredictClientPeak(model, mask, config_.client);
   row_versions_.assign(s.row_versions().begin(), s.row_versions().end());
   for (const state::Device& d : s.devices()) AddDevice(d);
-  for (const DeviceRec& d : devices_) accepted_ += static_cast<int64_t>(d.accepted_ids.size());
   for (const state::BufferedUpdate& b : s.round_updates()) {
     FTTE_ASSIGN_OR_RETURN(fl::Update u, decode(b.encoded()));
     round_.push_back(std::move(u));
@@ -471,7 +470,6 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
 
 void Coordinator::Apply(const fl::Update& u) {
   devices_[static_cast<size_t>(u.device)].accepted_ids.insert(u.update_id);
-  ++accepted_;
   if (config_.strategy.algorithm == fl::Algorithm::kFedAvg) {
     round_.push_back(u);
     if (static_cast<int64_t>(round_.size()) >= config_.strategy.concurrency) CloseRound();
@@ -517,7 +515,7 @@ v1::StatusResponse Coordinator::GetStatus() const {
   int64_t training = 0;
   for (const DeviceRec& d : devices_) training += d.lease_until >= 0 ? 1 : 0;
   s.set_training(training);
-  s.set_accepted(accepted_);
+  s.set_accepted(AcceptedLocked());
   s.set_duplicates(duplicates_);
   for (const auto& [reason, n] : rejected_) (*s.mutable_rejected())[reason] = n;
   for (const v1::EvalPoint& e : evaluations_) *s.add_evaluations() = e;
@@ -573,7 +571,7 @@ Status Coordinator::Tick() {
   std::snprintf(line, sizeof line,
                 "version %lld: accuracy %.2f%%, loss %.4f (%lld accepted, %lld devices)",
                 static_cast<long long>(version), 100 * acc, r.loss,
-                static_cast<long long>(accepted_), static_cast<long long>(devices_.size()));
+                static_cast<long long>(AcceptedLocked()), static_cast<long long>(devices_.size()));
   log_(line);
   if ((config_.target_accuracy > 0 && acc >= config_.target_accuracy) ||
       (config_.max_versions > 0 && version >= config_.max_versions)) {
@@ -619,9 +617,15 @@ std::map<std::string, int64_t> Coordinator::rejected() const {
   return rejected_;
 }
 
+int64_t Coordinator::AcceptedLocked() const {
+  int64_t n = 0;
+  for (const DeviceRec& d : devices_) n += static_cast<int64_t>(d.accepted_ids.size());
+  return n;
+}
+
 int64_t Coordinator::accepted() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return accepted_;
+  return AcceptedLocked();
 }
 
 }  // namespace ftte::net

@@ -94,6 +94,8 @@ class Coordinator {
   void MarkChangedRows();
   Status Reject(int64_t device, const std::string& reason, Status why);
   int64_t ActiveLeases(double now);
+  // Updates accepted so far: the ids the devices' records hold (kept across restarts).
+  int64_t AcceptedLocked() const;
 
   ServeConfig config_;
   Clock clock_;
@@ -110,7 +112,7 @@ class Coordinator {
   std::unordered_map<std::string, int64_t> by_token_, by_name_;
   std::vector<fl::Update> round_;  // FedAvg: accepted updates of the round in progress
   double round_started_ = -1;
-  int64_t accepted_ = 0, duplicates_ = 0;
+  int64_t duplicates_ = 0;
   std::map<std::string, int64_t> rejected_;
   std::vector<v1::EvalPoint> evaluations_;
   // Encoded Work.values at the current version, by the device's known version (-1 = all rows):

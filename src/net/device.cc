@@ -15,26 +15,6 @@
 
 namespace ftte::net {
 
-Result<int64_t> ParseBytes(const std::string& s) {
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(s, &used);
-  } catch (...) {
-    used = 0;
-  }
-  const std::string unit = s.substr(used);
-  double scale = 0;
-  if (unit.empty() || unit == "B") scale = 1;
-  if (unit == "KiB" || unit == "K") scale = 1024.0;
-  if (unit == "MiB" || unit == "M") scale = 1024.0 * 1024;
-  if (unit == "GiB" || unit == "G") scale = 1024.0 * 1024 * 1024;
-  if (used == 0 || scale == 0 || !(v > 0) || v * scale > 1e15) {
-    return InvalidArgument("'" + s + "' is not a size; write e.g. 64MiB, 512KiB, 1.5GiB or bytes");
-  }
-  return static_cast<int64_t>(v * scale);
-}
-
 struct Device::Impl {
   DeviceOptions o;
   data::ImageDataset data;

@@ -7,8 +7,8 @@
 #include <functional>
 #include <sstream>
 
+#include "ftte/core/memory.h"
 #include "ftte/core/optimizer.h"
-#include "ftte/net/device.h"
 #include "ftte/net/server.h"
 
 namespace ftte::net {

@@ -9,6 +9,8 @@
 #include <mutex>
 #include <string>
 
+#include "ftte/core/status.h"
+
 namespace ftte {
 
 enum class MemCategory : int {
@@ -79,6 +81,9 @@ class Buffer {
 
 // Formats a byte count for people: "1.59 MiB".
 std::string FormatBytes(int64_t bytes);
+// The inverse for user input: "64MiB", "512KiB", "1.5GiB" (also K, M, G) or plain bytes.
+// Errors name the input and the accepted forms.
+Result<int64_t> ParseBytes(const std::string& s);
 
 }  // namespace ftte
 

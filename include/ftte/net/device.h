@@ -73,9 +73,6 @@ class Device {
   std::unique_ptr<Impl> impl_;
 };
 
-// Parses "64MiB", "512KiB", "1.5GiB", "1000000" (bytes).
-Result<int64_t> ParseBytes(const std::string& s);
-
 }  // namespace ftte::net
 
 #endif  // FTTE_NET_DEVICE_H_
