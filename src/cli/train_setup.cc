@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <numeric>
@@ -58,9 +59,30 @@ Result<int64_t> ParseBudget(const std::string& mask, int64_t full_peak, std::str
 }  // namespace
 
 std::map<std::string, bool> CommonTrainFlags() {
-  return {{"model", true},  {"batch", true},     {"threads", true}, {"mask", true},
-          {"frozen", true}, {"optimizer", true}, {"lr", true},      {"momentum", true},
-          {"seed", true},   {"json", false},     {"help", false}};
+  return {{"model", true},    {"batch", true},  {"micro-batch", true}, {"threads", true},
+          {"mask", true},     {"frozen", true}, {"optimizer", true},   {"lr", true},
+          {"momentum", true}, {"seed", true},   {"json", false},       {"help", false}};
+}
+
+std::string SelectionTable(const Selection& sel) {
+  std::string out;
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "  %-3s %4s %6s %11s %11s %10s %11s  %s\n", "", "cut", "micro",
+                "trainable", "predicted", "importance", "trial loss", "layers");
+  out += buf;
+  for (size_t i = 0; i < sel.candidates.size(); ++i) {
+    const Candidate& c = sel.candidates[i];
+    char loss[32] = "-";
+    if (!std::isnan(c.trial_loss)) std::snprintf(loss, sizeof loss, "%.4f", c.trial_loss);
+    std::snprintf(buf, sizeof buf, "  %-3s %4lld %6lld %11s %11s %9.1f%% %11s  %s\n",
+                  i == sel.chosen ? "*" : "", static_cast<long long>(c.cut),
+                  static_cast<long long>(c.micro_batch), WithCommas(c.trainable).c_str(),
+                  FormatBytes(c.predicted_bytes).c_str(),
+                  100 * c.importance / std::max(sel.total_importance, 1e-30), loss,
+                  c.layers.c_str());
+    out += buf;
+  }
+  return out;
 }
 
 Result<Setup> MakeSetup(const Flags& f, const std::string& model_spec, const float* calib_x,
@@ -68,6 +90,7 @@ Result<Setup> MakeSetup(const Flags& f, const std::string& model_spec, const flo
                         const OptimizerDefaults& defaults) {
   Setup s;
   FTTE_ASSIGN_OR_RETURN(s.options.batch, f.GetInt("batch", 32, 1, 1 << 16));
+  FTTE_ASSIGN_OR_RETURN(s.options.micro_batch, f.GetInt("micro-batch", 0, 0, s.options.batch));
   FTTE_ASSIGN_OR_RETURN(int64_t threads, f.GetInt("threads", 1, 1, 256));
   s.options.threads = static_cast<int>(threads);
   FTTE_ASSIGN_OR_RETURN(int64_t seed, f.GetInt("seed", 0, 0, INT64_MAX));
@@ -81,7 +104,8 @@ Result<Setup> MakeSetup(const Flags& f, const std::string& model_spec, const flo
   FTTE_ASSIGN_OR_RETURN(s.model, MakeModel(model_spec, s.options.seed));
   s.mask = f.Get("mask", "full");
   const bool budget = s.mask.rfind("budget:", 0) == 0;
-  const std::string frozen = f.Get("frozen", budget ? "int8" : "float32");
+  const std::string frozen =
+      f.Get("frozen", budget && kBudgetFrozenStorage == FrozenStorage::kInt8 ? "int8" : "float32");
   if (frozen == "int8") {
     s.options.frozen = FrozenStorage::kInt8;
   } else if (frozen != "float32") {
@@ -95,18 +119,25 @@ Result<Setup> MakeSetup(const Flags& f, const std::string& model_spec, const flo
     FTTE_RETURN_IF_ERROR(ApplyNamedMask(*s.model, s.mask));
     return s;
   }
+  if (f.Has("micro-batch")) {
+    return InvalidArgument(
+        "--micro-batch is chosen by the planner under --mask budget:...; drop one of them");
+  }
   std::string what;
   FTTE_ASSIGN_OR_RETURN(s.budget_bytes, ParseBudget(s.mask, s.full_peak, &what));
-  RowImportance imp = ComputeImportance(*s.model, calib_x, calib_y, calib_n, s.options, 8);
-  FTTE_ASSIGN_OR_RETURN(Selection sel, SelectUnderBudget(*s.model, imp, s.options, s.budget_bytes));
+  const Samples calib{calib_x, calib_y, std::min(calib_n, kCalibrationSamples)};
+  FTTE_ASSIGN_OR_RETURN(s.selection, PlanUnderBudget(*s.model, &s.options, s.budget_bytes, calib));
+  const Selection& sel = s.selection;
   char buf[256];
   std::snprintf(buf, sizeof buf,
-                "budget %s (%s): cut at layer %lld, %.1f%% of calibration importance, %lld "
-                "trainable values",
-                FormatBytes(s.budget_bytes).c_str(), what.c_str(), static_cast<long long>(sel.cut),
-                100 * sel.importance / std::max(sel.total_importance, 1e-30),
-                static_cast<long long>(s.model->num_trainable()));
-  s.selection_note = buf;
+                "budget %s (%s): micro-batch %lld of %lld, cut at layer %lld, %s trainable "
+                "values; candidates ranked by %s:\n",
+                FormatBytes(s.budget_bytes).c_str(), what.c_str(),
+                static_cast<long long>(sel.micro_batch), static_cast<long long>(s.options.batch),
+                static_cast<long long>(sel.cut), WithCommas(s.model->num_trainable()).c_str(),
+                sel.criterion == "trial" ? "held-out calibration loss after trial steps"
+                                         : "captured importance");
+  s.selection_note = buf + SelectionTable(sel);
   return s;
 }
 

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "flags.h"
+#include "ftte/core/mask.h"
 #include "ftte/core/model.h"
 #include "ftte/core/trainer.h"
 #include "ftte/data/dataset.h"
@@ -26,8 +27,16 @@ struct Setup {
   std::string mask;
   int64_t full_peak = 0;       // predicted peak of full training (float32 frozen storage)
   int64_t budget_bytes = 0;    // the budget of mask budget:..., else 0
-  std::string selection_note;  // what budget selection chose, for stderr; empty otherwise
+  Selection selection;         // what budget selection chose (mask budget:...)
+  std::string selection_note;  // the same for people, for stderr; empty otherwise
 };
+
+// Calibration samples the planner uses (the first ones of the training data), the same for
+// ftte train, bench train, simulate (calibration_samples) and serve.
+inline constexpr int64_t kCalibrationSamples = 256;
+
+// The planner's candidates, one line each, the chosen one starred.
+std::string SelectionTable(const Selection& sel);
 
 // Optimizer defaults when --optimizer / --lr are absent (language models train with Adam).
 struct OptimizerDefaults {
@@ -37,8 +46,10 @@ struct OptimizerDefaults {
 
 // Builds `model_spec` (seeded by --seed) and applies --mask: full, last, bias, lora, none, or
 // budget:F (F in (0, 1], a fraction of full training's predicted peak) or budget:<N>KiB|MiB|GiB
-// (an absolute budget), which computes importance on the calibration samples (calib_y holds
-// calib_n * label_positions() labels) and selects under the budget. Errors name the flag.
+// (an absolute budget), which plans on the first kCalibrationSamples calibration samples
+// (calib_y holds calib_n * label_positions() labels) with PlanUnderBudget: the subset and the
+// micro-batch (options.micro_batch). --micro-batch sets the micro-batch of the other masks.
+// Errors name the flag.
 Result<Setup> MakeSetup(const Flags& f, const std::string& model_spec, const float* calib_x,
                         const int32_t* calib_y, int64_t calib_n,
                         const OptimizerDefaults& defaults = {});

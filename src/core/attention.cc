@@ -77,29 +77,47 @@ LayerMode CausalSelfAttention::ProjMode(LayerMode m) const {
 
 bool CausalSelfAttention::NeedsInput(LayerMode m) const { return qkv_->NeedsInput(QkvMode(m)); }
 
+// With backward, qkv, the probabilities and the heads' output are kept and their gradients
+// have buffers; the per-thread score gradients are workspace (used between the children's
+// backward passes). Forward only, qkv, the probabilities and the heads' output are workspace held
+// while the projections run, so theirs comes after.
 void CausalSelfAttention::PlanOwn(const Shape& in, LayerMode m, const PlanContext& pc,
                                   MemoryPlan* plan) const {
   const int64_t rows = in[0] * in[1], steps = in[1];
-  const bool bw = m.backward();
+  if (!m.backward()) return;
   const bool core_bw = ProjMode(m).input_grad;
-  const MemCategory keep = bw ? MemCategory::kActivations : MemCategory::kWorkspace;
-  plan->Add(keep, FloatBytes(rows * 3 * dim_), "attention qkv");
-  plan->Add(keep, FloatBytes(bw ? in[0] * heads_ * steps * steps : pc.threads * steps * steps),
+  plan->Add(MemCategory::kActivations, FloatBytes(rows * 3 * dim_), "attention qkv");
+  plan->Add(MemCategory::kActivations, FloatBytes(in[0] * heads_ * steps * steps),
             "attention probabilities");
-  plan->Add(keep, FloatBytes(rows * dim_), "attention heads' output");
+  plan->Add(MemCategory::kActivations, FloatBytes(rows * dim_), "attention heads' output");
   plan->Add(MemCategory::kActGrads, core_bw ? FloatBytes(rows * dim_) : 0,
             "attention heads' output gradient");
   plan->Add(MemCategory::kActGrads, core_bw ? FloatBytes(rows * 3 * dim_) : 0,
             "attention qkv gradient");
-  plan->Add(MemCategory::kWorkspace, core_bw ? FloatBytes(pc.threads * steps * steps) : 0,
-            "attention per-thread score gradients");
+  plan->AddWorkspace(core_bw ? FloatBytes(pc.threads * steps * steps) : 0,
+                     "attention per-thread score gradients");
+}
+
+// Floats of the forward-only workspace held while the projections run.
+int64_t CausalSelfAttention::ForwardOnlyFloats(const Shape& in, int threads) const {
+  const int64_t rows = in[0] * in[1], steps = in[1];
+  return rows * 3 * dim_ + threads * steps * steps + rows * dim_;
 }
 
 void CausalSelfAttention::Plan(const Shape& in, LayerMode m, const PlanContext& pc,
                                MemoryPlan* plan) const {
   PlanOwn(in, m, pc, plan);
-  qkv_->Plan(in, QkvMode(m), pc, plan);
-  proj_->Plan(in, ProjMode(m), pc, plan);
+  MemoryPlan children;
+  qkv_->Plan(in, QkvMode(m), pc, &children);
+  proj_->Plan(in, ProjMode(m), pc, &children);
+  plan->requests.insert(plan->requests.end(), children.requests.begin(), children.requests.end());
+  if (m.backward()) {
+    plan->AddWorkspace(children.workspace, children.workspace_what);
+  } else {
+    plan->AddWorkspace(
+        FloatBytes(ForwardOnlyFloats(in, pc.threads)) + children.workspace,
+        "attention qkv, probabilities and heads (forward only), then " + children.workspace_what);
+  }
 }
 
 void CausalSelfAttention::Prepare(const Shape& in, LayerMode m, const PlanContext& pc,
@@ -112,17 +130,36 @@ void CausalSelfAttention::Prepare(const Shape& in, LayerMode m, const PlanContex
   for (const auto& r : own.requests) {
     buffers_.emplace_back(tracker, r.category, static_cast<size_t>(r.bytes));
   }
+  own_floats_ = m.backward() ? 0 : ForwardOnlyFloats(in, pc.threads);
+  rows_cap_ = in[0] * in[1];
   qkv_->Prepare(in, QkvMode(m), pc, tracker);
   proj_->Prepare(in, ProjMode(m), pc, tracker);
 }
 
+float* CausalSelfAttention::Buf(int slot, const ExecContext& ctx) const {
+  if (mode_.backward()) {
+    return slot == kScratch ? ctx.workspace : static_cast<float*>(buffers_[slot].data());
+  }
+  switch (slot) {
+    case kQkv:
+      return ctx.workspace;
+    case kProbs:
+      return ctx.workspace + rows_cap_ * 3 * dim_;
+    case kHeads:
+      return ctx.workspace + own_floats_ - rows_cap_ * dim_;
+  }
+  FTTE_CHECK(false) << "attention buffer " << slot << " in forward-only mode";
+  return nullptr;
+}
+
 void CausalSelfAttention::Forward(const View& x, View y, ExecContext& ctx) {
   const int64_t n = x.shape[0], steps = x.shape[1], c = dim_, d = dim_ / heads_;
-  auto buf = [&](Slot s) { return static_cast<float*>(buffers_[s].data()); };
+  auto buf = [&](Slot s) { return Buf(s, ctx); };
+  ExecContext child = ctx.After(own_floats_);
   const Shape qkv_shape{n, steps, 3 * c};
   float* qkv = buf(kQkv);
   float* heads_out = buf(kHeads);
-  qkv_->Forward(x, View{qkv, qkv_shape}, ctx);
+  qkv_->Forward(x, View{qkv, qkv_shape}, child);
   const bool keep = mode_.backward();
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   ctx.pool->ParallelFor(n * heads_, [&](int64_t task, int worker) {
@@ -145,13 +182,13 @@ void CausalSelfAttention::Forward(const View& x, View y, ExecContext& ctx) {
     Gemm(false, false, steps, d, steps, 1.0f, p, steps, q + 2 * c, 3 * c, 0.0f,
          heads_out + i * steps * c + h * d, c);
   });
-  proj_->Forward(View{heads_out, x.shape}, y, ctx);
+  proj_->Forward(View{heads_out, x.shape}, y, child);
 }
 
 void CausalSelfAttention::Backward(const View& x, const View& y, const View& dy, View dx,
                                    ExecContext& ctx) {
   const int64_t n = dy.shape[0], steps = dy.shape[1], c = dim_, d = dim_ / heads_;
-  auto buf = [&](Slot s) { return static_cast<float*>(buffers_[s].data()); };
+  auto buf = [&](Slot s) { return Buf(s, ctx); };
   const LayerMode pm = ProjMode(mode_);
   float* dheads = buf(kHeadsGrad);
   if (pm.backward()) {

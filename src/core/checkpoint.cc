@@ -19,8 +19,10 @@ Status SaveCheckpoint(Model& model, const std::string& path,
   std::vector<TensorRecord> records;
   dense.reserve(model.params().size());
   for (Parameter* p : model.params()) {
-    const float* data = p->data();
-    if (p->quantized()) {
+    const float* data = nullptr;
+    if (!p->quantized()) {
+      data = p->data();
+    } else {
       dense.emplace_back(static_cast<size_t>(p->numel()));
       p->ReadRows(0, p->rows(), dense.back().data());
       data = dense.back().data();

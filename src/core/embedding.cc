@@ -10,7 +10,6 @@ namespace ftte {
 namespace {
 // Fixed task sizes (never derived from the thread count, see thread_pool.h).
 constexpr int64_t kTokenBlock = 256;  // tokens per forward task
-constexpr int64_t kColumnBlock = 64;  // embedding columns per gradient task
 
 // The packed gradient row of row r of p, or -1 if r is frozen. O(log runs).
 int64_t PackedRow(const Parameter& p, int64_t r) {
@@ -48,6 +47,15 @@ void Embedding::InitParams(Rng& rng) {
   for (int64_t i = 0; i < weight_.numel(); ++i) w[i] = static_cast<float>(rng.Normal());
 }
 
+// Rows per gradient block: a workspace tile's worth, at least one.
+int64_t Embedding::GradBlockRows(int64_t tile) const { return std::max<int64_t>(1, tile / dim_); }
+
+void Embedding::Plan(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPlan* plan) const {
+  if (!m.param_grad || !weight_.any_trainable()) return;
+  const int64_t rows = std::min(GradBlockRows(pc.tile_floats), weight_.trainable_rows());
+  plan->AddWorkspace(FloatBytes(pc.threads * rows * dim_), "embedding gradient blocks");
+}
+
 void Embedding::Prepare(const Shape& in, LayerMode m, const PlanContext& pc,
                         MemoryTracker* tracker) {
   FTTE_CHECK(!m.input_grad) << Describe()
@@ -77,19 +85,21 @@ void Embedding::Forward(const View& x, View y, ExecContext& ctx) {
 void Embedding::Backward(const View& x, const View& y, const View& dy, View dx, ExecContext& ctx) {
   if (!mode_.param_grad || !weight_.any_trainable()) return;
   const int64_t tokens = x.numel(), trainable = weight_.trainable_rows();
-  float* g = weight_.grad().data();
-  // Each task owns a block of columns of every gradient row and adds the tokens in order, so
-  // the sums do not depend on the thread count.
-  ctx.pool->ParallelFor(NumBlocks(dim_, kColumnBlock), [&](int64_t t, int) {
-    const int64_t d0 = t * kColumnBlock, d1 = std::min(dim_, d0 + kColumnBlock);
-    for (int64_t r = 0; r < trainable; ++r) std::fill(g + r * dim_ + d0, g + r * dim_ + d1, 0.0f);
+  const int64_t block = std::min(GradBlockRows(pc_.tile_floats), trainable);
+  // Each task owns a block of gradient rows and adds the tokens in order, so the sums do not
+  // depend on the thread count.
+  ctx.pool->ParallelFor(NumBlocks(trainable, block), [&](int64_t t, int worker) {
+    const int64_t p0 = t * block, p1 = std::min(trainable, p0 + block);
+    float* g = ctx.workspace + worker * block * dim_;
+    std::fill(g, g + (p1 - p0) * dim_, 0.0f);
     for (int64_t i = 0; i < tokens; ++i) {
       const int64_t row = PackedRow(weight_, static_cast<int64_t>(x.data[i]));
-      if (row < 0) continue;
-      float* gr = g + row * dim_;
+      if (row < p0 || row >= p1) continue;
+      float* gr = g + (row - p0) * dim_;
       const float* d = dy.data + i * dim_;
-      for (int64_t j = d0; j < d1; ++j) gr[j] += d[j];
+      for (int64_t j = 0; j < dim_; ++j) gr[j] += d[j];
     }
+    ctx.grads->Commit(weight_, p0, p1 - p0, g);
   });
 }
 

@@ -28,6 +28,8 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -87,6 +89,50 @@ inline float Sentinel() { return std::bit_cast<float>(kSentinelBits); }
 // writes something other than the sentinel past the end of its output.
 inline float Fence() { return std::bit_cast<float>(uint32_t{0x7fc0f00d}); }
 inline bool IsSentinel(float v) { return std::bit_cast<uint32_t>(v) == kSentinelBits; }
+
+// Stores committed gradients into the parameters' grad() (packed), and checks that no row is
+// committed twice.
+class StoreSink : public GradientSink {
+ public:
+  void Commit(Parameter& p, int64_t first, int64_t count, float* g) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    const int64_t rs = p.row_size();
+    auto& seen = committed_[&p];
+    seen.resize(static_cast<size_t>(p.trainable_rows()), 0);
+    for (int64_t r = first; r < first + count; ++r) {
+      if (r < 0 || r >= p.trainable_rows()) {
+        problems_.push_back(p.name() + ": committed packed row " + std::to_string(r) + " of " +
+                            std::to_string(p.trainable_rows()));
+        return;
+      }
+      if (seen[r]++)
+        problems_.push_back(p.name() + ": packed row " + std::to_string(r) + " committed twice");
+    }
+    std::copy(g, g + count * rs, p.grad().data() + first * rs);
+  }
+  // Rows never committed, and other problems, as messages; then forgets everything.
+  std::vector<std::string> Finish(const std::vector<Parameter*>& params) {
+    std::vector<std::string> out = problems_;
+    for (Parameter* p : params) {
+      auto& seen = committed_[p];
+      seen.resize(static_cast<size_t>(p->trainable_rows()), 0);
+      for (int64_t r = 0; r < p->trainable_rows(); ++r) {
+        if (!seen[r]) {
+          out.push_back(p->name() + ": packed row " + std::to_string(r) + " never committed");
+          break;
+        }
+      }
+    }
+    committed_.clear();
+    problems_.clear();
+    return out;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<const Parameter*, std::vector<int>> committed_;
+  std::vector<std::string> problems_;
+};
 
 // The outputs of one Forward + Backward.
 struct Outputs {
@@ -172,20 +218,34 @@ class Checker {
     return message_ << "\n  ";
   }
 
-  ExecContext Context(ThreadPool* pool, Rng* rng) const {
+  ExecContext Context(ThreadPool* pool, Rng* rng) {
     ExecContext ctx;
     ctx.pool = pool;
     ctx.training = opt_.training;
     ctx.rng = rng;
+    ctx.workspace = workspace_.data();
+    ctx.grads = &sink_;
     return ctx;
   }
 
+  // Prepares the layer and makes its workspace: what Plan asks for, filled with the sentinel,
+  // then a guard.
   void Prepare(int threads, int64_t extra_batch) {
     Shape prepared = in_;
     prepared[0] += extra_batch;
     PlanContext pc;
     pc.threads = threads;
     layer_.Prepare(prepared, opt_.mode, pc, tracker_);
+    workspace_floats_ = static_cast<size_t>(WorkspaceOf(layer_, prepared, opt_.mode, pc) / 4);
+    workspace_.assign(workspace_floats_ + kGuard, Sentinel());
+  }
+
+  // Workspace writes past what Plan asked for.
+  void CheckWorkspace(const std::string& run) {
+    if (!GuardIntact(workspace_, workspace_floats_)) {
+      Problem() << run << "wrote past the end of its workspace (" << workspace_floats_
+                << " floats)";
+    }
   }
 
   // Prepare + Forward + Backward. With `alias`, y shares x's buffer and dx shares dy's.
@@ -204,6 +264,7 @@ class Checker {
     std::vector<float> y_own(ny + kGuard, Sentinel());
     float* y = alias ? x.data() : y_own.data();
     layer_.Forward(View{x.data(), in_}, View{y, out_}, ctx);
+    CheckWorkspace(run);
     Outputs o;
     o.y.assign(y, y + ny);
     if (!alias && !SameBits(x, Padded(x_, nx))) Problem() << run << "Forward modified x";
@@ -223,6 +284,10 @@ class Checker {
     layer_.Backward(View{alias ? x.data() : x_seen.data(), in_},
                     View{alias ? y : y_seen.data(), out_}, View{dy.data(), out_}, View{dx, in_},
                     ctx);
+    CheckWorkspace(run);
+    for (const std::string& problem : sink_.Finish(layer_.Params())) {
+      if (opt_.mode.param_grad) Problem() << run << problem;
+    }
     if (!alias && !SameBits(dy, Padded(dy_, ny))) Problem() << run << "Backward modified dy";
     if (!alias) {
       if (!GuardIntact(dx_own, nx)) Problem() << run << "Backward wrote past the end of dx";
@@ -391,6 +456,9 @@ class Checker {
   const LayerCheckOptions& opt_;
   std::vector<float> x_, dy_;
   std::vector<std::vector<float>> values_before_;
+  std::vector<float> workspace_;
+  size_t workspace_floats_ = 0;
+  StoreSink sink_;
   int failures_ = 0;
   std::ostringstream message_;
 };
@@ -405,6 +473,24 @@ inline ::testing::AssertionResult CheckLayer(Layer& layer, const Shape& in, Memo
   return grad_check_internal::Checker(layer, in, tracker, opt).Run();
 }
 
+// What a test that drives a layer by hand needs besides the layer: a pool, the workspace the
+// layer plans for (in, mode, pc), and a sink that stores committed gradients in grad() (which the
+// test allocates). Prepares the layer.
+struct HandContext {
+  HandContext(Layer& layer, const Shape& in, LayerMode m, MemoryTracker* tracker,
+              PlanContext pc = {})
+      : pool(pc.threads), workspace(static_cast<size_t>(WorkspaceOf(layer, in, m, pc) / 4)) {
+    layer.Prepare(in, m, pc, tracker);
+    ctx.pool = &pool;
+    ctx.workspace = workspace.data();
+    ctx.grads = &sink;
+  }
+  ThreadPool pool;
+  std::vector<float> workspace;
+  grad_check_internal::StoreSink sink;
+  ExecContext ctx;
+};
+
 // Prepares `layer` for `in` (forward only) and returns y for x.
 inline std::vector<float> RunForward(Layer& layer, const Shape& in, const std::vector<float>& x,
                                      MemoryTracker* tracker, bool training = false,
@@ -414,10 +500,12 @@ inline std::vector<float> RunForward(Layer& layer, const Shape& in, const std::v
   pc.threads = threads;
   layer.Prepare(in, LayerMode{}, pc, tracker);
   ThreadPool pool(threads);
+  std::vector<float> workspace(static_cast<size_t>(WorkspaceOf(layer, in, LayerMode{}, pc) / 4));
   ExecContext ctx;
   ctx.pool = &pool;
   ctx.training = training;
   ctx.rng = rng;
+  ctx.workspace = workspace.data();
   std::vector<float> xc = x, y(static_cast<size_t>(NumElements(out)));
   layer.Forward(View{xc.data(), in}, View{layer.IsView() ? xc.data() : y.data(), out}, ctx);
   if (layer.IsView()) y = xc;

@@ -142,17 +142,21 @@ void AddBlock(const float* src, float* dst, int64_t n) {
 
 int64_t AddBlocksOf(int64_t n) { return (n + kAddBlock - 1) / kAddBlock; }
 
-// Copies channel plane x[H, W] into the middle of p[H + 2 pad, W + 2 pad], zeros around it.
-void PadPlane(const ConvGeometry& g, const float* x, float* p) {
+// Copies padded rows [pr0, pr1) of channel plane x[H, W], zero-padded by g.padding on every
+// side, into p (rows W + 2 pad apart).
+void PadPlaneRows(const ConvGeometry& g, const float* x, float* p, int64_t pr0, int64_t pr1) {
   const int64_t wp = g.padded_width();
-  ZeroSpan(p, g.padding * wp);
-  for (int64_t r = 0; r < g.height; ++r) {
-    float* pr = p + (g.padding + r) * wp;
-    ZeroSpan(pr, g.padding);
-    CopySpan(x + r * g.width, pr + g.padding, g.width);
-    ZeroSpan(pr + g.padding + g.width, g.padding);
+  for (int64_t pr = pr0; pr < pr1; ++pr) {
+    float* dst = p + (pr - pr0) * wp;
+    const int64_t r = pr - g.padding;
+    if (r < 0 || r >= g.height) {
+      ZeroSpan(dst, wp);
+      continue;
+    }
+    ZeroSpan(dst, g.padding);
+    CopySpan(x + r * g.width, dst + g.padding, g.width);
+    ZeroSpan(dst + g.padding + g.width, g.padding);
   }
-  ZeroSpan(p + (g.padding + g.height) * wp, g.padding * wp);
 }
 
 }  // namespace
@@ -166,16 +170,23 @@ int64_t ConvGeometry::scratch_size() const {
 // a contiguous span.
 
 void Im2Col(const ConvGeometry& g, const float* x, float* col, float* scratch) {
-  const int64_t oh = g.out_height(), ow = g.out_width(), k = g.kernel, s = g.stride;
-  const int64_t wp = g.padded_width(), col_size = g.col_rows() * oh * ow;
+  Im2ColRows(g, x, 0, g.out_height(), col, scratch);
+}
+
+void Im2ColRows(const ConvGeometry& g, const float* x, int64_t y0, int64_t y1, float* col,
+                float* scratch) {
+  const int64_t ow = g.out_width(), k = g.kernel, s = g.stride, rows = y1 - y0;
+  const int64_t wp = g.padded_width(), span = rows * ow, col_size = g.col_rows() * span;
+  // Output row y0 + y reads padded rows (y0 + y) s + ki: scratch row y s + ki.
+  const int64_t pr0 = y0 * s, pr1 = (y1 - 1) * s + k;
   for (int64_t c = 0; c < g.channels; ++c) {
-    PadPlane(g, x + c * g.height * g.width, scratch);
+    PadPlaneRows(g, x + c * g.height * g.width, scratch, pr0, pr1);
     for (int64_t ki = 0; ki < k; ++ki) {
       for (int64_t kj = 0; kj < k; ++kj) {
-        float* row = col + ((c * k + ki) * k + kj) * oh * ow;
+        float* row = col + ((c * k + ki) * k + kj) * span;
         const float* src = scratch + ki * wp + kj;
         if (s != 1) {
-          for (int64_t y = 0; y < oh; ++y) {
+          for (int64_t y = 0; y < rows; ++y) {
             const float* sr = src + y * s * wp;
             for (int64_t xo = 0; xo < ow; ++xo) row[y * ow + xo] = sr[xo * s];
           }
@@ -184,7 +195,7 @@ void Im2Col(const ConvGeometry& g, const float* x, float* col, float* scratch) {
         // Rows of col are written in order, so a span may overrun into the next one, but not
         // past the end of col. (The reads stay inside the scratch.)
         const int64_t blocked = BlocksOf(ow) * kBlock;
-        for (int64_t y = 0; y < oh; ++y) {
+        for (int64_t y = 0; y < rows; ++y) {
           float* out = row + y * ow;
           if (out - col + blocked <= col_size) {
             CopySpanOverrunning(src + y * wp, out, ow);
@@ -300,6 +311,44 @@ void Col2Im(const ConvGeometry& g, const float* col, float* dx, float* scratch) 
     float* dxc = dx + c * g.height * g.width;
     for (int64_t r = 0; r < g.height; ++r) {
       CopySpan(scratch + (g.padding + r) * wd + g.padding, dxc + r * g.width, g.width);
+    }
+  }
+}
+
+void Col2ImRowsAdd(const ConvGeometry& g, const float* col, int64_t y0, int64_t y1, float* dx,
+                   float* scratch) {
+  const int64_t ow = g.out_width(), k = g.kernel, s = g.stride, rows = y1 - y0;
+  const int64_t span = rows * ow, col_size = g.col_rows() * span;
+  // The padded rows these output rows touch, [pr0, pr0 + hp), summed in the scratch first.
+  const int64_t pr0 = y0 * s, hp = (rows - 1) * s + k;
+  const int64_t blocked = AddBlocksOf(ow) * kAddBlock;
+  const int64_t wd = s == 1 ? blocked + k - 1 : g.padded_width();
+  for (int64_t c = 0; c < g.channels; ++c) {
+    std::memset(scratch, 0, sizeof(float) * hp * wd);
+    for (int64_t kj = 0; kj < k; ++kj) {
+      for (int64_t y = 0; y < rows; ++y) {
+        for (int64_t ki = 0; ki < k; ++ki) {
+          const float* src = col + ((c * k + ki) * k + kj) * span + y * ow;
+          float* dst = scratch + (y * s + ki) * wd + kj;
+          if (s != 1) {
+            for (int64_t xo = 0; xo < ow; ++xo) dst[xo * s] += src[xo];
+          } else if (src - col + blocked <= col_size) {
+            for (int64_t i = 0; i < ow; i += kAddBlock) {
+              AddBlock(src + i, dst + i, std::min(kAddBlock, ow - i));
+            }
+          } else {
+            for (int64_t i = 0; i < ow; ++i) dst[i] += src[i];  // the end of col: read no further
+          }
+        }
+      }
+    }
+    float* dxc = dx + c * g.height * g.width;
+    for (int64_t pr = pr0; pr < pr0 + hp; ++pr) {
+      const int64_t r = pr - g.padding;
+      if (r < 0 || r >= g.height) continue;
+      const float* src = scratch + (pr - pr0) * wd + g.padding;
+      float* dst = dxc + r * g.width;
+      for (int64_t i = 0; i < g.width; ++i) dst[i] += src[i];
     }
   }
 }

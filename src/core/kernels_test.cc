@@ -1,11 +1,15 @@
-// Kernels without a layer of their own: ExpShifted against std::exp.
+// Kernels without a layer of their own: ExpShifted against std::exp; im2col / col2im tiles.
 #include "ftte/core/kernels.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <string>
 #include <vector>
+
+#include "ftte/core/rng.h"
 
 namespace ftte {
 namespace {
@@ -38,6 +42,59 @@ TEST(ExpShiftedTest, MatchesStdExpToTwoUlpsAndFlushesUnderflowToZero) {
   std::vector<float> z = x;
   ExpShifted(z.data(), static_cast<int64_t>(z.size()), 3.5f, z.data());
   EXPECT_EQ(z, y);
+}
+
+}  // namespace
+}  // namespace ftte
+
+namespace ftte {
+namespace {
+
+// Tiles of Im2Col by output rows, and Col2Im's tiles adding up, against the element-by-element
+// oracles, over strides, paddings, kernels and tile heights (including uneven last tiles).
+TEST(Im2ColTest, RowTilesMatchTheOracleAndCol2ImTilesAddUp) {
+  Rng rng(3);
+  for (int64_t stride : {1, 2}) {
+    for (int64_t pad : {0, 1, 2}) {
+      for (int64_t k : {1, 3, 5}) {
+        const ConvGeometry g{3, 11, 9, k, stride, pad};
+        if (g.out_height() < 1 || g.out_width() < 1) continue;
+        SCOPED_TRACE("k " + std::to_string(k) + " stride " + std::to_string(stride) + " pad " +
+                     std::to_string(pad));
+        const int64_t oh = g.out_height(), ow = g.out_width(), ckk = g.col_rows();
+        std::vector<float> x(static_cast<size_t>(g.channels * g.height * g.width));
+        for (float& v : x) v = static_cast<float>(rng.Normal());
+        std::vector<float> want(static_cast<size_t>(ckk * oh * ow));
+        RefIm2Col(g, x.data(), want.data());
+        std::vector<float> dx_want(x.size());
+        RefCol2Im(g, want.data(), dx_want.data());
+        std::vector<float> scratch(static_cast<size_t>(g.scratch_size()));
+        std::vector<float> dx(x.size());
+        Col2Im(g, want.data(), dx.data(), scratch.data());
+        for (size_t i = 0; i < dx.size(); ++i)
+          ASSERT_NEAR(dx[i], dx_want[i], 1e-5 + 1e-6 * std::fabs(dx_want[i])) << i;
+        for (int64_t rows : {int64_t{1}, int64_t{2}, int64_t{3}, oh}) {
+          std::fill(dx.begin(), dx.end(), 0.0f);
+          for (int64_t y0 = 0; y0 < oh; y0 += rows) {
+            const int64_t y1 = std::min(oh, y0 + rows), span = (y1 - y0) * ow;
+            std::vector<float> col(static_cast<size_t>(ckk * span));
+            Im2ColRows(g, x.data(), y0, y1, col.data(), scratch.data());
+            for (int64_t r = 0; r < ckk; ++r) {
+              for (int64_t j = 0; j < span; ++j) {
+                ASSERT_EQ(col[r * span + j], want[r * oh * ow + y0 * ow + j])
+                    << "tile rows " << rows << " row " << r << " column " << j;
+              }
+            }
+            Col2ImRowsAdd(g, col.data(), y0, y1, dx.data(), scratch.data());
+          }
+          for (size_t i = 0; i < dx.size(); ++i) {
+            ASSERT_NEAR(dx[i], dx_want[i], 1e-5 + 1e-6 * std::fabs(dx_want[i]))
+                << "tile rows " << rows << " pixel " << i;
+          }
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

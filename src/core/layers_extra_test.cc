@@ -515,10 +515,9 @@ TEST(EmbeddingTest, GradientAddsRepeatedTokensIntoPackedRows) {
   emb.weight().grad() = Tensor(&tracker, MemCategory::kGradients, {3 * 2});
   std::fill(emb.weight().grad().data(), emb.weight().grad().data() + 6, 99.0f);
   PlanContext pc;
-  emb.Prepare({5}, kParamGradOnly, pc, &tracker);
-  ThreadPool pool(2);
-  ExecContext ctx;
-  ctx.pool = &pool;
+  pc.threads = 2;
+  HandContext hand(emb, {5}, kParamGradOnly, &tracker, pc);
+  ExecContext& ctx = hand.ctx;
   std::vector<float> ids{2, 1, 2, 0, 1}, y(10), dy{1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
   emb.Forward(View{ids.data(), {5}}, View{y.data(), {5, 2}}, ctx);
   emb.Backward(View{ids.data(), {5}}, View{y.data(), {5, 2}}, View{dy.data(), {5, 2}}, View{}, ctx);

@@ -207,6 +207,140 @@ TEST(Conv2dTest, BatchLargerThanOneGradientChunk) {
   EXPECT_TRUE(CheckLayer(conv, c.in, &tracker, opt));
 }
 
+TEST(Conv2dTest, ManyIm2ColTiles) {
+  // Wide windows: an im2col tile holds only a few output rows, so the columns of a sample come
+  // in several tiles (4 here at stride 1, 2 at stride 2), for forward, both gradients and
+  // Col2Im's adding up.
+  MemoryTracker tracker;
+  for (const ConvCase& c : {ConvCase{80, 3, 5, 1, 2, true, {2, 80, 7, 7}},
+                            ConvCase{200, 2, 3, 2, 1, true, {2, 200, 9, 9}}}) {
+    Conv2d conv(c.in_c, c.out_c, c.kernel, c.stride, c.padding, c.bias, &tracker);
+    InitAll(conv, 8);
+    conv.weight().SetRowsTrainable(0, 1, false);
+    LayerCheckOptions opt = ConvOptions(conv, c);
+    opt.max_probes = 60;
+    opt.ref_atol = opt.ref_rtol = 1e-4;
+    EXPECT_TRUE(CheckLayer(conv, c.in, &tracker, opt)) << conv.Describe();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-row mixed storage: frozen rows int8, trainable rows float32
+
+// Runs `mixed` (int8 frozen rows) and a float32 twin holding the same dequantised values through
+// Forward and Backward in mode m and expects the same y, dx and gradients (up to the summation
+// order of the weight tiles).
+void ExpectMixedMatchesDense(Layer& mixed, Layer& dense, const Shape& in, LayerMode m,
+                             MemoryTracker* tracker) {
+  SCOPED_TRACE(mixed.Describe() + " param_grad " + std::to_string(m.param_grad) + " input_grad " +
+               std::to_string(m.input_grad));
+  const std::vector<Parameter*> mp = mixed.Params(), dp = dense.Params();
+  for (size_t k = 0; k < mp.size(); ++k) {
+    for (int64_t r = 0; r < mp[k]->rows(); ++r) {
+      dp[k]->SetRowsTrainable(r, r + 1, mp[k]->row_trainable(r));
+    }
+    mp[k]->SetStorage(FrozenStorage::kInt8);
+    mp[k]->ReadRows(0, mp[k]->rows(), dp[k]->data());
+    for (Parameter* p : {mp[k], dp[k]}) {
+      p->grad() = Tensor(tracker, MemCategory::kGradients, {p->trainable_numel()});
+    }
+  }
+  ASSERT_TRUE(mp[0]->quantized());
+  PlanContext pm{2, FrozenStorage::kInt8}, pd{2, FrozenStorage::kFloat32};
+  HandContext hm(mixed, in, m, tracker, pm), hd(dense, in, m, tracker, pd);
+  const Shape out = mixed.OutputShape(in).value();
+  Rng rng(5);
+  std::vector<float> x(static_cast<size_t>(NumElements(in))),
+      dy(static_cast<size_t>(NumElements(out)));
+  FillUniform(rng, x);
+  FillUniform(rng, dy);
+  std::vector<float> ym(dy.size()), yd(dy.size()), dxm(x.size()), dxd(x.size());
+  mixed.Forward(View{x.data(), in}, View{ym.data(), out}, hm.ctx);
+  dense.Forward(View{x.data(), in}, View{yd.data(), out}, hd.ctx);
+  auto expect_near = [](const float* a, const float* b, int64_t n, const std::string& what) {
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_NEAR(a[i], b[i], 1e-4 * (1 + std::fabs(b[i]))) << what << "[" << i << "]";
+    }
+  };
+  expect_near(ym.data(), yd.data(), static_cast<int64_t>(ym.size()), "y");
+  if (!m.backward()) return;
+  mixed.Backward(View{x.data(), in}, View{ym.data(), out}, View{dy.data(), out},
+                 View{dxm.data(), in}, hm.ctx);
+  dense.Backward(View{x.data(), in}, View{yd.data(), out}, View{dy.data(), out},
+                 View{dxd.data(), in}, hd.ctx);
+  if (m.input_grad) expect_near(dxm.data(), dxd.data(), static_cast<int64_t>(x.size()), "dx");
+  if (!m.param_grad) return;
+  for (size_t k = 0; k < mp.size(); ++k) {
+    expect_near(mp[k]->grad().data(), dp[k]->grad().data(), mp[k]->trainable_numel(),
+                mp[k]->name() + " grad");
+  }
+}
+
+TEST(MixedStorageTest, LinearWithInt8FrozenRowsMatchesItsFloatTwin) {
+  // 260 rows in two output blocks; int8 segments over both, and wide enough (300) that a
+  // frozen tile takes several column chunks.
+  for (LayerMode m : {kBoth, kInputGradOnly, kParamGradOnly, kForwardOnly}) {
+    MemoryTracker tracker;
+    Linear mixed(300, 260, true, &tracker), dense(300, 260, true, &tracker);
+    InitAll(mixed, 11);
+    mixed.weight().SetTrainable(false);
+    mixed.weight().SetRowsTrainable(40, 60, true);
+    mixed.weight().SetRowsTrainable(200, 230, true);
+    ExpectMixedMatchesDense(mixed, dense, {5, 300}, m, &tracker);
+  }
+}
+
+TEST(MixedStorageTest, ConvWithInt8FrozenChannelsMatchesItsFloatTwin) {
+  // 50 output channels of 720 weights: int8 channels come in two dequantised tiles.
+  for (LayerMode m : {kBoth, kInputGradOnly, kParamGradOnly, kForwardOnly}) {
+    MemoryTracker tracker;
+    Conv2d mixed(80, 50, 3, 1, 1, true, &tracker), dense(80, 50, 3, 1, 1, true, &tracker);
+    InitAll(mixed, 12);
+    mixed.weight().SetTrainable(false);
+    mixed.weight().SetRowsTrainable(2, 3, true);
+    ExpectMixedMatchesDense(mixed, dense, {2, 80, 6, 6}, m, &tracker);
+  }
+}
+
+TEST(MixedStorageTest, StorageKeepsTrainableRowsExactAndCountsBytes) {
+  MemoryTracker tracker;
+  Parameter p("w", {6, 5}, &tracker);
+  Rng rng(2);
+  for (int64_t i = 0; i < 30; ++i) p.data()[i] = static_cast<float>(rng.Normal());
+  const std::vector<float> before(p.data(), p.data() + 30);
+  p.SetRowsTrainable(0, 6, false);
+  p.SetRowsTrainable(1, 3, true);
+  p.SetRowsTrainable(5, 6, true);
+  const int64_t live0 = tracker.stats().live_total;
+  p.SetStorage(FrozenStorage::kInt8);
+  EXPECT_TRUE(p.quantized());
+  // 3 trainable rows as float32, 3 frozen rows as int8 with one scale each.
+  EXPECT_EQ(p.ValueBytes(FrozenStorage::kInt8), 3 * 5 * 4 + 3 * 5 + 3 * 4);
+  EXPECT_EQ(tracker.stats().live_total - live0, p.ValueBytes(FrozenStorage::kInt8) - 30 * 4);
+  std::vector<float> rows(30);
+  p.ReadRows(0, 6, rows.data());
+  for (int64_t r = 0; r < 6; ++r) {
+    for (int64_t j = 0; j < 5; ++j) {
+      const float want = before[r * 5 + j], got = rows[r * 5 + j];
+      if (p.row_trainable(r)) {
+        EXPECT_EQ(got, want) << r;  // trainable rows are the float32 values themselves
+      } else {
+        EXPECT_NEAR(got, want, std::fabs(want) / 100 + 0.02) << r;  // int8, per-row scale
+      }
+    }
+  }
+  // Segments cover the rows in order, alternating as stored; RunData is the packed store.
+  std::vector<std::pair<int64_t, bool>> seen;
+  p.ForEachSegment(0, 6, [&](const RowSegment& s) { seen.push_back({s.begin, s.f32 != nullptr}); });
+  EXPECT_EQ(seen,
+            (std::vector<std::pair<int64_t, bool>>{{0, false}, {1, true}, {3, false}, {5, true}}));
+  EXPECT_EQ(p.RunData(p.runs()[1])[0], before[25]);
+  // Back to float32: trainable rows exact, frozen rows the dequantised values.
+  p.SetStorage(FrozenStorage::kFloat32);
+  EXPECT_FALSE(p.quantized());
+  EXPECT_EQ(std::vector<float>(p.data(), p.data() + 30), rows);
+}
+
 // ---------------------------------------------------------------------------------------------
 // ReLU, MaxPool2d, Flatten
 

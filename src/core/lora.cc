@@ -67,11 +67,21 @@ bool LoraLinear::NeedsInput(LayerMode m) const {
   return base_.NeedsInput(BaseMode(m)) || (m.param_grad && lora_a_.any_trainable());
 }
 
+// With backward, x A^T is kept and dy B has a buffer; forward only, x A^T is workspace (the base
+// Linear has finished with the arena by then). The adapters' gradients are workspace, used
+// after the base Linear's backward.
 void LoraLinear::PlanOwn(const Shape& in, LayerMode m, MemoryPlan* plan) const {
   const int64_t bottleneck = RowsOf(in) * rank_;
-  plan->Add(m.backward() ? MemCategory::kActivations : MemCategory::kWorkspace,
-            FloatBytes(bottleneck), "lora x A^T");
-  plan->Add(MemCategory::kActGrads, m.backward() ? FloatBytes(bottleneck) : 0, "lora dy B");
+  if (m.backward()) {
+    plan->Add(MemCategory::kActivations, FloatBytes(bottleneck), "lora x A^T");
+    plan->Add(MemCategory::kActGrads, FloatBytes(bottleneck), "lora dy B");
+  } else {
+    plan->AddWorkspace(FloatBytes(bottleneck), "lora x A^T");
+  }
+  if (m.param_grad) {
+    plan->AddWorkspace(FloatBytes(lora_a_.trainable_numel() + lora_b_.trainable_numel()),
+                       "lora adapter gradients");
+  }
 }
 
 void LoraLinear::Plan(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPlan* plan) const {
@@ -84,7 +94,7 @@ void LoraLinear::Prepare(const Shape& in, LayerMode m, const PlanContext& pc,
   mode_ = m;
   pc_ = pc;
   MemoryPlan own;
-  PlanOwn(in, m, &own);
+  PlanOwn(in, m, &own);  // the kept buffers; the workspace comes with each call
   buffers_.clear();
   for (const auto& r : own.requests) {
     buffers_.emplace_back(tracker, r.category, static_cast<size_t>(r.bytes));
@@ -95,7 +105,7 @@ void LoraLinear::Prepare(const Shape& in, LayerMode m, const PlanContext& pc,
 void LoraLinear::Forward(const View& x, View y, ExecContext& ctx) {
   const int64_t rows = RowsOf(x.shape), r = rank_;
   base_.Forward(x, y, ctx);
-  float* u = static_cast<float*>(buffers_[0].data());
+  float* u = mode_.backward() ? static_cast<float*>(buffers_[0].data()) : ctx.workspace;
   const float* a = lora_a_.data();
   const float* b = lora_b_.data();
   ctx.pool->ParallelFor(NumBlocks(rows, kRowBlock), [&](int64_t t, int) {
@@ -116,6 +126,7 @@ void LoraLinear::Backward(const View& x, const View& y, const View& dy, View dx,
   float* v = static_cast<float*>(buffers_[1].data());
   const float* a = lora_a_.data();
   const float* b = lora_b_.data();
+  const int64_t in_blocks = NumBlocks(in_, kInBlock);
   if (grad_a || mode_.input_grad) {
     ctx.pool->ParallelFor(NumBlocks(rows, kRowBlock), [&](int64_t t, int) {
       const int64_t r0 = t * kRowBlock, r1 = std::min(rows, r0 + kRowBlock);
@@ -125,34 +136,38 @@ void LoraLinear::Backward(const View& x, const View& y, const View& dy, View dx,
   }
   const LayerMode bm = BaseMode(mode_);
   if (bm.backward()) base_.Backward(x, y, dy, bm.input_grad ? dx : View{}, ctx);
-  // dB = scale dy^T u over trainable rows of B (output features); dA = scale v^T x over
-  // trainable rows of A, split by input-feature blocks.
-  std::vector<RowRun> none;
-  const std::vector<RowRun>& b_runs = grad_b ? lora_b_.runs() : none;
-  const std::vector<RowRun>& a_runs = grad_a ? lora_a_.runs() : none;
-  const int64_t in_blocks = NumBlocks(in_, kInBlock);
-  const auto b_tasks = static_cast<int64_t>(b_runs.size());
-  const auto a_tasks = static_cast<int64_t>(a_runs.size()) * in_blocks;
-  if (b_tasks + a_tasks > 0) {
-    ctx.pool->ParallelFor(b_tasks + a_tasks, [&](int64_t t, int) {
-      if (t < b_tasks) {
-        const RowRun& run = b_runs[t];
-        Gemm(true, false, run.end - run.begin, r, rows, scale_, dy.data + run.begin, out_, u, r,
-             0.0f, lora_b_.grad().data() + run.packed * r, r);
-        return;
-      }
-      const RowRun& run = a_runs[(t - b_tasks) / in_blocks];
-      const int64_t c0 = ((t - b_tasks) % in_blocks) * kInBlock, c1 = std::min(in_, c0 + kInBlock);
-      Gemm(true, false, run.end - run.begin, c1 - c0, rows, scale_, v + run.begin, r, x.data + c0,
-           in_, 0.0f, lora_a_.grad().data() + run.packed * in_ + c0, in_);
-    });
-  }
+  // dx += scale v A before A's gradient is committed (which may update A at once).
   if (mode_.input_grad) {
     ctx.pool->ParallelFor(in_blocks, [&](int64_t t, int) {
       const int64_t i0 = t * kInBlock, i1 = std::min(in_, i0 + kInBlock);
       Gemm(false, false, rows, i1 - i0, r, scale_, v, r, a + i0, in_, 1.0f, dx.data + i0, in_);
     });
   }
+  // dB = scale dy^T u over trainable rows of B (output features); dA = scale v^T x over
+  // trainable rows of A, split by input-feature blocks.
+  std::vector<RowRun> none;
+  const std::vector<RowRun>& b_runs = grad_b ? lora_b_.runs() : none;
+  const std::vector<RowRun>& a_runs = grad_a ? lora_a_.runs() : none;
+  const auto b_tasks = static_cast<int64_t>(b_runs.size());
+  const auto a_tasks = static_cast<int64_t>(a_runs.size()) * in_blocks;
+  float* ga = ctx.workspace;
+  float* gb = ga + lora_a_.trainable_numel();
+  if (b_tasks + a_tasks > 0) {
+    ctx.pool->ParallelFor(b_tasks + a_tasks, [&](int64_t t, int) {
+      if (t < b_tasks) {
+        const RowRun& run = b_runs[t];
+        Gemm(true, false, run.end - run.begin, r, rows, scale_, dy.data + run.begin, out_, u, r,
+             0.0f, gb + run.packed * r, r);
+        return;
+      }
+      const RowRun& run = a_runs[(t - b_tasks) / in_blocks];
+      const int64_t c0 = ((t - b_tasks) % in_blocks) * kInBlock, c1 = std::min(in_, c0 + kInBlock);
+      Gemm(true, false, run.end - run.begin, c1 - c0, rows, scale_, v + run.begin, r, x.data + c0,
+           in_, 0.0f, ga + run.packed * in_ + c0, in_);
+    });
+  }
+  if (grad_a) ctx.grads->Commit(lora_a_, 0, lora_a_.trainable_rows(), ga);
+  if (grad_b) ctx.grads->Commit(lora_b_, 0, lora_b_.trainable_rows(), gb);
 }
 
 Flops LoraLinear::CountFlops(const Shape& in, LayerMode m) const {

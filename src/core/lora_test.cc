@@ -120,12 +120,9 @@ TEST(LoraLinearTest, FrozenBaseMayBeInt8AdaptersStayFloat) {
   l.base().weight().SetStorage(FrozenStorage::kInt8);
   PlanContext pc;
   pc.frozen = FrozenStorage::kInt8;
-  l.Prepare({3, 6}, kForwardOnly, pc, &tracker);
-  ThreadPool pool(1);
-  ExecContext ctx;
-  ctx.pool = &pool;
+  HandContext hand(l, {3, 6}, kForwardOnly, &tracker, pc);
   std::vector<float> y(3 * 5);
-  l.Forward(View{x.data(), {3, 6}}, View{y.data(), {3, 5}}, ctx);
+  l.Forward(View{x.data(), {3, 6}}, View{y.data(), {3, 5}}, hand.ctx);
   l.base().weight().SetStorage(FrozenStorage::kFloat32);  // the dequantised values
   const std::vector<float> want = RefLora(l, x, 6, 5, 2);
   for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], want[i], 1e-5) << i;

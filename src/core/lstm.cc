@@ -86,9 +86,15 @@ void LSTM::Plan(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPlan*
     plan->Add(MemCategory::kActivations, FloatBytes(n * steps * h), "lstm cell states");
     plan->Add(MemCategory::kActGrads, FloatBytes(n * h), "lstm hidden-state gradient");
     plan->Add(MemCategory::kActGrads, FloatBytes(n * h), "lstm cell-state gradient");
+    if (m.param_grad) {
+      // Per worker a block of weight-gradient rows; then both bias gradients.
+      const int64_t tile = kOutBlock * std::max(input_, h);
+      plan->AddWorkspace(
+          FloatBytes(pc.threads * tile + bias_ih_.trainable_rows() + bias_hh_.trainable_rows()),
+          "lstm weight-gradient blocks and bias gradients");
+    }
   } else {
-    plan->Add(MemCategory::kWorkspace, FloatBytes(n * steps * 4 * h), "lstm gates");
-    plan->Add(MemCategory::kWorkspace, FloatBytes(n * h), "lstm cell state");
+    plan->AddWorkspace(FloatBytes(n * steps * 4 * h + n * h), "lstm gates and cell state");
   }
 }
 
@@ -107,8 +113,8 @@ void LSTM::Forward(const View& x, View y, ExecContext& ctx) {
   FTTE_CHECK(n * steps <= capacity_)
       << Describe() << ": input " << ShapeToString(x.shape) << " larger than prepared";
   const bool keep = mode_.backward();
-  float* g = slot(0);
-  float* c = slot(1);
+  float* g = keep ? slot(0) : ctx.workspace;
+  float* c = keep ? slot(1) : ctx.workspace + capacity_ * g4;
   const float* wih = weight_ih_.data();
   const float* whh = weight_hh_.data();
   const float* bih = bias_ih_.data();
@@ -191,7 +197,7 @@ void LSTM::Backward(const View& x, const View& y, const View& dy, View dx, ExecC
       }
     });
   }
-  if (mode_.param_grad) GradWeights(x, y, n, steps, ctx);
+  // dx first: committing the gradients may update the weights at once.
   if (mode_.input_grad) {
     const float* wih = weight_ih_.data();
     ctx.pool->ParallelFor(NumBlocks(input_, kInBlock), [&](int64_t t, int) {
@@ -200,37 +206,37 @@ void LSTM::Backward(const View& x, const View& y, const View& dy, View dx, ExecC
            input_);
     });
   }
+  if (mode_.param_grad) GradWeights(x, y, n, steps, ctx);
 }
 
 // Slot 0 holds the gradients of the gate pre-activations dG [N, T, 4H]:
 // dW_ih = dG^T x, dW_hh = sum over steps s >= 1 of dG_s^T h_{s-1}, db_ih = db_hh = sum dG.
 void LSTM::GradWeights(const View& x, const View& y, int64_t n, int64_t steps, ExecContext& ctx) {
-  const int64_t h = hidden_, g4 = 4 * h;
+  const int64_t h = hidden_, g4 = 4 * h, tile = kOutBlock * std::max(input_, h);
   const float* g = slot(0);
   const auto ih = static_cast<int64_t>(ih_tasks_.size());
   const auto hh = static_cast<int64_t>(hh_tasks_.size());
   const bool any_bias = bias_ih_.any_trainable() || bias_hh_.any_trainable();
   const int64_t bias_tasks = any_bias ? NumBlocks(g4, kOutBlock) : 0;
-  float* gih = weight_ih_.any_trainable() ? weight_ih_.grad().data() : nullptr;
-  float* ghh = weight_hh_.any_trainable() ? weight_hh_.grad().data() : nullptr;
-  float* gbih = bias_ih_.any_trainable() ? bias_ih_.grad().data() : nullptr;
-  float* gbhh = bias_hh_.any_trainable() ? bias_hh_.grad().data() : nullptr;
-  ctx.pool->ParallelFor(ih + hh + bias_tasks, [&](int64_t t, int) {
+  float* gbih = ctx.workspace + pc_.threads * tile;
+  float* gbhh = gbih + bias_ih_.trainable_rows();
+  ctx.pool->ParallelFor(ih + hh + bias_tasks, [&](int64_t t, int worker) {
+    float* out = ctx.workspace + worker * tile;
     if (t < ih) {
       const RowRun& r = ih_tasks_[t];
       Gemm(true, false, r.end - r.begin, input_, n * steps, 1.0f, g + r.begin, g4, x.data, input_,
-           0.0f, gih + r.packed * input_, input_);
+           0.0f, out, input_);
+      ctx.grads->Commit(weight_ih_, r.packed, r.end - r.begin, out);
       return;
     }
     if (t < ih + hh) {
       const RowRun& r = hh_tasks_[t - ih];
-      float* out = ghh + r.packed * h;
       std::fill(out, out + (r.end - r.begin) * h, 0.0f);
-      if (steps < 2) return;
-      for (int64_t i = 0; i < n; ++i) {
+      for (int64_t i = 0; i < n && steps >= 2; ++i) {
         Gemm(true, false, r.end - r.begin, h, steps - 1, 1.0f, g + (i * steps + 1) * g4 + r.begin,
              g4, y.data + i * steps * h, h, 1.0f, out, h);
       }
+      ctx.grads->Commit(weight_hh_, r.packed, r.end - r.begin, out);
       return;
     }
     const int64_t o0 = (t - ih - hh) * kOutBlock, o1 = std::min(g4, o0 + kOutBlock);
@@ -243,6 +249,8 @@ void LSTM::GradWeights(const View& x, const View& y, int64_t n, int64_t steps, E
       if (rh >= 0) gbhh[rh] = sum;
     }
   });
+  if (bias_ih_.any_trainable()) ctx.grads->Commit(bias_ih_, 0, bias_ih_.trainable_rows(), gbih);
+  if (bias_hh_.any_trainable()) ctx.grads->Commit(bias_hh_, 0, bias_hh_.trainable_rows(), gbhh);
 }
 
 Flops LSTM::CountFlops(const Shape& in, LayerMode m) const {

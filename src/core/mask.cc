@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <numeric>
 
 #include "ftte/core/check.h"
@@ -10,15 +11,18 @@ namespace ftte {
 
 namespace {
 
+// Trial steps per candidate in PlanUnderBudget.
+constexpr int64_t kTrialSteps = 16;
+
 struct MaskSnapshot {
-  std::vector<std::vector<bool>> rows;
+  std::vector<std::vector<uint8_t>> rows;
 };
 
 MaskSnapshot Save(const Model& m) {
   MaskSnapshot s;
   for (const Parameter* p : m.params()) {
-    std::vector<bool> r(p->rows());
-    for (int64_t i = 0; i < p->rows(); ++i) r[i] = p->row_trainable(i);
+    std::vector<uint8_t> r(static_cast<size_t>(p->rows()));
+    for (int64_t i = 0; i < p->rows(); ++i) r[i] = p->row_trainable(i) ? 1 : 0;
     s.rows.push_back(std::move(r));
   }
   return s;
@@ -27,7 +31,12 @@ MaskSnapshot Save(const Model& m) {
 void Restore(Model& m, const MaskSnapshot& s) {
   for (size_t k = 0; k < m.params().size(); ++k) {
     Parameter* p = m.params()[k];
-    for (int64_t i = 0; i < p->rows(); ++i) p->SetRowsTrainable(i, i + 1, s.rows[k][i]);
+    for (int64_t r = 0; r < p->rows();) {
+      int64_t e = r;
+      while (e < p->rows() && s.rows[k][e] == s.rows[k][r]) ++e;
+      p->SetRowsTrainable(r, e, s.rows[k][r] != 0);
+      r = e;
+    }
   }
 }
 
@@ -40,65 +49,130 @@ struct Unit {
   size_t param;
   int64_t begin, end;
   double importance;
-  int64_t bytes;  // gradient + optimizer state
+  int64_t bytes;  // what training it adds, roughly (for ranking; the plan decides what fits)
 };
+
+// Every parameter back to float32 storage: masks change only there, and planning reads the
+// storage option, not the current storage.
+void UseFloatStorage(Model& model) {
+  for (Parameter* p : model.params()) p->SetStorage(FrozenStorage::kFloat32);
+}
+
+// "0, 3, 7 (96/512 rows), 9": the top-level layers whose matrices train, with row counts where
+// they train in part.
+std::string DescribeLayers(const Model& model) {
+  std::string out;
+  int64_t layer = -1, rows = 0, trainable = 0;
+  auto flush = [&] {
+    if (layer < 0 || trainable == 0) return;
+    out += (out.empty() ? "" : ", ") + std::to_string(layer);
+    if (trainable < rows) {
+      out += " (" + std::to_string(trainable) + "/" + std::to_string(rows) + " rows)";
+    }
+  };
+  for (const Parameter* p : model.params()) {
+    if (TopIndex(p) != layer) {
+      flush();
+      layer = TopIndex(p);
+      rows = trainable = 0;
+    }
+    if (p->shape().size() < 2) continue;  // count matrix rows; vectors ride along
+    rows += p->rows();
+    trainable += p->trainable_rows();
+  }
+  flush();
+  return out.empty() ? "biases only" : out;
+}
+
+// The mean held-out loss after select.trial_steps steps on select.trial under options `o` and
+// the model's current mask, from the model's current values, which are restored afterwards.
+double TrialLoss(Model& model, const TrainerOptions& o, const SelectOptions& select) {
+  std::vector<std::vector<float>> values;
+  for (const Parameter* p : model.params()) {
+    values.emplace_back(static_cast<size_t>(p->numel()));
+    p->ReadRows(0, p->rows(), values.back().data());
+  }
+  double loss = 0;
+  {
+    Trainer t(&model, o);
+    const Samples& d = select.trial;
+    const int64_t sample = NumElements(model.sample_shape()), per = model.label_positions();
+    for (int64_t s = 0, at = 0; s < select.trial_steps; ++s) {
+      if (at >= d.n) at = 0;
+      const int64_t m = std::min(o.batch, d.n - at);
+      t.Step(d.x + at * sample, d.labels + at * per, m);
+      at += m;
+    }
+    const Samples& h = select.held_out;
+    loss = t.Evaluate(h.x, h.labels, h.n).loss;
+  }
+  UseFloatStorage(model);
+  for (size_t k = 0; k < model.params().size(); ++k) {
+    std::copy(values[k].begin(), values[k].end(), model.params()[k]->data());
+  }
+  return std::isfinite(loss) ? loss : std::numeric_limits<double>::infinity();
+}
 
 }  // namespace
 
 RowImportance ComputeImportance(Model& model, const float* x, const int32_t* labels, int64_t n,
                                 const TrainerOptions& options, int64_t batches) {
+  UseFloatStorage(model);
   MaskSnapshot saved = Save(model);
   model.SetAllTrainable(true);
   TrainerOptions o = options;
   o.optimizer = OptimizerConfig{};
   o.optimizer.lr = 0.0f;  // gradients only: the update with lr 0 changes nothing
   o.frozen = FrozenStorage::kFloat32;
+  o.micro_batch = 0;
+  o.keep_gradients = false;
+  o.gradient_stats = true;
   RowImportance imp;
-  for (const Parameter* p : model.params()) imp.emplace_back(p->rows(), 0.0);
   {
     Trainer t(&model, o);
     const int64_t sample = NumElements(model.sample_shape());
     for (int64_t b = 0; b < batches && b * o.batch < n; ++b) {
       const int64_t m = std::min(o.batch, n - b * o.batch);
       t.Step(x + b * o.batch * sample, labels + b * o.batch * model.label_positions(), m);
-      for (size_t k = 0; k < model.params().size(); ++k) {
-        const Parameter* p = model.params()[k];
-        const float* g = p->grad().data();
-        const int64_t rs = p->row_size();
-        for (int64_t r = 0; r < p->rows(); ++r) {
-          double s = 0;
-          for (int64_t j = 0; j < rs; ++j) s += static_cast<double>(g[r * rs + j]) * g[r * rs + j];
-          imp[k][r] += s;
-        }
-      }
     }
+    imp = t.RowGradSq();  // every row trainable: packed rows are rows
   }
   Restore(model, saved);
   return imp;
 }
 
+std::vector<int64_t> HalvingMicroBatches(int64_t batch) {
+  std::vector<int64_t> out;
+  for (int64_t m = batch; m >= 1; m = m == 1 ? 0 : (m + 1) / 2) out.push_back(m);
+  return out;
+}
+
 Result<Selection> SelectUnderBudget(Model& model, const RowImportance& importance,
                                     const TrainerOptions& options, int64_t budget_bytes,
-                                    int64_t extra_bytes_per_value) {
+                                    const SelectOptions& select) {
   const auto& params = model.params();
   FTTE_CHECK(importance.size() == params.size());
-  const int64_t per_value =
-      FloatBytes(1 + options.optimizer.state_per_value()) + extra_bytes_per_value;
-  auto predict = [&] {
-    return PredictPeak(model, options).total + extra_bytes_per_value * model.num_trainable();
-  };
+  UseFloatStorage(model);
+  const int64_t extra = select.extra_bytes_per_value;
+  std::vector<int64_t> micros = select.micro_batches;
+  if (micros.empty()) micros.push_back(options.micro());
+  TrainerOptions o = options;
+  auto predict = [&] { return PredictPeak(model, o).total + extra * model.num_trainable(); };
+  // Units: 1-D tensors whole, matrices in blocks of about 1/64 of their rows.
   std::vector<Unit> units;
   double total = 0;
   for (size_t k = 0; k < params.size(); ++k) {
     const Parameter* p = params[k];
     const int64_t block =
-        p->shape().size() <= 1 ? p->rows() : std::max<int64_t>(1, (p->rows() + 15) / 16);
+        p->shape().size() <= 1 ? p->rows() : std::max<int64_t>(1, (p->rows() + 63) / 64);
+    const bool int8 = p->QuantizableWhenFrozen() && o.frozen == FrozenStorage::kInt8;
+    const int64_t per_value = (int8 ? 3 : 4) + FloatBytes(o.optimizer.state_per_value()) + extra;
     for (int64_t b = 0; b < p->rows(); b += block) {
       const int64_t e = std::min(p->rows(), b + block);
-      double s = 0;
-      for (int64_t r = b; r < e; ++r) s += importance[k][r];
-      units.push_back({k, b, e, s, (e - b) * p->row_size() * per_value});
-      total += s;
+      double sum = 0;
+      for (int64_t r = b; r < e; ++r) sum += importance[k][r];
+      units.push_back({k, b, e, sum, (e - b) * p->row_size() * per_value});
+      total += sum;
     }
   }
   std::vector<size_t> order(units.size());
@@ -111,14 +185,10 @@ Result<Selection> SelectUnderBudget(Model& model, const RowImportance& importanc
   std::sort(cuts.begin(), cuts.end());
   cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
 
-  Selection best;
-  best.budget_bytes = budget_bytes;
-  best.total_importance = total;
-  MaskSnapshot best_mask;
-  bool found = false;
-  for (int64_t cut : cuts) {
+  // Greedy fill at one (cut, micro-batch); returns whether the cut layer trains.
+  auto fill = [&](int64_t cut, double* captured) {
     model.SetAllTrainable(false);
-    double captured = 0;
+    *captured = 0;
     bool has_cut_unit = false;
     // The cut layer must train something, else this is a deeper cut; take its best unit first.
     for (int pass = 0; pass < 2; ++pass) {
@@ -133,23 +203,39 @@ Result<Selection> SelectUnderBudget(Model& model, const RowImportance& importanc
           p->SetRowsTrainable(u.begin, u.end, false);
           continue;
         }
-        captured += u.importance;
+        *captured += u.importance;
         if (layer == cut) has_cut_unit = true;
       }
       if (pass == 0 && !has_cut_unit) break;
     }
-    if (!has_cut_unit) continue;
-    if (!found || captured > best.importance) {
+    return has_cut_unit;
+  };
+
+  Selection sel;
+  sel.budget_bytes = budget_bytes;
+  sel.total_importance = total;
+  for (auto cut = cuts.rbegin(); cut != cuts.rend(); ++cut) {
+    Candidate best;
+    bool found = false;
+    for (int64_t micro : micros) {
+      o.micro_batch = micro;
+      double captured = 0;
+      if (!fill(*cut, &captured) || (found && captured <= best.importance)) continue;
       found = true;
-      best.importance = captured;
-      best.cut = cut;
+      best.cut = *cut;
+      best.micro_batch = o.micro();
+      best.trainable = model.num_trainable();
       best.predicted_bytes = predict();
-      best_mask = Save(model);
+      best.importance = captured;
+      best.layers = DescribeLayers(model);
+      best.mask = Save(model).rows;
     }
+    if (found) sel.candidates.push_back(std::move(best));
   }
-  if (!found) {
-    // Name the real floor: the cheapest single unit (training anything adds the backward
-    // buffers, e.g. a language model's batch x context x vocab logit gradients).
+  if (sel.candidates.empty()) {
+    // Name the real floor: the cheapest single unit at the smallest micro-batch (training
+    // anything adds the backward buffers, e.g. a language model's logit gradients).
+    o.micro_batch = micros.back();
     int64_t cheapest = INT64_MAX;
     for (const Unit& u : units) {
       model.SetAllTrainable(false);
@@ -157,14 +243,61 @@ Result<Selection> SelectUnderBudget(Model& model, const RowImportance& importanc
       cheapest = std::min(cheapest, predict());
     }
     model.SetAllTrainable(false);
-    const int64_t frozen = PredictPeak(model, options).total;
+    const int64_t frozen = PredictPeak(model, o).total;
     return InvalidArgument(
         "no trainable subset of " + model.name() + " fits in " + FormatBytes(budget_bytes) +
-        ": the smallest one needs " + FormatBytes(cheapest) + " (the frozen model alone " +
-        FormatBytes(frozen) + "); raise the budget, lower the batch, or use int8 frozen storage");
+        ": the smallest feasible budget is " + FormatBytes(cheapest) + " (micro-batch " +
+        std::to_string(o.micro()) + "; the frozen model alone needs " + FormatBytes(frozen) +
+        "); raise the budget" +
+        (o.frozen == FrozenStorage::kInt8 ? "" : ", or use int8 frozen storage") +
+        (o.micro() > 1 ? ", or lower the batch" : ""));
   }
-  Restore(model, best_mask);
-  return best;
+  const bool trial = select.trial_steps > 0 && select.trial.n > 0 && select.held_out.n > 0;
+  sel.criterion = trial ? "trial" : "importance";
+  for (size_t i = 0; i < sel.candidates.size(); ++i) {
+    Candidate& c = sel.candidates[i];
+    if (trial) {
+      // The micro-batch changes memory, not what a step computes (up to rounding), so trials
+      // run whole batches: faster, same ranking.
+      Restore(model, MaskSnapshot{c.mask});
+      o.micro_batch = 0;
+      c.trial_loss = TrialLoss(model, o, select);
+    }
+    const Candidate& b = sel.candidates[sel.chosen];
+    const bool better = trial ? c.trial_loss < b.trial_loss ||
+                                    (c.trial_loss == b.trial_loss && c.importance > b.importance)
+                              : c.importance > b.importance;
+    if (i == 0 || better) sel.chosen = i;
+  }
+  const Candidate& c = sel.candidates[sel.chosen];
+  Restore(model, MaskSnapshot{c.mask});
+  sel.cut = c.cut;
+  sel.micro_batch = c.micro_batch;
+  sel.importance = c.importance;
+  sel.predicted_bytes = c.predicted_bytes;
+  return sel;
+}
+
+Result<Selection> PlanUnderBudget(Model& model, TrainerOptions* options, int64_t budget_bytes,
+                                  const Samples& calibration, int64_t extra_bytes_per_value) {
+  FTTE_CHECK(calibration.n > 0) << "planning needs calibration samples";
+  const int64_t batches = (calibration.n + options->batch - 1) / options->batch;
+  RowImportance imp =
+      ComputeImportance(model, calibration.x, calibration.labels, calibration.n, *options, batches);
+  SelectOptions s;
+  s.extra_bytes_per_value = extra_bytes_per_value;
+  s.micro_batches = HalvingMicroBatches(options->batch);
+  if (calibration.n >= 8) {
+    const int64_t held = calibration.n / 4, sample = NumElements(model.sample_shape());
+    const int64_t train = calibration.n - held;
+    s.trial = {calibration.x, calibration.labels, train};
+    s.held_out = {calibration.x + train * sample,
+                  calibration.labels + train * model.label_positions(), held};
+    s.trial_steps = kTrialSteps;
+  }
+  FTTE_ASSIGN_OR_RETURN(Selection sel, SelectUnderBudget(model, imp, *options, budget_bytes, s));
+  options->micro_batch = sel.micro_batch;
+  return sel;
 }
 
 Status ApplyNamedMask(Model& model, const std::string& name) {

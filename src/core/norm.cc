@@ -36,6 +36,12 @@ std::vector<int64_t> PackedRows(const Parameter& p) {
   return rows;
 }
 
+// Commits the gradients of the trainable rows of an affine weight and bias.
+void CommitAffine(Parameter& weight, Parameter& bias, float* gw, float* gb, ExecContext& ctx) {
+  if (weight.any_trainable()) ctx.grads->Commit(weight, 0, weight.trainable_rows(), gw);
+  if (bias.any_trainable()) ctx.grads->Commit(bias, 0, bias.trainable_rows(), gb);
+}
+
 std::string EpsSuffix(float eps) {
   if (eps == 1e-5f) return "";
   std::ostringstream s;
@@ -134,6 +140,10 @@ void GroupNorm::Plan(const Shape& in, LayerMode m, const PlanContext& pc, Memory
   // Slot 0: {mean, rstd} per (sample, group), only when Backward will run.
   plan->Add(MemCategory::kActivations, m.backward() ? FloatBytes(2 * in[0] * groups_) : 0,
             "groupnorm mean and rstd");
+  if (m.param_grad) {
+    plan->AddWorkspace(FloatBytes(weight_.trainable_rows() + bias_.trainable_rows()),
+                       "groupnorm parameter gradients");
+  }
 }
 
 void GroupNorm::Prepare(const Shape& in, LayerMode m, const PlanContext& pc,
@@ -188,8 +198,8 @@ void GroupNorm::Backward(const View& x, const View& y, const View& dy, View dx, 
     });
   }
   if (!mode_.param_grad || (!weight_.any_trainable() && !bias_.any_trainable())) return;
-  float* gw = weight_.any_trainable() ? weight_.grad().data() : nullptr;
-  float* gb = bias_.any_trainable() ? bias_.grad().data() : nullptr;
+  float* gw = ctx.workspace;
+  float* gb = gw + weight_.trainable_rows();
   // dweight[c] = sum over samples and positions of dy * x_hat; dbias[c] = sum of dy.
   ctx.pool->ParallelFor(NumBlocks(channels_, kChannelBlock), [&](int64_t t, int) {
     const int64_t c1 = std::min(channels_, (t + 1) * kChannelBlock);
@@ -214,6 +224,7 @@ void GroupNorm::Backward(const View& x, const View& y, const View& dy, View dx, 
       if (rb >= 0) gb[rb] = static_cast<float>(sum_dy);
     }
   });
+  CommitAffine(weight_, bias_, gw, gb, ctx);
 }
 
 Flops GroupNorm::CountFlops(const Shape& in, LayerMode m) const {
@@ -256,6 +267,10 @@ void LayerNorm::Plan(const Shape& in, LayerMode m, const PlanContext& pc, Memory
   // Slot 0: {mean, rstd} per row, only when Backward will run.
   plan->Add(MemCategory::kActivations, m.backward() ? FloatBytes(2 * (NumElements(in) / dim_)) : 0,
             "layernorm mean and rstd");
+  if (m.param_grad) {
+    plan->AddWorkspace(FloatBytes(weight_.trainable_rows() + bias_.trainable_rows()),
+                       "layernorm parameter gradients");
+  }
 }
 
 void LayerNorm::Prepare(const Shape& in, LayerMode m, const PlanContext& pc,
@@ -303,8 +318,8 @@ void LayerNorm::Backward(const View& x, const View& y, const View& dy, View dx, 
     });
   }
   if (!mode_.param_grad || (!weight_.any_trainable() && !bias_.any_trainable())) return;
-  float* gw = weight_.any_trainable() ? weight_.grad().data() : nullptr;
-  float* gb = bias_.any_trainable() ? bias_.grad().data() : nullptr;
+  float* gw = ctx.workspace;
+  float* gb = gw + weight_.trainable_rows();
   // Features in blocks; each block sums its columns over all rows in row order.
   ctx.pool->ParallelFor(NumBlocks(dim_, kFeatureBlock), [&](int64_t t, int) {
     const int64_t d0 = t * kFeatureBlock, d1 = std::min(dim_, d0 + kFeatureBlock);
@@ -324,6 +339,7 @@ void LayerNorm::Backward(const View& x, const View& y, const View& dy, View dx, 
       if (bias_row_[d] >= 0) gb[bias_row_[d]] = static_cast<float>(sum_dy[d - d0]);
     }
   });
+  CommitAffine(weight_, bias_, gw, gb, ctx);
 }
 
 Flops LayerNorm::CountFlops(const Shape& in, LayerMode m) const {

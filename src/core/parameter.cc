@@ -8,6 +8,21 @@
 
 namespace ftte {
 
+namespace {
+
+// Symmetric int8 of one row: scale = max|row| / 127 (1 for an all-zero row).
+float QuantizeRow(const float* src, int64_t n, int8_t* dst) {
+  float m = 0;
+  for (int64_t j = 0; j < n; ++j) m = std::max(m, std::fabs(src[j]));
+  const float scale = m > 0 ? m / 127.0f : 1.0f;
+  for (int64_t j = 0; j < n; ++j) {
+    dst[j] = static_cast<int8_t>(std::lrint(std::clamp(src[j] / scale, -127.f, 127.f)));
+  }
+  return scale;
+}
+
+}  // namespace
+
 Parameter::Parameter(std::string name, Shape shape, MemoryTracker* tracker)
     : name_(name),
       local_name_(std::move(name)),
@@ -18,67 +33,80 @@ Parameter::Parameter(std::string name, Shape shape, MemoryTracker* tracker)
   RebuildRuns();
 }
 
+float* Parameter::data() {
+  FTTE_CHECK(!quantized()) << name_ << ": data() of a parameter with int8 rows";
+  return value_.data();
+}
+
+const float* Parameter::data() const {
+  FTTE_CHECK(!quantized()) << name_ << ": data() of a parameter with int8 rows";
+  return value_.data();
+}
+
+float* Parameter::RunData(const RowRun& run) {
+  const int64_t first = quantized() ? run.packed : run.begin;
+  return value_.data() + first * row_size();
+}
+
 void Parameter::ReadRows(int64_t r0, int64_t r1, float* out) const {
-  FTTE_CHECK(r0 >= 0 && r0 <= r1 && r1 <= rows());
-  const int64_t rs = row_size();
-  if (!quantized()) {
-    std::memcpy(out, data() + r0 * rs, sizeof(float) * (r1 - r0) * rs);
-    return;
-  }
-  const auto* q = static_cast<const int8_t*>(qvalue_.data());
-  for (int64_t r = r0; r < r1; ++r) {
-    const float s = qscale_.data()[r];
-    const int8_t* src = q + r * rs;
-    float* dst = out + (r - r0) * rs;
-    for (int64_t j = 0; j < rs; ++j) dst[j] = s * static_cast<float>(src[j]);
-  }
+  ReadBlock(r0, r1, 0, row_size(), out);
 }
 
 void Parameter::ReadBlock(int64_t r0, int64_t r1, int64_t c0, int64_t c1, float* out) const {
   FTTE_CHECK(r0 >= 0 && r0 <= r1 && r1 <= rows() && c0 >= 0 && c0 <= c1 && c1 <= row_size());
   const int64_t rs = row_size(), w = c1 - c0;
-  const auto* q = static_cast<const int8_t*>(qvalue_.data());
-  for (int64_t r = r0; r < r1; ++r) {
-    float* dst = out + (r - r0) * w;
-    if (!quantized()) {
-      std::memcpy(dst, data() + r * rs + c0, sizeof(float) * w);
-      continue;
+  ForEachSegment(r0, r1, [&](const RowSegment& s) {
+    for (int64_t r = s.begin; r < s.end; ++r) {
+      float* dst = out + (r - r0) * w;
+      const int64_t i = r - s.begin;
+      if (s.f32 != nullptr) {
+        std::memcpy(dst, s.f32 + i * rs + c0, sizeof(float) * w);
+        continue;
+      }
+      const float scale = s.scale[i];
+      const int8_t* src = s.q + i * rs + c0;
+      for (int64_t j = 0; j < w; ++j) dst[j] = scale * static_cast<float>(src[j]);
     }
-    const float s = qscale_.data()[r];
-    for (int64_t j = 0; j < w; ++j) dst[j] = s * static_cast<float>(q[r * rs + c0 + j]);
-  }
+  });
 }
 
 void Parameter::SetStorage(FrozenStorage s) {
   const bool want_int8 = QuantizedUnder(s);
-  if (want_int8 == quantized()) return;
+  if (!want_int8 && !quantized()) return;
   const int64_t rs = row_size();
-  if (want_int8) {
-    qvalue_ = Buffer(tracker_, MemCategory::kWeights, static_cast<size_t>(numel()));
-    qscale_ = Tensor(tracker_, MemCategory::kWeights, {rows()});
-    auto* q = static_cast<int8_t*>(qvalue_.data());
-    for (int64_t r = 0; r < rows(); ++r) {
-      const float* src = value_.data() + r * rs;
-      float m = 0;
-      for (int64_t j = 0; j < rs; ++j) m = std::max(m, std::fabs(src[j]));
-      const float scale = m > 0 ? m / 127.0f : 1.0f;
-      qscale_.data()[r] = scale;
-      for (int64_t j = 0; j < rs; ++j) {
-        q[r * rs + j] = static_cast<int8_t>(std::lrint(std::clamp(src[j] / scale, -127.f, 127.f)));
-      }
-    }
-    value_.Reset();
-  } else {
-    value_ = Tensor(tracker_, MemCategory::kWeights, shape_);
-    ReadRows(0, rows(), value_.data());
+  // Through dense float32: dequantise first (a no-op when dense), then split if asked.
+  if (quantized()) {
+    Tensor dense(tracker_, MemCategory::kWeights, shape_);
+    ReadRows(0, rows(), dense.data());
+    value_ = std::move(dense);
     qvalue_.Reset();
     qscale_.Reset();
   }
+  if (!want_int8) return;
+  const int64_t frozen = rows() - trainable_count_;
+  Tensor packed = trainable_count_ > 0
+                      ? Tensor(tracker_, MemCategory::kWeights, {trainable_count_, rs})
+                      : Tensor();
+  qvalue_ = Buffer(tracker_, MemCategory::kWeights, static_cast<size_t>(frozen * rs));
+  qscale_ = Tensor(tracker_, MemCategory::kWeights, {frozen});
+  auto* q = static_cast<int8_t*>(qvalue_.data());
+  int64_t f = 0;
+  for (int64_t r = 0; r < rows(); ++r) {
+    if (trainable_[r]) continue;
+    qscale_.data()[f] = QuantizeRow(value_.data() + r * rs, rs, q + f * rs);
+    ++f;
+  }
+  for (const RowRun& run : runs_) {
+    std::memcpy(packed.data() + run.packed * rs, value_.data() + run.begin * rs,
+                sizeof(float) * (run.end - run.begin) * rs);
+  }
+  value_ = std::move(packed);
 }
 
 int64_t Parameter::ValueBytes(FrozenStorage s) const {
   if (QuantizedUnder(s)) {
-    return numel() + rows() * static_cast<int64_t>(sizeof(float));
+    const int64_t frozen = rows() - trainable_count_;
+    return (trainable_numel() + frozen) * static_cast<int64_t>(sizeof(float)) + frozen * row_size();
   }
   return numel() * static_cast<int64_t>(sizeof(float));
 }
@@ -86,8 +114,11 @@ int64_t Parameter::ValueBytes(FrozenStorage s) const {
 void Parameter::SetRowsTrainable(int64_t begin, int64_t end, bool on) {
   FTTE_CHECK(begin >= 0 && begin <= end && end <= rows())
       << name_ << ": rows [" << begin << ", " << end << ") out of " << rows();
-  FTTE_CHECK(!(on && quantized())) << name_ << ": cannot train an int8-stored parameter; "
-                                   << "set the mask before choosing frozen storage";
+  bool changed = false;
+  for (int64_t r = begin; r < end; ++r) changed = changed || (trainable_[r] != 0) != on;
+  if (!changed) return;
+  FTTE_CHECK(!quantized()) << name_ << ": cannot change the mask of a parameter with int8 rows; "
+                           << "set the mask before choosing frozen storage";
   for (int64_t r = begin; r < end; ++r) trainable_[r] = on ? 1 : 0;
   RebuildRuns();
 }

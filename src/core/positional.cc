@@ -37,6 +37,13 @@ void PositionalEmbedding::InitParams(Rng& rng) {
   for (int64_t i = 0; i < weight_.numel(); ++i) w[i] = static_cast<float>(0.02 * rng.Normal());
 }
 
+void PositionalEmbedding::Plan(const Shape& in, LayerMode m, const PlanContext& pc,
+                               MemoryPlan* plan) const {
+  if (m.param_grad) {
+    plan->AddWorkspace(FloatBytes(weight_.trainable_numel()), "positional embedding gradient");
+  }
+}
+
 void PositionalEmbedding::Forward(const View& x, View y, ExecContext& ctx) {
   const int64_t steps = x.shape[1], rows = x.shape[0] * steps;
   const float* w = weight_.data();
@@ -55,7 +62,7 @@ void PositionalEmbedding::Backward(const View& x, const View& y, const View& dy,
                                    ExecContext& ctx) {
   const int64_t n = dy.shape[0], steps = dy.shape[1];
   if (mode_.param_grad && weight_.any_trainable()) {
-    float* g = weight_.grad().data();
+    float* g = ctx.workspace;
     // Trainable positions beyond this sequence length get zeros.
     ctx.pool->ParallelFor(NumBlocks(max_len_, kPositionBlock), [&](int64_t t, int) {
       const int64_t p0 = t * kPositionBlock, p1 = std::min(max_len_, p0 + kPositionBlock);
@@ -71,6 +78,7 @@ void PositionalEmbedding::Backward(const View& x, const View& y, const View& dy,
         }
       }
     });
+    ctx.grads->Commit(weight_, 0, weight_.trainable_rows(), g);
   }
   if (mode_.input_grad && dx.data != dy.data) {
     std::memcpy(dx.data, dy.data, sizeof(float) * dy.numel());

@@ -95,8 +95,9 @@ Sequential::Layout Sequential::MakeLayout(const Shape& in, LayerMode m) const {
     L.modes[i] = {children_[i]->HasTrainable(), i > L.first_bw || m.input_grad};
   }
   // The forward-only prefix keeps nothing, so it can run a few samples at a time: its
-  // transients shrink to micro-batch size and only the cut layer's input is full size.
-  if (L.first_bw > 0 && L.first_bw < n && in[0] > kPrefixMicroBatch) L.micro = kPrefixMicroBatch;
+  // transients shrink to micro-batch size and only the cut layer's input (or, with no backward
+  // at all, the output) is full size.
+  if (L.first_bw > 0 && in[0] > kPrefixMicroBatch) L.micro = kPrefixMicroBatch;
   // Which tensors some backward reads.
   std::vector<bool> need(n + 1, false);
   for (size_t t = 0; t <= n; ++t) {

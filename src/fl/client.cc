@@ -10,18 +10,10 @@ namespace ftte::fl {
 
 namespace {
 
-TrainerOptions OptionsOf(const ClientConfig& c) {
-  TrainerOptions o;
-  o.batch = c.batch;
-  o.threads = 1;  // parallelism comes from running many devices at once
-  o.optimizer = c.optimizer;
-  o.frozen = c.frozen;
-  return o;
-}
-
 bool SameConfig(const ClientConfig& a, const ClientConfig& b) {
-  return a.batch == b.batch && a.frozen == b.frozen && a.optimizer.kind == b.optimizer.kind &&
-         a.optimizer.lr == b.optimizer.lr && a.optimizer.momentum == b.optimizer.momentum &&
+  return a.batch == b.batch && a.micro_batch == b.micro_batch && a.frozen == b.frozen &&
+         a.optimizer.kind == b.optimizer.kind && a.optimizer.lr == b.optimizer.lr &&
+         a.optimizer.momentum == b.optimizer.momentum &&
          a.optimizer.nesterov == b.optimizer.nesterov &&
          a.optimizer.weight_decay == b.optimizer.weight_decay;
 }
@@ -31,7 +23,7 @@ void CopyTrainableRows(Model& model, float* packed, bool to_model) {
   for (Parameter* p : model.params()) {
     const int64_t rs = p->row_size();
     for (const RowRun& r : p->runs()) {
-      float* w = p->data() + r.begin * rs;
+      float* w = p->RunData(r);
       const size_t n = static_cast<size_t>((r.end - r.begin) * rs);
       if (to_model) {
         std::memcpy(w, packed, n * sizeof(float));
@@ -45,11 +37,22 @@ void CopyTrainableRows(Model& model, float* packed, bool to_model) {
 
 }  // namespace
 
+TrainerOptions ClientTrainerOptions(const ClientConfig& c) {
+  TrainerOptions o;
+  o.batch = c.batch;
+  o.micro_batch = c.micro_batch;
+  o.threads = 1;  // parallelism comes from running many devices at once
+  o.optimizer = c.optimizer;
+  o.frozen = c.frozen;
+  o.gradient_stats = true;  // the update's variance
+  return o;
+}
+
 int64_t PredictClientPeak(Model& model, const Mask& mask, const ClientConfig& config) {
   const Mask saved = Mask::FromModel(model);
   mask.ApplyTo(model);
-  const int64_t peak =
-      PredictPeak(model, OptionsOf(config)).total + FloatBytes(model.num_trainable());
+  const int64_t peak = PredictPeak(model, ClientTrainerOptions(config)).total +
+                       kClientBytesPerTrainableValue * model.num_trainable();
   saved.ApplyTo(model);
   return peak;
 }
@@ -91,7 +94,7 @@ void ClientTrainer::Reconfigure(const std::vector<float>& weights, const Mask& m
   for (Parameter* p : model_->params()) p->SetStorage(FrozenStorage::kFloat32);
   mask.ApplyTo(*model_);
   SetWeights(*model_, weights);
-  trainer_ = std::make_unique<Trainer>(model_.get(), OptionsOf(config));
+  trainer_ = std::make_unique<Trainer>(model_.get(), ClientTrainerOptions(config));
   // Allocated after the trainer reset the peak, so the device's measured peak includes it.
   before_ = Tensor(&model_->tracker(), MemCategory::kOptimizer, {model_->num_trainable()});
   mask_ = mask;
@@ -139,11 +142,7 @@ ClientResult ClientTrainer::Train(const std::vector<float>& weights, const Mask&
     const StepResult r = trainer_->Step(xb_.data(), yb_.data(), m);
     loss_sum += static_cast<double>(r.loss) * m;
     seen += m;
-    for (const Parameter* p : model_->params()) {
-      const float* g = p->grad().data();
-      for (int64_t i = 0; i < p->trainable_numel(); ++i)
-        grad_sq += static_cast<double>(g[i]) * g[i];
-    }
+    grad_sq += r.grad_sq;
   }
 
   ClientResult out;

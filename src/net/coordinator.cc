@@ -81,15 +81,13 @@ Status Coordinator::Init(data::ImageDataset eval) {
     model->SetAllTrainable(true);
   } else if (config_.mask == "budget") {
     if (config_.budget_bytes <= 0) return InvalidArgument("mask = \"budget\" needs [model] budget");
-    TrainerOptions o;
-    o.batch = config_.client.batch;
-    o.optimizer = config_.client.optimizer;
-    o.frozen = config_.client.frozen;
+    TrainerOptions o = fl::ClientTrainerOptions(config_.client);
     const int64_t n = std::min(config_.calibration_samples, eval.size);
-    RowImportance imp = ComputeImportance(*model, eval.images.data(), eval.labels.data(), n, o,
-                                          (n + o.batch - 1) / o.batch);
-    auto sel = SelectUnderBudget(*model, imp, o, config_.budget_bytes, FloatBytes(1));
+    auto sel = PlanUnderBudget(*model, &o, config_.budget_bytes,
+                               Samples{eval.images.data(), eval.labels.data(), n},
+                               fl::kClientBytesPerTrainableValue);
     if (!sel.ok()) return sel.status();
+    config_.client.micro_batch = o.micro_batch;
   } else {
     return InvalidArgument("[model] mask '" + config_.mask + "' is unknown; use full or budget");
   }

@@ -61,6 +61,7 @@ v1::Hyperparameters HyperparametersToProto(const fl::ClientConfig& c, bool int8_
   h.set_local_epochs(c.local_epochs);
   h.set_local_steps(c.local_steps);
   h.set_batch(c.batch);
+  h.set_micro_batch(c.micro_batch);
   h.set_learning_rate(c.optimizer.lr);
   h.set_momentum(c.optimizer.momentum);
   h.set_int8_upload(int8_upload);
@@ -73,6 +74,10 @@ Result<fl::ClientConfig> HyperparametersFromProto(const v1::Hyperparameters& h) 
   if (h.batch() < 1 || h.batch() > 65536) {
     return InvalidArgument("hyperparameters: batch " + std::to_string(h.batch()) +
                            " is outside [1, 65536]");
+  }
+  if (h.micro_batch() < 0 || h.micro_batch() > h.batch()) {
+    return InvalidArgument("hyperparameters: micro-batch " + std::to_string(h.micro_batch()) +
+                           " is outside [0, batch " + std::to_string(h.batch()) + "]");
   }
   if (h.local_steps() < 0 || h.local_epochs() < 0 ||
       (h.local_steps() == 0 && h.local_epochs() == 0)) {
@@ -89,6 +94,7 @@ Result<fl::ClientConfig> HyperparametersFromProto(const v1::Hyperparameters& h) 
   c.local_epochs = h.local_epochs();
   c.local_steps = h.local_steps();
   c.batch = h.batch();
+  c.micro_batch = h.micro_batch();
   c.optimizer.lr = h.learning_rate();
   c.optimizer.momentum = h.momentum();
   c.frozen = h.frozen_storage() == "int8" ? FrozenStorage::kInt8 : FrozenStorage::kFloat32;

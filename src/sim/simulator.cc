@@ -216,14 +216,12 @@ Result<MethodResult> RunMethod(const SimConfig& config, const MethodConfig& meth
     for (const DeviceProfile& d : env.devices) memories.push_back(d.memory_bytes);
     res.budget_bytes = Quantile(memories, method.budget_quantile);
     const int64_t n = std::min<int64_t>(config.calibration_samples, env.train.size);
-    TrainerOptions o;
-    o.batch = client.batch;
-    o.optimizer = client.optimizer;
-    o.frozen = client.frozen;
-    RowImportance imp = ComputeImportance(*model, env.train.images.data(), env.train.labels.data(),
-                                          n, o, (n + o.batch - 1) / o.batch);
-    auto sel = SelectUnderBudget(*model, imp, o, res.budget_bytes, FloatBytes(1));
+    TrainerOptions o = fl::ClientTrainerOptions(client);
+    auto sel = PlanUnderBudget(*model, &o, res.budget_bytes,
+                               Samples{env.train.images.data(), env.train.labels.data(), n},
+                               fl::kClientBytesPerTrainableValue);
     if (!sel.ok()) return InvalidArgument(method.name + ": " + sel.status().message());
+    client.micro_batch = o.micro_batch;
   } else {
     return InvalidArgument(method.name + ": mask '" + method.mask +
                            "' is unknown; use full or budget");

@@ -64,6 +64,7 @@ Status Dump(const std::string& model_name, const std::string& init_path,
   o.optimizer.kind = OptimizerConfig::Kind::kSgd;
   o.optimizer.lr = kLr;
   o.optimizer.momentum = 0.0f;
+  o.keep_gradients = true;  // the whole gradient, to compare with PyTorch's
   // Gradients live while the Trainer does, so copy them out before it goes.
   std::vector<std::vector<float>> grads, after;
   std::vector<float> loss(1), step_loss(1);

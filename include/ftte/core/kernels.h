@@ -34,9 +34,16 @@ struct ConvGeometry {
 // col[C*k*k, OH*OW] from x[C, H, W]; zeros where the window hangs over the padding. `scratch`
 // holds scratch_size() floats (contents on entry and exit are unspecified). Writes only col.
 void Im2Col(const ConvGeometry& g, const float* x, float* col, float* scratch);
+// The columns of output rows [y0, y1) only: col[C*k*k, (y1 - y0) * OW], a tile of Im2Col's.
+void Im2ColRows(const ConvGeometry& g, const float* x, int64_t y0, int64_t y1, float* col,
+                float* scratch);
 // dx[C, H, W] = sum of col entries back into their pixels (dx is overwritten). `scratch` as
 // for Im2Col.
 void Col2Im(const ConvGeometry& g, const float* col, float* dx, float* scratch);
+// dx += the entries of a tile col[C*k*k, (y1 - y0) * OW] of output rows [y0, y1) (as
+// Im2ColRows makes) back into their pixels. Tiles covering all rows sum to Col2Im's dx.
+void Col2ImRowsAdd(const ConvGeometry& g, const float* col, int64_t y0, int64_t y1, float* dx,
+                   float* scratch);
 // Element-by-element versions of the two above, the oracle for them.
 void RefIm2Col(const ConvGeometry& g, const float* x, float* col);
 void RefCol2Im(const ConvGeometry& g, const float* col, float* dx);

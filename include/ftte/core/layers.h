@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "ftte/core/kernels.h"
 #include "ftte/core/layer.h"
 
 namespace ftte {
@@ -32,11 +33,14 @@ class Linear : public Layer {
   Parameter* bias() { return bias_.get(); }
 
  private:
+  // Floats of one worker's workspace tile under mode m and plan context pc.
+  int64_t TileFloats(LayerMode m, const PlanContext& pc) const;
+
   int64_t in_, out_;
   Parameter weight_;
   std::unique_ptr<Parameter> bias_;
   std::vector<RowRun> dw_tasks_;  // trainable weight rows in blocks, fixed at Prepare
-  bool quantized_ = false;
+  int64_t tile_ = 0;              // floats per worker, fixed at Prepare
 };
 
 // 2-D convolution, square kernel, stride and zero padding, OIHW weights.
@@ -60,11 +64,28 @@ class Conv2d : public Layer {
   Parameter* bias() { return bias_.get(); }
 
  private:
+  // Floats of the workspace: per worker an im2col tile (with its scratch) and a dequantised
+  // weight tile; shared, the weight gradient, its chunk partial sums and the bias gradient.
+  struct WorkspaceLayout {
+    int64_t tile = 0;                          // PlanContext::tile_floats
+    int64_t col = 0, weight = 0;               // per worker
+    int64_t grad = 0, partials = 0, bias = 0;  // shared
+    int64_t PerWorker() const { return col + weight; }
+    int64_t Shared(int threads) const {
+      return threads * PerWorker();
+    }  // offset of the shared part
+    int64_t Total(int threads) const { return Shared(threads) + grad + partials + bias; }
+  };
+  WorkspaceLayout Layout(const Shape& in, LayerMode m, const PlanContext& pc) const;
+  void WeightGrad(const ConvGeometry& g, const View& x, const View& dy, ExecContext& ctx);
+  void BiasGrad(const ConvGeometry& g, const View& dy, ExecContext& ctx);
+  void InputGrad(const ConvGeometry& g, const View& dy, View dx, ExecContext& ctx);
+
   int64_t in_c_, out_c_, kernel_, stride_, padding_;
   Parameter weight_;
   std::unique_ptr<Parameter> bias_;
-  bool quantized_ = false;
   int64_t prepared_batch_ = 0;
+  WorkspaceLayout layout_;
 };
 
 // Elementwise max(x, 0). Saves one bit per element (x > 0) for backward, so neither its input

@@ -167,6 +167,7 @@ class Embedding : public Layer {
   std::vector<Parameter*> Params() override { return {&weight_}; }
   void InitParams(Rng& rng) override;
   bool NeedsInput(LayerMode m) const override { return m.param_grad; }
+  void Plan(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPlan* plan) const override;
   void Prepare(const Shape& in, LayerMode m, const PlanContext& pc,
                MemoryTracker* tracker) override;
   void Forward(const View& x, View y, ExecContext& ctx) override;
@@ -176,6 +177,8 @@ class Embedding : public Layer {
   Parameter& weight() { return weight_; }
 
  private:
+  int64_t GradBlockRows(int64_t tile) const;
+
   int64_t vocab_, dim_;
   Parameter weight_;
 };

@@ -120,8 +120,8 @@ class LoraLinear : public Layer {
 // With lora.rank > 0 both projections are LoraLinear (adds "qkv.lora_a", ...).
 // Memory with backward: qkv [N, T, 3C], the attention probabilities [N, heads, T, T] and the
 // heads' output [N, T, C] are kept (kActivations), the gradients of the heads' output and of qkv
-// (kActGrads) and one [T, T] scratch per thread (kWorkspace). Forward only, the three buffers
-// are kWorkspace. Work is split by (sample, head).
+// (kActGrads) and one [T, T] scratch per thread (workspace). Forward only, qkv, one [T, T] per
+// thread and the heads' output are workspace. Work is split by (sample, head).
 class CausalSelfAttention : public Layer {
  public:
   // Aborts unless dim % heads == 0.
@@ -147,11 +147,15 @@ class CausalSelfAttention : public Layer {
   LayerMode QkvMode(LayerMode m) const;
   LayerMode ProjMode(LayerMode m) const;
   void PlanOwn(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPlan* plan) const;
+  int64_t ForwardOnlyFloats(const Shape& in, int threads) const;
+  float* Buf(int slot, const ExecContext& ctx) const;
 
   int64_t dim_, heads_;
   LoraOptions lora_;
   std::unique_ptr<Layer> qkv_, proj_;
-  std::vector<Buffer> buffers_;  // qkv, probs, heads' output, their grads, per-worker scratch
+  std::vector<Buffer> buffers_;  // with backward: qkv, probs, heads' output, their grads
+  int64_t own_floats_ = 0;       // forward only: arena floats held while the children run
+  int64_t rows_cap_ = 0;         // prepared (sample, position) rows
 };
 
 // A learned positional embedding added to x [N, T, dim], T <= max_len: y[n, t] = x[n, t] +
@@ -166,6 +170,7 @@ class PositionalEmbedding : public Layer {
   void InitParams(Rng& rng) override;
   bool NeedsInput(LayerMode m) const override { return false; }
   bool InPlace() const override { return true; }
+  void Plan(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPlan* plan) const override;
   void Forward(const View& x, View y, ExecContext& ctx) override;
   void Backward(const View& x, const View& y, const View& dy, View dx, ExecContext& ctx) override;
   Flops CountFlops(const Shape& in, LayerMode m) const override;

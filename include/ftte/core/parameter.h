@@ -7,6 +7,7 @@
 #ifndef FTTE_CORE_PARAMETER_H_
 #define FTTE_CORE_PARAMETER_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -18,12 +19,24 @@ namespace ftte {
 // How a device keeps frozen weights (DESIGN.md §3).
 enum class FrozenStorage {
   kFloat32,  // as they are
-  kInt8,     // int8 with one float32 scale per row (output channel), for fully frozen matrices
+  // The frozen rows of matrices (>= 2-D) as int8 with one float32 scale per row (output
+  // channel); the trainable rows of the same matrix stay float32 (per-row mixed storage).
+  kInt8,
 };
 
 // A run of consecutive trainable rows [begin, end) whose gradient starts at row `packed`.
 struct RowRun {
   int64_t begin, end, packed;
+};
+
+// Rows [begin, end) of a parameter stored alike: as float32 from `f32` (row r at
+// f32 + (r - begin) * row_size), or as int8 from `q` with one scale per row (row r at
+// q + (r - begin) * row_size, scaled by scale[r - begin]).
+struct RowSegment {
+  int64_t begin = 0, end = 0;
+  const float* f32 = nullptr;
+  const int8_t* q = nullptr;
+  const float* scale = nullptr;
 };
 
 class Parameter {
@@ -39,24 +52,35 @@ class Parameter {
   int64_t rows() const { return shape_.empty() ? 1 : shape_[0]; }
   int64_t row_size() const { return rows() == 0 ? 0 : numel() / rows(); }
 
-  // float32 values; null while quantized.
-  float* data() { return value_.data(); }
-  const float* data() const { return value_.data(); }
+  // All values as float32, row-major; only while not quantized() (aborts otherwise: then rows
+  // live in two packed stores, see RunData and ForEachSegment).
+  float* data();
+  const float* data() const;
+  // Whether some (frozen) rows are stored as int8.
   bool quantized() const { return !qscale_.empty(); }
-  // Copies rows [r0, r1) as float32 into out (dequantising when quantized). Thread-safe.
+  // The float32 values of trainable run `run` (one of runs()), rows row_size() apart: in
+  // place while not quantized, else in the packed store of trainable rows. Writable: this is
+  // what optimizers update.
+  float* RunData(const RowRun& run);
+  // Calls fn(const RowSegment&) for the maximal runs of rows in [r0, r1) stored alike, in row
+  // order. Thread-safe (reads only).
+  template <typename F>
+  void ForEachSegment(int64_t r0, int64_t r1, F&& fn) const;
+  // Copies rows [r0, r1) as float32 into out (dequantising int8 rows). Thread-safe.
   void ReadRows(int64_t r0, int64_t r1, float* out) const;
   // Copies the block rows [r0, r1) x columns [c0, c1) of the [rows, row_size] matrix into out
-  // ([r1 - r0, c1 - c0]). Thread-safe.
+  // ([r1 - r0, c1 - c0], dequantising int8 rows). Thread-safe.
   void ReadBlock(int64_t r0, int64_t r1, int64_t c0, int64_t c1, float* out) const;
-  // Whether the values would be int8 under storage `s` with the current mask.
+  // Whether some rows would be int8 under storage `s` with the current mask.
   bool QuantizedUnder(FrozenStorage s) const {
-    return s == FrozenStorage::kInt8 && !any_trainable() && QuantizableWhenFrozen();
+    return s == FrozenStorage::kInt8 && !all_trainable() && QuantizableWhenFrozen();
   }
 
-  // Converts a fully frozen parameter with >= 2 dimensions to int8 + per-row scale (symmetric,
-  // scale = max|row| / 127), or back to float32. A parameter with any trainable row stays float.
+  // Under kInt8, stores the frozen rows of a matrix as int8 + per-row scale (symmetric,
+  // scale = max|row| / 127) and its trainable rows as float32, packed; under kFloat32 (or for
+  // 1-D or opted-out parameters) all rows as float32. Going back to float32 dequantises.
   void SetStorage(FrozenStorage s);
-  // Whether SetStorage(kInt8) would quantize it (fully frozen, >= 2-D and not opted out).
+  // Whether SetStorage(kInt8) may keep frozen rows as int8 (>= 2-D and not opted out).
   bool QuantizableWhenFrozen() const { return shape_.size() >= 2 && int8_allowed_; }
   // Layers whose kernels read the float32 values directly (LSTM, positional embeddings, LoRA
   // adapters) opt their parameters out of int8 storage; they then stay float32 under any
@@ -65,7 +89,7 @@ class Parameter {
   // Bytes the values take under storage `s` given the current mask.
   int64_t ValueBytes(FrozenStorage s) const;
 
-  // Trainable mask.
+  // Trainable mask. Changing it needs float32 storage (SetStorage(kFloat32) first).
   void SetTrainable(bool on) { SetRowsTrainable(0, rows(), on); }
   void SetRowsTrainable(int64_t begin, int64_t end, bool on);
   bool row_trainable(int64_t r) const { return trainable_[r] != 0; }
@@ -75,8 +99,9 @@ class Parameter {
   bool all_trainable() const { return trainable_count_ == rows(); }
   const std::vector<RowRun>& runs() const { return runs_; }
 
-  // Gradient of the trainable rows, packed: [trainable_rows * row_size]. Allocated by the
-  // trainer; empty otherwise.
+  // Gradient of the trainable rows, packed: [trainable_rows * row_size]. Filled only by a
+  // trainer asked to keep gradients (TrainerOptions::keep_gradients) or by a test; empty
+  // otherwise (training commits gradients a block at a time, see GradientSink).
   Tensor& grad() { return grad_; }
   const Tensor& grad() const { return grad_; }
 
@@ -88,15 +113,49 @@ class Parameter {
   std::string name_, local_name_;
   Shape shape_;
   MemoryTracker* tracker_;
-  Tensor value_;
-  Buffer qvalue_;  // int8 [rows * row_size]
-  Tensor qscale_;  // [rows]
+  Tensor value_;   // all rows; while quantized, the trainable rows only, packed in run order
+  Buffer qvalue_;  // int8 frozen rows, packed in row order [frozen rows * row_size]
+  Tensor qscale_;  // [frozen rows]
   bool int8_allowed_ = true;
   std::vector<uint8_t> trainable_;
   int64_t trainable_count_ = 0;
   std::vector<RowRun> runs_;
   Tensor grad_;
 };
+
+template <typename F>
+void Parameter::ForEachSegment(int64_t r0, int64_t r1, F&& fn) const {
+  const int64_t rs = row_size();
+  if (!quantized()) {
+    if (r0 < r1) fn(RowSegment{r0, r1, value_.data() + r0 * rs, nullptr, nullptr});
+    return;
+  }
+  const auto* q = static_cast<const int8_t*>(qvalue_.data());
+  // Frozen rows between trainable runs are packed in row order: frozen row r sits at r less
+  // the trainable rows before it.
+  int64_t r = r0, trainable_before = 0;
+  for (const RowRun& run : runs_) {
+    if (run.end <= r) {
+      trainable_before += run.end - run.begin;
+      continue;
+    }
+    if (r >= r1) break;
+    if (r < run.begin) {
+      const int64_t e = std::min(run.begin, r1), f = r - trainable_before;
+      fn(RowSegment{r, e, nullptr, q + f * rs, qscale_.data() + f});
+      r = e;
+      if (r >= r1) break;
+    }
+    const int64_t e = std::min(run.end, r1);
+    fn(RowSegment{r, e, value_.data() + (run.packed + r - run.begin) * rs, nullptr, nullptr});
+    trainable_before += run.end - run.begin;
+    r = e;
+  }
+  if (r < r1) {
+    const int64_t f = r - trainable_before;
+    fn(RowSegment{r, r1, nullptr, q + f * rs, qscale_.data() + f});
+  }
+}
 
 }  // namespace ftte
 

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "ftte/core/model.h"
 #include "ftte/core/optimizer.h"
@@ -13,17 +14,39 @@
 namespace ftte {
 
 struct TrainerOptions {
-  int64_t batch = 32;
+  int64_t batch = 32;  // samples per optimizer step (the logical batch)
+  // Samples per forward and backward pass (the physical micro-batch); 0 means `batch`. A step
+  // of n samples runs ceil(n / micro) passes and sums their gradients before updating (see
+  // optimizer.h), which equals one pass over all n up to float rounding, in less memory: the
+  // batch, logits, activations and their gradients are micro-batch sized.
+  int64_t micro_batch = 0;
   int threads = 1;
   OptimizerConfig optimizer;
   FrozenStorage frozen = FrozenStorage::kFloat32;
   uint64_t seed = 0;  // dropout
+  // Also keep each step's whole gradient in the parameters' grad() (kGradients, one float per
+  // trainable value): for tests and golden checks. Training itself never needs it.
+  bool keep_gradients = false;
+  // Per-row squared gradient norms (two doubles per trainable row, kOptimizer): fills
+  // StepResult::grad_sq and Trainer::RowGradSq().
+  bool gradient_stats = false;
+  // Floats per worker tile of transient work (PlanContext::tile_floats); 0 picks the largest of
+  // 2^19 ... 2^13 whose workspace stays within a tenth of the step's peak (judged at one
+  // thread, so that every thread count uses the same tiles and gets the same bits).
+  int64_t tile_floats = 0;
+
+  int64_t micro() const { return micro_batch > 0 && micro_batch < batch ? micro_batch : batch; }
+  int64_t passes() const { return (batch + micro() - 1) / micro(); }
 };
 
 // Everything one training step of `model` with its current mask holds: weights (under the
-// frozen storage option), gradients and optimizer state of trainable rows, the batch, logits,
-// saved activations, activation buffers and workspace. Pure: allocates nothing.
+// frozen storage option), optimizer state (and accumulation buffer) of trainable rows, the
+// micro-batch, logits, saved activations, activation buffers and the workspace arena (which
+// holds gradient blocks on their way to the optimizer). Pure: allocates nothing.
 MemoryPlan PlanTrainingStep(Model& model, const TrainerOptions& options);
+
+// The tile PlanTrainingStep uses for `options` (options.tile_floats, or the automatic choice).
+int64_t TileFloatsFor(Model& model, const TrainerOptions& options);
 
 // The same numbers summed by category.
 struct MemoryPrediction {
@@ -44,6 +67,10 @@ struct StepResult {
   int64_t correct = 0;       // counted positions whose argmax (first on ties) is the label
   int64_t correct_top3 = 0;  // counted positions whose label ranks among the 3 top logits
   int64_t positions = 0;     // counted positions (labels >= 0)
+  // With gradient_stats: the mean over the step's passes of |g_k|^2, g_k being pass k's own
+  // estimate of the mean gradient (its gradient sum over its own counted positions). For one
+  // pass, the squared norm of the step's gradient. 0 otherwise.
+  double grad_sq = 0;
   // exp(loss): the perplexity of a language model.
   double perplexity() const;
 };
@@ -55,18 +82,22 @@ class Trainer {
   Trainer(Model* model, const TrainerOptions& options);
   ~Trainer();
 
-  // One step on n <= batch samples: x holds n samples of sample_shape() floats, labels
-  // n * label_positions() int32 values in [0, classes) or < 0 (ignored). Aborts on a label
-  // >= classes.
+  // One step on n <= batch samples, in passes of up to micro() samples: x holds n samples of
+  // sample_shape() floats, labels n * label_positions() int32 values in [0, classes) or < 0
+  // (ignored). Aborts on a label >= classes.
   StepResult Step(const float* x, const int32_t* labels, int64_t n);
-  // Forward only, in batches; returns the mean loss over all counted positions of the n
+  // Forward only, in micro-batches; returns the mean loss over all counted positions of the n
   // samples and the counts summed.
   StepResult Evaluate(const float* x, const int32_t* labels, int64_t n);
 
-  // The logits of the last batch Step or Evaluate ran, [n, ..., num_classes()] row-major for
-  // that batch's n samples (Evaluate: its last batch of up to `batch` samples). Owned by the
-  // Trainer; overwritten by the next Step or Evaluate.
+  // The logits of the last pass Step or Evaluate ran, [m, ..., num_classes()] row-major for its
+  // m <= micro() samples. Owned by the Trainer; overwritten by the next Step or Evaluate.
   const float* logits() const { return logits_.data(); }
+  // With gradient_stats: per parameter (model order), per packed trainable row, the sum over
+  // all passes since construction (or ResetGradientStats) of the row's squared gradient norm.
+  // (A copy, made on demand; the sums live in the tracked statistics buffer.)
+  std::vector<std::vector<double>> RowGradSq() const;
+  void ResetGradientStats();
 
   Model& model() { return *model_; }
   Optimizer& optimizer() { return *optimizer_; }
@@ -74,7 +105,13 @@ class Trainer {
   const TrainerOptions& options() const { return options_; }
 
  private:
-  StepResult ForwardLoss(const float* x, const int32_t* labels, int64_t n, bool training);
+  class Sink;
+  struct LossSums {
+    double loss = 0;  // summed over counted positions
+    int64_t correct = 0, correct_top3 = 0, positions = 0;
+  };
+  LossSums ForwardLoss(const float* x, const int32_t* labels, int64_t n, double inv_positions,
+                       bool training);
 
   Model* model_;
   TrainerOptions options_;
@@ -82,8 +119,9 @@ class Trainer {
   Rng rng_;
   LayerMode mode_;
   Tensor batch_, logits_, dlogits_;
-  Buffer labels_;
+  Buffer labels_, workspace_, stats_;
   std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<Sink> sink_;
 };
 
 }  // namespace ftte

@@ -17,6 +17,9 @@ struct ClientConfig {
   int64_t local_epochs = 1;
   int64_t local_steps = 0;  // > 0: exactly this many steps (cycling through the data) instead
   int64_t batch = 32;
+  // Samples per forward/backward pass (0 = batch): the planner's choice under a budget; steps
+  // still take `batch` samples (see TrainerOptions::micro_batch).
+  int64_t micro_batch = 0;
   OptimizerConfig optimizer;  // the local optimizer; plain SGD by default
   FrozenStorage frozen = FrozenStorage::kFloat32;
 };
@@ -28,6 +31,12 @@ struct ClientResult {
   int64_t flops = 0;       // forward + backward FLOPs of all local steps
 };
 
+// The trainer options of a device training under `config` (one thread: parallelism comes from
+// running many devices at once).
+TrainerOptions ClientTrainerOptions(const ClientConfig& config);
+// Bytes per trainable value a device keeps besides its training step: the copy of its trainable
+// rows at the start of the round, from which the update is computed.
+inline constexpr int64_t kClientBytesPerTrainableValue = sizeof(float);
 // Peak bytes one device needs to train under `mask`: the training step (PredictPeak) plus the
 // copy of the trainable rows kept to compute the delta.
 int64_t PredictClientPeak(Model& model, const Mask& mask, const ClientConfig& config);
