@@ -192,9 +192,11 @@ int RunTrainText(const Flags& f) {
 
   Trainer trainer(s.model.get(), s.options);
   const EpochsResult r = TrainEpochs(trainer, train, epochs.value(), s.options.seed, "tokens");
+  if (!r.status.ok()) return Fail(r.status);
   const MemoryStats mem = s.model->tracker().stats();
   StepResult ev;
   if (test.size > 0) ev = trainer.Evaluate(test.images.data(), test.labels.data(), test.size);
+  if (!ev.status.ok()) return Fail(ev.status);
   const double pos = static_cast<double>(std::max<int64_t>(ev.positions, 1));
   const double top1 = static_cast<double>(ev.correct) / pos;
   const double top3 = static_cast<double>(ev.correct_top3) / pos;

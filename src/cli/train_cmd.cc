@@ -106,9 +106,12 @@ int RunTrain(const std::vector<std::string>& args) {
 
   Trainer trainer(s.model.get(), s.options);
   const EpochsResult run = TrainEpochs(trainer, train, epochs.value(), s.options.seed, "samples");
+  if (!run.status.ok()) return Fail(run.status);
   const double secs = run.seconds, last_loss = run.last_epoch_loss;
   const MemoryStats mem = s.model->tracker().stats();
   StepResult ev = trainer.Evaluate(test.images.data(), test.labels.data(), test.size);
+  if (!ev.status.ok()) return Fail(ev.status);
+  const int64_t mapped = PredictPeak(*s.model, s.options).mapped;
   const double acc = static_cast<double>(ev.correct) / std::max<int64_t>(test.size, 1);
   if (f.Has("save")) {
     Status st = SaveCheckpoint(*s.model, f.Get("save", ""));
@@ -120,14 +123,15 @@ int RunTrain(const std::vector<std::string>& args) {
         "\"threads\": %d, \"test_accuracy\": %s, \"test_loss\": %s, \"train_loss\": %s, "
         "\"peak_bytes\": %lld, \"predicted_peak_bytes\": %lld, \"full_training_peak_bytes\": "
         "%lld, \"peak_by_category\": %s, \"trainable_params\": %lld, \"params\": %lld, "
-        "\"train_seconds\": %s, \"samples_per_s\": %s}\n",
+        "\"train_seconds\": %s, \"samples_per_s\": %s, \"mapped_bytes\": %lld, %s}\n",
         s.model->name().c_str(), s.mask.c_str(), static_cast<long long>(epochs.value()),
         static_cast<long long>(s.options.batch), s.options.threads, Json(acc).c_str(),
         Json(ev.loss).c_str(), Json(last_loss).c_str(), static_cast<long long>(mem.peak_total),
         static_cast<long long>(predicted), static_cast<long long>(s.full_peak),
         CategoriesJson(mem.at_peak).c_str(), static_cast<long long>(s.model->num_trainable()),
         static_cast<long long>(s.model->num_params()), Json(secs).c_str(),
-        Json(epochs.value() * train.size / secs).c_str());
+        Json(epochs.value() * train.size / secs).c_str(), static_cast<long long>(mapped),
+        PlanJson(s).c_str());
   } else {
     std::printf("model %s, mask %s: %lld of %lld parameters trained\n", s.model->name().c_str(),
                 s.mask.c_str(), static_cast<long long>(s.model->num_trainable()),
@@ -137,6 +141,10 @@ int RunTrain(const std::vector<std::string>& args) {
     std::printf("peak memory     %s measured, %s predicted (full training: %s)\n",
                 FormatBytes(mem.peak_total).c_str(), FormatBytes(predicted).c_str(),
                 FormatBytes(s.full_peak).c_str());
+    if (mapped > 0) {
+      std::printf("mapped          %s of int8 frozen rows read in place from %s (not heap)\n",
+                  FormatBytes(mapped).c_str(), s.mapped_path.c_str());
+    }
     std::printf("train time      %.1f s, %.0f samples/s on %d thread(s)\n", secs,
                 epochs.value() * train.size / secs, s.options.threads);
   }
@@ -153,7 +161,8 @@ int RunBenchTrain(const std::vector<std::string>& args) {
     std::puts(
         "ftte bench train --model "
         "{mlp,lenet5,cnn,resnet8,lstm_lm,tiny_gpt,tiny_gpt_lora}[:k=v,..]\n"
-        "  [--batch 32] [--threads 1] [--mask full|last|bias|lora|budget:F|budget:SIZE]\n"
+        "  [--batch 32] [--micro-batch N] [--threads 1]\n"
+        "  [--mask full|last|bias|lora|none|budget:F|budget:SIZE]\n"
         "  [--frozen float32|int8] [--seconds 3] [--warmup 5] [--json]\n"
         "Language models train on a fixed batch of random token ids with one random next-id\n"
         "label per position and also report tokens/s (samples/s x context).");
@@ -173,7 +182,7 @@ int RunBenchTrain(const std::vector<std::string>& args) {
   const Model& m = *probe.value();
   const bool lm = m.sample_shape().size() == 1;
   const int64_t sample = NumElements(m.sample_shape());
-  const int64_t calib = batch.value() * 8;
+  const int64_t calib = std::max(batch.value(), kCalibrationSamples);
   std::vector<float> x(static_cast<size_t>(calib * sample));
   std::vector<int32_t> y(static_cast<size_t>(calib * m.label_positions()));
   Rng rng(1234);
@@ -181,7 +190,24 @@ int RunBenchTrain(const std::vector<std::string>& args) {
     v = lm ? static_cast<float>(rng.Below(m.num_classes())) : static_cast<float>(rng.Normal());
   }
   for (int32_t& v : y) v = static_cast<int32_t>(rng.Below(m.num_classes()));
-  auto setup = MakeSetup(f, spec, x.data(), y.data(), calib);
+  // A budget plans on the samples ftte train plans on (the first of Fashion-MNIST's training
+  // set), so that both choose the same subset; timing then runs on the synthetic batch.
+  std::vector<float> cx;
+  std::vector<int32_t> cy;
+  if (f.Get("mask", "full").rfind("budget:", 0) == 0 && m.sample_shape() == Shape{1, 28, 28}) {
+    auto fm = data::LoadFashionMnist(data::kFashionMnistDir, true);
+    if (fm.ok()) {
+      const data::ImageDataset head = fm.value().Head(kCalibrationSamples);
+      cx = head.images;
+      cy = head.labels;
+    } else {
+      std::fprintf(stderr, "bench: planning on synthetic samples (%s)\n",
+                   fm.status().message().c_str());
+    }
+  }
+  auto setup = cx.empty()
+                   ? MakeSetup(f, spec, x.data(), y.data(), calib)
+                   : MakeSetup(f, spec, cx.data(), cy.data(), static_cast<int64_t>(cy.size()));
   if (!setup.ok()) return Fail(setup.status());
   Setup& s = setup.value();
   if (!s.selection_note.empty()) std::fprintf(stderr, "%s\n", s.selection_note.c_str());
@@ -208,7 +234,7 @@ int RunBenchTrain(const std::vector<std::string>& args) {
         "\"predicted_peak_bytes\": %lld, \"full_training_peak_bytes\": %lld, "
         "\"peak_by_category\": %s, \"rss_bytes\": %lld, \"flops_per_sample\": %s, "
         "\"gflops\": %s, \"trainable_params\": %lld, \"params\": %lld, \"context\": %lld, "
-        "\"tokens_per_s\": %s, \"budget_bytes\": %lld}\n",
+        "\"tokens_per_s\": %s, \"budget_bytes\": %lld, %s}\n",
         s.model->name().c_str(), static_cast<long long>(s.options.batch), s.options.threads,
         s.mask.c_str(), Json(sps).c_str(), static_cast<long long>(steps),
         static_cast<long long>(mem.peak_total), static_cast<long long>(predicted),
@@ -217,7 +243,7 @@ int RunBenchTrain(const std::vector<std::string>& args) {
         static_cast<long long>(s.model->num_trainable()),
         static_cast<long long>(s.model->num_params()),
         static_cast<long long>(lm ? s.model->label_positions() : 0), Json(lm ? tps : 0).c_str(),
-        static_cast<long long>(s.budget_bytes));
+        static_cast<long long>(s.budget_bytes), PlanJson(s).c_str());
   } else {
     std::printf("%s batch %lld, %d thread(s), mask %s: %.0f samples/s", s.model->name().c_str(),
                 static_cast<long long>(s.options.batch), s.options.threads, s.mask.c_str(), sps);

@@ -56,12 +56,38 @@ Result<int64_t> ParseBudget(const std::string& mask, int64_t full_peak, std::str
   return static_cast<int64_t>(fraction * static_cast<double>(full_peak));
 }
 
+// With --frozen mapped:FILE, writes the frozen rows of the final mask to FILE and maps them.
+Status MapFrozenRows(Setup* s) {
+  if (s->options.frozen != FrozenStorage::kInt8Mapped) return Status::Ok();
+  FTTE_RETURN_IF_ERROR(WriteFrozenRows(*s->model, s->mapped_path));
+  FTTE_ASSIGN_OR_RETURN(s->mapped, MappedFrozenRows::Open(s->mapped_path, *s->model));
+  s->options.mapped = s->mapped.get();
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::map<std::string, bool> CommonTrainFlags() {
   return {{"model", true},    {"batch", true},  {"micro-batch", true}, {"threads", true},
           {"mask", true},     {"frozen", true}, {"optimizer", true},   {"lr", true},
           {"momentum", true}, {"seed", true},   {"json", false},       {"help", false}};
+}
+
+std::string PlanJson(const Setup& s) {
+  std::string out = "\"micro_batch\": " + std::to_string(s.options.micro()) + ", \"candidates\": [";
+  const Selection& sel = s.selection;
+  for (size_t i = 0; i < sel.candidates.size(); ++i) {
+    const Candidate& c = sel.candidates[i];
+    out += std::string(i ? ", " : "") + "{\"chosen\": " + (i == sel.chosen ? "true" : "false") +
+           ", \"cut\": " + std::to_string(c.cut) +
+           ", \"micro_batch\": " + std::to_string(c.micro_batch) +
+           ", \"trainable\": " + std::to_string(c.trainable) +
+           ", \"predicted_bytes\": " + std::to_string(c.predicted_bytes) +
+           ", \"importance\": " + Json(c.importance / std::max(sel.total_importance, 1e-30)) +
+           ", \"trial_loss\": " + (std::isnan(c.trial_loss) ? "null" : Json(c.trial_loss)) +
+           ", \"layers\": \"" + c.layers + "\"}";
+  }
+  return out + "]";
 }
 
 std::string SelectionTable(const Selection& sel) {
@@ -108,8 +134,14 @@ Result<Setup> MakeSetup(const Flags& f, const std::string& model_spec, const flo
       f.Get("frozen", budget && kBudgetFrozenStorage == FrozenStorage::kInt8 ? "int8" : "float32");
   if (frozen == "int8") {
     s.options.frozen = FrozenStorage::kInt8;
+  } else if (frozen.rfind("mapped:", 0) == 0 && frozen.size() > 7) {
+    s.options.frozen = FrozenStorage::kInt8Mapped;
+    s.mapped_path = frozen.substr(7);
   } else if (frozen != "float32") {
-    return InvalidArgument("--frozen must be float32 or int8, got '" + frozen + "'");
+    return InvalidArgument(
+        "--frozen must be float32, int8 or mapped:FILE (int8 frozen rows read "
+        "in place from FILE, which ftte writes), got '" +
+        frozen + "'");
   }
   TrainerOptions full = s.options;
   full.frozen = FrozenStorage::kFloat32;
@@ -117,6 +149,7 @@ Result<Setup> MakeSetup(const Flags& f, const std::string& model_spec, const flo
   s.full_peak = PredictPeak(*s.model, full).total;
   if (!budget) {
     FTTE_RETURN_IF_ERROR(ApplyNamedMask(*s.model, s.mask));
+    FTTE_RETURN_IF_ERROR(MapFrozenRows(&s));
     return s;
   }
   if (f.Has("micro-batch")) {
@@ -138,6 +171,7 @@ Result<Setup> MakeSetup(const Flags& f, const std::string& model_spec, const flo
                 sel.criterion == "trial" ? "held-out calibration loss after trial steps"
                                          : "captured importance");
   s.selection_note = buf + SelectionTable(sel);
+  FTTE_RETURN_IF_ERROR(MapFrozenRows(&s));
   return s;
 }
 
@@ -169,6 +203,11 @@ EpochsResult TrainEpochs(Trainer& trainer, const data::ImageDataset& train, int6
         std::copy(train.label(idx), train.label(idx) + per, yb.begin() + j * per);
       }
       StepResult r = trainer.Step(xb.data(), yb.data(), n);
+      if (!r.status.ok()) {
+        std::fprintf(stderr, "\n");
+        out.status = r.status;
+        return out;
+      }
       loss_sum += static_cast<double>(r.loss) * r.positions;
       positions += r.positions;
       out.positions += r.positions;

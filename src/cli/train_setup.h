@@ -10,6 +10,7 @@
 #include <string>
 
 #include "flags.h"
+#include "ftte/core/frozen_file.h"
 #include "ftte/core/mask.h"
 #include "ftte/core/model.h"
 #include "ftte/core/trainer.h"
@@ -25,10 +26,12 @@ struct Setup {
   std::unique_ptr<Model> model;
   TrainerOptions options;
   std::string mask;
-  int64_t full_peak = 0;       // predicted peak of full training (float32 frozen storage)
-  int64_t budget_bytes = 0;    // the budget of mask budget:..., else 0
-  Selection selection;         // what budget selection chose (mask budget:...)
-  std::string selection_note;  // the same for people, for stderr; empty otherwise
+  int64_t full_peak = 0;     // predicted peak of full training (float32 frozen storage)
+  int64_t budget_bytes = 0;  // the budget of mask budget:..., else 0
+  Selection selection;       // what budget selection chose (mask budget:...)
+  std::string mapped_path;   // --frozen mapped:FILE
+  std::unique_ptr<MappedFrozenRows> mapped;  // the mapped frozen rows (options.mapped)
+  std::string selection_note;                // the same for people, for stderr; empty otherwise
 };
 
 // Calibration samples the planner uses (the first ones of the training data), the same for
@@ -37,6 +40,8 @@ inline constexpr int64_t kCalibrationSamples = 256;
 
 // The planner's candidates, one line each, the chosen one starred.
 std::string SelectionTable(const Selection& sel);
+// JSON members (no braces): "micro_batch": N, "candidates": [...] (empty without a budget).
+std::string PlanJson(const Setup& s);
 
 // Optimizer defaults when --optimizer / --lr are absent (language models train with Adam).
 struct OptimizerDefaults {
@@ -55,6 +60,7 @@ Result<Setup> MakeSetup(const Flags& f, const std::string& model_spec, const flo
                         const OptimizerDefaults& defaults = {});
 
 struct EpochsResult {
+  Status status;  // not OK if a step could not run (the mapped frozen rows changed)
   double seconds = 0;
   double last_epoch_loss = 0;
   int64_t positions = 0;  // counted label positions over all epochs (tokens for a language model)

@@ -73,6 +73,45 @@ void RefGemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float 
   }
 }
 
+void Int8GemmNT(int64_t n, int64_t rows, int64_t k, const float* x, int64_t ldx, const int8_t* q,
+                int64_t ldq, const float* scale, float beta, float* y, int64_t ldy) {
+  constexpr int64_t kLanes = 8;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int8_t* qr = q + r * ldq;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* xi = x + i * ldx;
+      float lane[kLanes] = {};
+      int64_t j = 0;
+      for (; j + kLanes <= k; j += kLanes) {
+        for (int64_t l = 0; l < kLanes; ++l) lane[l] += xi[j + l] * static_cast<float>(qr[j + l]);
+      }
+      for (int64_t l = 0; j < k; ++j, ++l) lane[l] += xi[j] * static_cast<float>(qr[j]);
+      const float dot =
+          ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+      float& out = y[i * ldy + r];
+      out = (beta == 0.0f ? 0.0f : beta * out) + scale[r] * dot;
+    }
+  }
+}
+
+void Int8GemmNN(int64_t n, int64_t rows, int64_t cols, const float* dy, int64_t lddy,
+                const int8_t* q, int64_t ldq, const float* scale, float beta, float* dx,
+                int64_t lddx) {
+  for (int64_t i = 0; i < n; ++i) {
+    float* __restrict out = dx + i * lddx;
+    if (beta == 0.0f) {
+      std::fill(out, out + cols, 0.0f);
+    } else if (beta != 1.0f) {
+      for (int64_t j = 0; j < cols; ++j) out[j] *= beta;
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const float c = dy[i * lddy + r] * scale[r];
+      const int8_t* __restrict qr = q + r * ldq;
+      for (int64_t j = 0; j < cols; ++j) out[j] += c * static_cast<float>(qr[j]);
+    }
+  }
+}
+
 namespace {
 
 // Copies and adds of short spans (a row of a convolution window is tens of floats), in blocks

@@ -97,5 +97,42 @@ TEST(Im2ColTest, RowTilesMatchTheOracleAndCol2ImTilesAddUp) {
   }
 }
 
+// The int8 products against plain double loops, with beta 0, 1 and another value, odd sizes
+// (tails of the eight lanes) and strides.
+TEST(Int8GemmTest, MatchesPlainLoops) {
+  Rng rng(8);
+  const int64_t n = 3, rows = 5, k = 21, ldx = 23, ldq = 25, ldy = 7;
+  std::vector<float> x(static_cast<size_t>(n * ldx)), scale(static_cast<size_t>(rows));
+  std::vector<int8_t> q(static_cast<size_t>(rows * ldq));
+  for (float& v : x) v = static_cast<float>(rng.Normal());
+  for (float& v : scale) v = static_cast<float>(rng.Uniform()) / 100;
+  for (int8_t& v : q) v = static_cast<int8_t>(static_cast<int>(rng.Below(255)) - 127);
+  for (float beta : {0.0f, 1.0f, 0.5f}) {
+    std::vector<float> y(static_cast<size_t>(n * ldy), 2.0f);
+    Int8GemmNT(n, rows, k, x.data(), ldx, q.data(), ldq, scale.data(), beta, y.data(), ldy);
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t r = 0; r < rows; ++r) {
+        double dot = 0;
+        for (int64_t j = 0; j < k; ++j) dot += static_cast<double>(x[i * ldx + j]) * q[r * ldq + j];
+        const double want = beta * 2.0 + scale[r] * dot;
+        EXPECT_NEAR(y[i * ldy + r], want, 1e-5 * (1 + std::fabs(want))) << i << " " << r;
+      }
+    }
+    // dx = dy Q over columns [0, k): dy is x's first `rows` columns.
+    std::vector<float> dx(static_cast<size_t>(n * ldx), 3.0f);
+    Int8GemmNN(n, rows, k, x.data(), ldx, q.data(), ldq, scale.data(), beta, dx.data(), ldx);
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t j = 0; j < k; ++j) {
+        double sum = 0;
+        for (int64_t r = 0; r < rows; ++r) {
+          sum += static_cast<double>(x[i * ldx + r]) * scale[r] * q[r * ldq + j];
+        }
+        const double want = beta * 3.0 + sum;
+        EXPECT_NEAR(dx[i * ldx + j], want, 1e-5 * (1 + std::fabs(want))) << i << " " << j;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace ftte

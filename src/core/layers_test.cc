@@ -288,6 +288,15 @@ TEST(MixedStorageTest, LinearWithInt8FrozenRowsMatchesItsFloatTwin) {
     mixed.weight().SetRowsTrainable(200, 230, true);
     ExpectMixedMatchesDense(mixed, dense, {5, 300}, m, &tracker);
   }
+  // Passes of one or two rows multiply the int8 rows directly.
+  for (int64_t n : {1, 2}) {
+    MemoryTracker tracker;
+    Linear mixed(300, 260, true, &tracker), dense(300, 260, true, &tracker);
+    InitAll(mixed, 13);
+    mixed.weight().SetTrainable(false);
+    mixed.weight().SetRowsTrainable(40, 60, true);
+    ExpectMixedMatchesDense(mixed, dense, {n, 300}, kBoth, &tracker);
+  }
 }
 
 TEST(MixedStorageTest, ConvWithInt8FrozenChannelsMatchesItsFloatTwin) {

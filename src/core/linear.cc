@@ -19,6 +19,10 @@ constexpr int64_t kInBlock = 256;   // input features per input-gradient task
 
 int64_t RowsOf(const Shape& s) { return NumElements(s) / s.back(); }
 
+// Passes of at most this many rows multiply int8 weights directly (Int8Gemm*) instead of
+// dequantising tiles for Gemm, which costs more than the product for so few rows.
+constexpr int64_t kDirectInt8Rows = 2;
+
 // Rows of a weight-gradient block: a tile's worth, at least one row.
 int64_t GradBlockRows(int64_t in, int64_t tile) { return std::max<int64_t>(1, tile / in); }
 
@@ -114,6 +118,10 @@ void Linear::Forward(const View& x, View y, ExecContext& ctx) {
              out_);
         return;
       }
+      if (n <= kDirectInt8Rows) {
+        Int8GemmNT(n, rows, in_, x.data, in_, s.q, in_, s.scale, 0.0f, y.data + s.begin, out_);
+        return;
+      }
       // y[:, rows] = sum over column chunks of x[:, chunk] W[rows, chunk]^T.
       const int64_t cols = std::max<int64_t>(1, std::min(in_, pc_.tile_floats / rows));
       for (int64_t c0 = 0; c0 < in_; c0 += cols) {
@@ -146,6 +154,12 @@ void Linear::Backward(const View& x, const View& y, const View& dy, View dx, Exe
         if (s.f32 != nullptr) {
           Gemm(false, false, n, w, s.end - s.begin, 1.0f, dy.data + s.begin, out_, s.f32 + i0, in_,
                first ? 0.0f : 1.0f, dx.data + i0, in_);
+          first = false;
+          return;
+        }
+        if (n <= kDirectInt8Rows) {
+          Int8GemmNN(n, s.end - s.begin, w, dy.data + s.begin, out_, s.q + i0, in_, s.scale,
+                     first ? 0.0f : 1.0f, dx.data + i0, in_);
           first = false;
           return;
         }

@@ -13,6 +13,8 @@ namespace {
 
 // Trial steps per candidate in PlanUnderBudget.
 constexpr int64_t kTrialSteps = 16;
+// A larger micro-batch is preferred if it captures at least (1 - this) of the best importance.
+constexpr double kMicroTolerance = 0.01;
 
 struct MaskSnapshot {
   std::vector<std::vector<uint8_t>> rows;
@@ -215,22 +217,31 @@ Result<Selection> SelectUnderBudget(Model& model, const RowImportance& importanc
   sel.budget_bytes = budget_bytes;
   sel.total_importance = total;
   for (auto cut = cuts.rbegin(); cut != cuts.rend(); ++cut) {
-    Candidate best;
-    bool found = false;
+    // Per micro-batch (largest first), the best fill; then the largest micro-batch within
+    // kMicroTolerance of the most importance any of them captures (larger passes run faster).
+    std::vector<Candidate> fills;
+    double most = 0;
     for (int64_t micro : micros) {
       o.micro_batch = micro;
       double captured = 0;
-      if (!fill(*cut, &captured) || (found && captured <= best.importance)) continue;
-      found = true;
-      best.cut = *cut;
-      best.micro_batch = o.micro();
-      best.trainable = model.num_trainable();
-      best.predicted_bytes = predict();
-      best.importance = captured;
-      best.layers = DescribeLayers(model);
-      best.mask = Save(model).rows;
+      if (!fill(*cut, &captured)) continue;
+      Candidate c;
+      c.cut = *cut;
+      c.micro_batch = o.micro();
+      c.trainable = model.num_trainable();
+      c.predicted_bytes = predict();
+      c.importance = captured;
+      c.layers = DescribeLayers(model);
+      c.mask = Save(model).rows;
+      most = std::max(most, captured);
+      fills.push_back(std::move(c));
     }
-    if (found) sel.candidates.push_back(std::move(best));
+    for (Candidate& c : fills) {
+      if (c.importance >= (1 - kMicroTolerance) * most) {
+        sel.candidates.push_back(std::move(c));
+        break;
+      }
+    }
   }
   if (sel.candidates.empty()) {
     // Name the real floor: the cheapest single unit at the smallest micro-batch (training
@@ -261,6 +272,7 @@ Result<Selection> SelectUnderBudget(Model& model, const RowImportance& importanc
       // run whole batches: faster, same ranking.
       Restore(model, MaskSnapshot{c.mask});
       o.micro_batch = 0;
+      if (o.frozen == FrozenStorage::kInt8Mapped) o.frozen = FrozenStorage::kInt8;  // same values
       c.trial_loss = TrialLoss(model, o, select);
     }
     const Candidate& b = sel.candidates[sel.chosen];

@@ -8,10 +8,7 @@
 
 namespace ftte {
 
-namespace {
-
-// Symmetric int8 of one row: scale = max|row| / 127 (1 for an all-zero row).
-float QuantizeRow(const float* src, int64_t n, int8_t* dst) {
+float QuantizeRowInt8(const float* src, int64_t n, int8_t* dst) {
   float m = 0;
   for (int64_t j = 0; j < n; ++j) m = std::max(m, std::fabs(src[j]));
   const float scale = m > 0 ? m / 127.0f : 1.0f;
@@ -20,8 +17,6 @@ float QuantizeRow(const float* src, int64_t n, int8_t* dst) {
   }
   return scale;
 }
-
-}  // namespace
 
 Parameter::Parameter(std::string name, Shape shape, MemoryTracker* tracker)
     : name_(name),
@@ -71,8 +66,12 @@ void Parameter::ReadBlock(int64_t r0, int64_t r1, int64_t c0, int64_t c1, float*
 }
 
 void Parameter::SetStorage(FrozenStorage s) {
+  FTTE_CHECK(s != FrozenStorage::kInt8Mapped || !QuantizedUnder(s) || external())
+      << name_ << ": mapped int8 rows come from UseExternalFrozenRows";
+  if (s == FrozenStorage::kInt8Mapped) return;
   const bool want_int8 = QuantizedUnder(s);
   if (!want_int8 && !quantized()) return;
+  if (want_int8 && quantized() && !external()) return;
   const int64_t rs = row_size();
   // Through dense float32: dequantise first (a no-op when dense), then split if asked.
   if (quantized()) {
@@ -81,34 +80,60 @@ void Parameter::SetStorage(FrozenStorage s) {
     value_ = std::move(dense);
     qvalue_.Reset();
     qscale_.Reset();
+    qdata_ = nullptr;
+    qscales_ = nullptr;
   }
   if (!want_int8) return;
   const int64_t frozen = rows() - trainable_count_;
-  Tensor packed = trainable_count_ > 0
-                      ? Tensor(tracker_, MemCategory::kWeights, {trainable_count_, rs})
-                      : Tensor();
   qvalue_ = Buffer(tracker_, MemCategory::kWeights, static_cast<size_t>(frozen * rs));
   qscale_ = Tensor(tracker_, MemCategory::kWeights, {frozen});
   auto* q = static_cast<int8_t*>(qvalue_.data());
   int64_t f = 0;
   for (int64_t r = 0; r < rows(); ++r) {
     if (trainable_[r]) continue;
-    qscale_.data()[f] = QuantizeRow(value_.data() + r * rs, rs, q + f * rs);
+    qscale_.data()[f] = QuantizeRowInt8(value_.data() + r * rs, rs, q + f * rs);
     ++f;
   }
+  value_ = PackedTrainableRows();
+  qdata_ = q;
+  qscales_ = qscale_.data();
+}
+
+Tensor Parameter::PackedTrainableRows() const {
+  const int64_t rs = row_size();
+  Tensor packed = trainable_count_ > 0
+                      ? Tensor(tracker_, MemCategory::kWeights, {trainable_count_, rs})
+                      : Tensor();
   for (const RowRun& run : runs_) {
     std::memcpy(packed.data() + run.packed * rs, value_.data() + run.begin * rs,
                 sizeof(float) * (run.end - run.begin) * rs);
   }
-  value_ = std::move(packed);
+  return packed;
+}
+
+void Parameter::UseExternalFrozenRows(const int8_t* q, const float* scale) {
+  FTTE_CHECK(QuantizedUnder(FrozenStorage::kInt8Mapped) && !quantized())
+      << name_ << ": external int8 rows need a float32-stored matrix with frozen rows";
+  FTTE_CHECK(q != nullptr && scale != nullptr);
+  value_ = PackedTrainableRows();
+  qdata_ = q;
+  qscales_ = scale;
 }
 
 int64_t Parameter::ValueBytes(FrozenStorage s) const {
   if (QuantizedUnder(s)) {
     const int64_t frozen = rows() - trainable_count_;
-    return (trainable_numel() + frozen) * static_cast<int64_t>(sizeof(float)) + frozen * row_size();
+    const int64_t trainable = trainable_numel() * static_cast<int64_t>(sizeof(float));
+    if (s == FrozenStorage::kInt8Mapped) return trainable;
+    return trainable + frozen * static_cast<int64_t>(sizeof(float)) + frozen * row_size();
   }
   return numel() * static_cast<int64_t>(sizeof(float));
+}
+
+int64_t Parameter::MappedBytes(FrozenStorage s) const {
+  if (s != FrozenStorage::kInt8Mapped || !QuantizedUnder(s)) return 0;
+  const int64_t frozen = rows() - trainable_count_;
+  return frozen * (row_size() + static_cast<int64_t>(sizeof(float)));
 }
 
 void Parameter::SetRowsTrainable(int64_t begin, int64_t end, bool on) {

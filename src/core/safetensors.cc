@@ -629,6 +629,25 @@ Result<SafetensorsFile> ReadSafetensors(const std::string& path) {
   return NoThrow(Quote(path), [&] { return ReadFileImpl(path); });
 }
 
+Result<SafetensorsIndex> IndexSafetensors(const uint8_t* bytes, size_t size,
+                                          const std::string& what) {
+  return NoThrow(what, [&]() -> Result<SafetensorsIndex> {
+    FTTE_ASSIGN_OR_RETURN(const uint64_t n, CheckHeaderLength(bytes, size, what));
+    const uint8_t* header = bytes + kLengthFieldBytes;
+    FTTE_ASSIGN_OR_RETURN(Layout layout,
+                          ParseHeader(std::string_view(reinterpret_cast<const char*>(header), n),
+                                      size - kLengthFieldBytes - n, what));
+    SafetensorsIndex index;
+    index.metadata = std::move(layout.metadata);
+    const uint64_t base = kLengthFieldBytes + n;
+    for (TensorSpan& t : layout.spans) {
+      index.tensors.emplace(std::move(t.name), TensorLocation{t.dtype, std::move(t.shape),
+                                                              base + t.begin, t.end - t.begin});
+    }
+    return index;
+  });
+}
+
 Result<SafetensorsFile> ParseSafetensors(const uint8_t* bytes, size_t size,
                                          const std::string& what_for_errors) {
   return NoThrow(what_for_errors, [&] { return ParseImpl(bytes, size, what_for_errors); });

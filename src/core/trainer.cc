@@ -272,6 +272,7 @@ MemoryPrediction PredictPeak(Model& model, const TrainerOptions& options) {
     p.by_category[c] = plan.Total(static_cast<MemCategory>(c));
     p.total += p.by_category[c];
   }
+  for (const Parameter* q : model.params()) p.mapped += q->MappedBytes(options.frozen);
   return p;
 }
 
@@ -287,6 +288,11 @@ Trainer::Trainer(Model* model, const TrainerOptions& options)
     : model_(model), options_(options), pool_(options.threads), rng_(options.seed) {
   FTTE_CHECK(options.batch >= 1 && options.threads >= 1 && options.micro_batch >= 0);
   MemoryTracker* t = &model->tracker();
+  if (options.frozen == FrozenStorage::kInt8Mapped) {
+    FTTE_CHECK(options.mapped != nullptr) << "kInt8Mapped storage needs TrainerOptions::mapped";
+    for (Parameter* p : model->params()) p->SetStorage(FrozenStorage::kFloat32);
+    options.mapped->Attach(*model);
+  }
   for (Parameter* p : model->params()) {
     p->SetStorage(options.frozen);
     p->grad() = options.keep_gradients && p->any_trainable()
@@ -343,9 +349,19 @@ Trainer::LossSums Trainer::ForwardLoss(const float* x, const int32_t* labels, in
   return LossSums{c.loss, c.correct, c.correct_top3, c.positions};
 }
 
+Status Trainer::CheckMapped() {
+  if (failed_.ok() && options_.mapped != nullptr) failed_ = options_.mapped->Unchanged();
+  return failed_;
+}
+
 StepResult Trainer::Step(const float* x, const int32_t* labels, int64_t n) {
   FTTE_CHECK(n >= 1 && n <= options_.batch)
       << "batch of " << n << " for a trainer of " << options_.batch;
+  if (Status s = CheckMapped(); !s.ok()) {
+    StepResult refused;
+    refused.status = s;
+    return refused;
+  }
   const int64_t micro = options_.micro(), per = model_->label_positions();
   const int64_t sample = NumElements(model_->sample_shape());
   const int64_t positions = CountPositions(labels, n * per);
@@ -385,11 +401,17 @@ StepResult Trainer::Step(const float* x, const int32_t* labels, int64_t n) {
   }
   r.loss = static_cast<float>(loss * inv_positions);
   r.grad_sq = counted_passes > 0 ? grad_sq / static_cast<double>(counted_passes) : 0.0;
+  // A change during the step may have fed it wrong values: say so, and stop here.
+  r.status = CheckMapped();
   return r;
 }
 
 StepResult Trainer::Evaluate(const float* x, const int32_t* labels, int64_t n) {
   StepResult total;
+  if (Status s = CheckMapped(); !s.ok()) {
+    total.status = s;
+    return total;
+  }
   double loss = 0;
   const int64_t sample = NumElements(model_->sample_shape()), micro = options_.micro();
   for (int64_t i = 0; i < n; i += micro) {
@@ -403,6 +425,7 @@ StepResult Trainer::Evaluate(const float* x, const int32_t* labels, int64_t n) {
   }
   total.loss =
       static_cast<float>(loss / static_cast<double>(std::max<int64_t>(total.positions, 1)));
+  total.status = CheckMapped();
   return total;
 }
 

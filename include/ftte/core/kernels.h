@@ -17,6 +17,18 @@ void RefGemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float 
              const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
              int64_t ldc);
 
+// Products with int8 rows (one float scale per row), for passes of a few samples: there,
+// dequantising a tile for Gemm costs more than the product itself. Each output sums its terms in
+// a fixed order (eight lanes, then combined), so results depend only on the shapes.
+// y[i, r] = beta * y[i, r] + scale[r] * sum_j x[i, j] q[r, j], for i < n, r < rows, j < k (x rows
+// ldx apart, q rows ldq apart, y rows ldy apart).
+void Int8GemmNT(int64_t n, int64_t rows, int64_t k, const float* x, int64_t ldx, const int8_t* q,
+                int64_t ldq, const float* scale, float beta, float* y, int64_t ldy);
+// dx[i, j] = beta * dx[i, j] + sum_r dy[i, r] scale[r] q[r, j], for i < n, r < rows, j < cols.
+void Int8GemmNN(int64_t n, int64_t rows, int64_t cols, const float* dy, int64_t lddy,
+                const int8_t* q, int64_t ldq, const float* scale, float beta, float* dx,
+                int64_t lddx);
+
 // Geometry of a 2-D convolution / pooling window over one sample.
 struct ConvGeometry {
   int64_t channels, height, width;  // input

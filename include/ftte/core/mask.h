@@ -70,10 +70,11 @@ struct SelectOptions {
 };
 
 // DESIGN.md §3: for each candidate cut depth and micro-batch, fill the budget greedily by
-// importance per byte with units (a 1-D tensor whole; blocks of rows of matrices); keep the
-// micro-batch that captures the most importance per cut, then rank the cuts (see
-// SelectOptions). Sets the model's mask to the winner. Fails if not even one unit fits, naming
-// the smallest budget that would.
+// importance per byte with units (a 1-D tensor whole; blocks of about 1/64 of a matrix's rows);
+// keep per cut the largest micro-batch that captures within 1% of the most importance any
+// micro-batch does (larger passes run faster), then rank the cuts (see SelectOptions). Sets the
+// model's mask to the winner. Fails if not even one unit fits, naming the smallest budget that
+// would.
 Result<Selection> SelectUnderBudget(Model& model, const RowImportance& importance,
                                     const TrainerOptions& options, int64_t budget_bytes,
                                     const SelectOptions& select = {});

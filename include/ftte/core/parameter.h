@@ -22,6 +22,9 @@ enum class FrozenStorage {
   // The frozen rows of matrices (>= 2-D) as int8 with one float32 scale per row (output
   // channel); the trainable rows of the same matrix stay float32 (per-row mixed storage).
   kInt8,
+  // As kInt8, but the int8 frozen rows are read in place from a memory-mapped file
+  // (MappedFrozenRows, frozen_file.h): flash, not heap, as microcontroller training keeps them.
+  kInt8Mapped,
 };
 
 // A run of consecutive trainable rows [begin, end) whose gradient starts at row `packed`.
@@ -38,6 +41,11 @@ struct RowSegment {
   const int8_t* q = nullptr;
   const float* scale = nullptr;
 };
+
+// Symmetric int8 of one row of n values: dst[j] = round(src[j] / scale) with scale =
+// max|src| / 127 (1 for an all-zero row); returns the scale. The one rounding every int8 copy of
+// a frozen row uses.
+float QuantizeRowInt8(const float* src, int64_t n, int8_t* dst);
 
 class Parameter {
  public:
@@ -57,7 +65,9 @@ class Parameter {
   float* data();
   const float* data() const;
   // Whether some (frozen) rows are stored as int8.
-  bool quantized() const { return !qscale_.empty(); }
+  bool quantized() const { return qdata_ != nullptr; }
+  // Whether those int8 rows live outside the heap (UseExternalFrozenRows).
+  bool external() const { return quantized() && qvalue_.data() == nullptr; }
   // The float32 values of trainable run `run` (one of runs()), rows row_size() apart: in
   // place while not quantized, else in the packed store of trainable rows. Writable: this is
   // what optimizers update.
@@ -73,21 +83,30 @@ class Parameter {
   void ReadBlock(int64_t r0, int64_t r1, int64_t c0, int64_t c1, float* out) const;
   // Whether some rows would be int8 under storage `s` with the current mask.
   bool QuantizedUnder(FrozenStorage s) const {
-    return s == FrozenStorage::kInt8 && !all_trainable() && QuantizableWhenFrozen();
+    return s != FrozenStorage::kFloat32 && !all_trainable() && QuantizableWhenFrozen();
   }
 
   // Under kInt8, stores the frozen rows of a matrix as int8 + per-row scale (symmetric,
   // scale = max|row| / 127) and its trainable rows as float32, packed; under kFloat32 (or for
   // 1-D or opted-out parameters) all rows as float32. Going back to float32 dequantises.
+  // kInt8Mapped storage comes from UseExternalFrozenRows, not from here (aborts).
   void SetStorage(FrozenStorage s);
+  // Reads the int8 frozen rows in place from `q` ([frozen rows, row_size], packed in row order)
+  // with `scale` (one per frozen row), both owned by the caller and outliving this storage; the
+  // trainable rows move to a packed float32 store. Needs QuantizedUnder(kInt8Mapped) and float32
+  // storage now. SetStorage(kFloat32) copies the rows back into the heap.
+  void UseExternalFrozenRows(const int8_t* q, const float* scale);
   // Whether SetStorage(kInt8) may keep frozen rows as int8 (>= 2-D and not opted out).
   bool QuantizableWhenFrozen() const { return shape_.size() >= 2 && int8_allowed_; }
   // Layers whose kernels read the float32 values directly (LSTM, positional embeddings, LoRA
   // adapters) opt their parameters out of int8 storage; they then stay float32 under any
   // FrozenStorage, and the planner counts them so.
   void set_int8_allowed(bool on) { int8_allowed_ = on; }
-  // Bytes the values take under storage `s` given the current mask.
+  // Heap bytes the values take under storage `s` given the current mask.
   int64_t ValueBytes(FrozenStorage s) const;
+  // Bytes of int8 frozen rows and their scales read from a mapped file under `s` (0 unless
+  // kInt8Mapped).
+  int64_t MappedBytes(FrozenStorage s) const;
 
   // Trainable mask. Changing it needs float32 storage (SetStorage(kFloat32) first).
   void SetTrainable(bool on) { SetRowsTrainable(0, rows(), on); }
@@ -109,13 +128,17 @@ class Parameter {
 
  private:
   void RebuildRuns();
+  // The trainable rows of the dense float32 values, packed in run order.
+  Tensor PackedTrainableRows() const;
 
   std::string name_, local_name_;
   Shape shape_;
   MemoryTracker* tracker_;
   Tensor value_;   // all rows; while quantized, the trainable rows only, packed in run order
-  Buffer qvalue_;  // int8 frozen rows, packed in row order [frozen rows * row_size]
-  Tensor qscale_;  // [frozen rows]
+  Buffer qvalue_;  // owned int8 frozen rows, packed in row order [frozen rows * row_size]
+  Tensor qscale_;  // owned scales [frozen rows]
+  const int8_t* qdata_ = nullptr;   // the int8 frozen rows (qvalue_ or external); null if none
+  const float* qscales_ = nullptr;  // their scales (qscale_ or external)
   bool int8_allowed_ = true;
   std::vector<uint8_t> trainable_;
   int64_t trainable_count_ = 0;
@@ -130,7 +153,7 @@ void Parameter::ForEachSegment(int64_t r0, int64_t r1, F&& fn) const {
     if (r0 < r1) fn(RowSegment{r0, r1, value_.data() + r0 * rs, nullptr, nullptr});
     return;
   }
-  const auto* q = static_cast<const int8_t*>(qvalue_.data());
+  const int8_t* q = qdata_;
   // Frozen rows between trainable runs are packed in row order: frozen row r sits at r less
   // the trainable rows before it.
   int64_t r = r0, trainable_before = 0;
@@ -142,7 +165,7 @@ void Parameter::ForEachSegment(int64_t r0, int64_t r1, F&& fn) const {
     if (r >= r1) break;
     if (r < run.begin) {
       const int64_t e = std::min(run.begin, r1), f = r - trainable_before;
-      fn(RowSegment{r, e, nullptr, q + f * rs, qscale_.data() + f});
+      fn(RowSegment{r, e, nullptr, q + f * rs, qscales_ + f});
       r = e;
       if (r >= r1) break;
     }
@@ -153,7 +176,7 @@ void Parameter::ForEachSegment(int64_t r0, int64_t r1, F&& fn) const {
   }
   if (r < r1) {
     const int64_t f = r - trainable_before;
-    fn(RowSegment{r, r1, nullptr, q + f * rs, qscale_.data() + f});
+    fn(RowSegment{r, r1, nullptr, q + f * rs, qscales_ + f});
   }
 }
 

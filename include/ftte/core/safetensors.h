@@ -96,6 +96,23 @@ Result<SafetensorsFile> ReadSafetensors(const std::string& path);
 Result<SafetensorsFile> ParseSafetensors(const uint8_t* bytes, size_t size,
                                          const std::string& what_for_errors);
 
+// Where each tensor of a safetensors image lies, for reading tensors in place (e.g. from a
+// memory map) without copying them.
+struct TensorLocation {
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  uint64_t offset = 0;  // of the first byte, from the start of the image
+  uint64_t bytes = 0;
+};
+struct SafetensorsIndex {
+  std::map<std::string, TensorLocation> tensors;
+  std::map<std::string, std::string> metadata;
+};
+// Validates an in-memory image exactly like ParseSafetensors and returns where its tensors are.
+// Copies nothing; `bytes` is only read during the call.
+Result<SafetensorsIndex> IndexSafetensors(const uint8_t* bytes, size_t size,
+                                          const std::string& what_for_errors);
+
 }  // namespace ftte
 
 #endif  // FTTE_CORE_SAFETENSORS_H_

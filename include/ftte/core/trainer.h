@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "ftte/core/frozen_file.h"
 #include "ftte/core/model.h"
 #include "ftte/core/optimizer.h"
 
@@ -23,6 +24,9 @@ struct TrainerOptions {
   int threads = 1;
   OptimizerConfig optimizer;
   FrozenStorage frozen = FrozenStorage::kFloat32;
+  // Where the int8 frozen rows are read from under kInt8Mapped (not owned; must outlive the
+  // Trainer); null otherwise.
+  const MappedFrozenRows* mapped = nullptr;
   uint64_t seed = 0;  // dropout
   // Also keep each step's whole gradient in the parameters' grad() (kGradients, one float per
   // trainable value): for tests and golden checks. Training itself never needs it.
@@ -51,7 +55,8 @@ int64_t TileFloatsFor(Model& model, const TrainerOptions& options);
 // The same numbers summed by category.
 struct MemoryPrediction {
   std::array<int64_t, kNumMemCategories> by_category{};
-  int64_t total = 0;
+  int64_t total = 0;   // heap bytes
+  int64_t mapped = 0;  // bytes read in place from a mapped file (kInt8Mapped), not heap
 };
 MemoryPrediction PredictPeak(Model& model, const TrainerOptions& options);
 
@@ -71,6 +76,9 @@ struct StepResult {
   // estimate of the mean gradient (its gradient sum over its own counted positions). For one
   // pass, the squared norm of the step's gradient. 0 otherwise.
   double grad_sq = 0;
+  // Not OK when the step could not run: the mapped frozen rows changed underneath (then
+  // nothing was updated before the check, and the trainer refuses every later step).
+  Status status;
   // exp(loss): the perplexity of a language model.
   double perplexity() const;
 };
@@ -113,8 +121,12 @@ class Trainer {
   LossSums ForwardLoss(const float* x, const int32_t* labels, int64_t n, double inv_positions,
                        bool training);
 
+  // OK while the mapped frozen rows (if any) are those the trainer started with.
+  Status CheckMapped();
+
   Model* model_;
   TrainerOptions options_;
+  Status failed_;  // sticky: why steps are refused
   ThreadPool pool_;
   Rng rng_;
   LayerMode mode_;
