@@ -215,7 +215,7 @@ int RunTrainText(const Flags& f) {
         "\"test_perplexity\": %s, \"train_loss\": %s, \"peak_bytes\": %lld, "
         "\"predicted_peak_bytes\": %lld, \"full_training_peak_bytes\": %lld, "
         "\"peak_by_category\": %s, \"trainable_params\": %lld, \"params\": %lld, "
-        "\"train_seconds\": %s, \"tokens_per_s\": %s, \"checkpoint\": \"%s\"}\n",
+        "\"train_seconds\": %s, \"tokens_per_s\": %s, \"checkpoint\": \"%s\", %s}\n",
         s.model->name().c_str(), s.mask.c_str(), data::TokenizerKindName(tok.kind()),
         static_cast<long long>(tok.size()), static_cast<long long>(epochs.value()),
         static_cast<long long>(s.options.batch), s.options.threads,
@@ -228,7 +228,7 @@ int RunTrainText(const Flags& f) {
         static_cast<long long>(s.full_peak), CategoriesJson(mem.at_peak).c_str(),
         static_cast<long long>(s.model->num_trainable()),
         static_cast<long long>(s.model->num_params()), Json(r.seconds).c_str(), Json(tps).c_str(),
-        save.c_str());
+        save.c_str(), PlanJson(s).c_str());
     return 0;
   }
   std::printf("model %s, mask %s: %s of %s parameters trained\n", s.model->name().c_str(),

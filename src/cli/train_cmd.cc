@@ -153,7 +153,7 @@ int RunTrain(const std::vector<std::string>& args) {
 
 int RunBenchTrain(const std::vector<std::string>& args) {
   auto known = CommonTrainFlags();
-  known.insert({{"seconds", true}, {"warmup", true}});
+  known.insert({{"seconds", true}, {"warmup", true}, {"keep-gradients", false}});
   auto flags = Flags::Parse(args, known);
   if (!flags.ok()) return Fail(flags.status());
   const Flags& f = flags.value();
@@ -163,7 +163,10 @@ int RunBenchTrain(const std::vector<std::string>& args) {
         "{mlp,lenet5,cnn,resnet8,lstm_lm,tiny_gpt,tiny_gpt_lora}[:k=v,..]\n"
         "  [--batch 32] [--micro-batch N] [--threads 1]\n"
         "  [--mask full|last|bias|lora|none|budget:F|budget:SIZE]\n"
-        "  [--frozen float32|int8] [--seconds 3] [--warmup 5] [--json]\n"
+        "  [--frozen float32|int8|mapped:FILE] [--keep-gradients] [--cut N]\n"
+        "  [--seconds 3] [--warmup 5] [--json]\n"
+        "--keep-gradients holds each step's whole gradient, as a conventional engine does (the\n"
+        "classic full-training peak); --cut N takes the planner's best subset cut at layer N.\n"
         "Language models train on a fixed batch of random token ids with one random next-id\n"
         "label per position and also report tokens/s (samples/s x context).");
     return 0;
@@ -211,6 +214,7 @@ int RunBenchTrain(const std::vector<std::string>& args) {
   if (!setup.ok()) return Fail(setup.status());
   Setup& s = setup.value();
   if (!s.selection_note.empty()) std::fprintf(stderr, "%s\n", s.selection_note.c_str());
+  s.options.keep_gradients = f.Has("keep-gradients");
   const int64_t predicted = PredictPeak(*s.model, s.options).total;
   const Flops flops = CountTrainingFlops(*s.model, s.options.batch);
   Trainer trainer(s.model.get(), s.options);

@@ -56,6 +56,34 @@ Result<int64_t> ParseBudget(const std::string& mask, int64_t full_peak, std::str
   return static_cast<int64_t>(fraction * static_cast<double>(full_peak));
 }
 
+// --cut N: the planner's best subset at cut depth N instead of its choice (to compare them).
+Status TakeCandidate(const Flags& f, Setup* s) {
+  FTTE_ASSIGN_OR_RETURN(int64_t cut, f.GetInt("cut", 0, 0, INT64_MAX));
+  Selection& sel = s->selection;
+  std::string cuts;
+  for (size_t i = 0; i < sel.candidates.size(); ++i) {
+    const Candidate& c = sel.candidates[i];
+    cuts += (cuts.empty() ? "" : ", ") + std::to_string(c.cut);
+    if (c.cut != cut) continue;
+    for (size_t k = 0; k < s->model->params().size(); ++k) {
+      Parameter* p = s->model->params()[k];
+      p->SetStorage(FrozenStorage::kFloat32);
+      for (int64_t r = 0; r < p->rows(); ++r) p->SetRowsTrainable(r, r + 1, c.mask[k][r] != 0);
+    }
+    sel.chosen = i;
+    sel.cut = c.cut;
+    sel.micro_batch = c.micro_batch;
+    sel.importance = c.importance;
+    sel.predicted_bytes = c.predicted_bytes;
+    s->options.micro_batch = c.micro_batch;
+    return Status::Ok();
+  }
+  return InvalidArgument("--cut " + std::to_string(cut) +
+                         ": the planner has no subset cut at that layer under this budget; "
+                         "it has cuts " +
+                         cuts);
+}
+
 // With --frozen mapped:FILE, writes the frozen rows of the final mask to FILE and maps them.
 Status MapFrozenRows(Setup* s) {
   if (s->options.frozen != FrozenStorage::kInt8Mapped) return Status::Ok();
@@ -74,7 +102,8 @@ std::map<std::string, bool> CommonTrainFlags() {
 }
 
 std::string PlanJson(const Setup& s) {
-  std::string out = "\"micro_batch\": " + std::to_string(s.options.micro()) + ", \"candidates\": [";
+  std::string out = "\"micro_batch\": " + std::to_string(s.options.micro()) + ", \"layers\": \"" +
+                    DescribeTrainable(*s.model) + "\", \"candidates\": [";
   const Selection& sel = s.selection;
   for (size_t i = 0; i < sel.candidates.size(); ++i) {
     const Candidate& c = sel.candidates[i];
@@ -160,6 +189,7 @@ Result<Setup> MakeSetup(const Flags& f, const std::string& model_spec, const flo
   FTTE_ASSIGN_OR_RETURN(s.budget_bytes, ParseBudget(s.mask, s.full_peak, &what));
   const Samples calib{calib_x, calib_y, std::min(calib_n, kCalibrationSamples)};
   FTTE_ASSIGN_OR_RETURN(s.selection, PlanUnderBudget(*s.model, &s.options, s.budget_bytes, calib));
+  if (f.Has("cut")) FTTE_RETURN_IF_ERROR(TakeCandidate(f, &s));
   const Selection& sel = s.selection;
   char buf[256];
   std::snprintf(buf, sizeof buf,

@@ -36,7 +36,7 @@ struct Setup {
 
 // Calibration samples the planner uses (the first ones of the training data), the same for
 // ftte train, bench train, simulate (calibration_samples) and serve.
-inline constexpr int64_t kCalibrationSamples = 256;
+inline constexpr int64_t kCalibrationSamples = 1024;
 
 // The planner's candidates, one line each, the chosen one starred.
 std::string SelectionTable(const Selection& sel);

@@ -2,8 +2,8 @@
 // heap, less heap, and no training on a file that changed underneath.
 #include "ftte/core/frozen_file.h"
 
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 

@@ -214,7 +214,7 @@ int64_t TileFloatsFor(Model& model, const TrainerOptions& options) {
   if (options.tile_floats > 0) return options.tile_floats;
   TrainerOptions one = options;
   one.threads = 1;
-  constexpr int64_t kLargest = int64_t{1} << 19, kSmallest = int64_t{1} << 13;
+  constexpr int64_t kLargest = int64_t{1} << 19, kSmallest = int64_t{1} << 10;
   for (int64_t tile = kLargest; tile > kSmallest; tile /= 2) {
     const MemoryPlan plan = PlanWithTile(model, one, tile);
     if (plan.workspace * 10 <= plan.Total()) return tile;

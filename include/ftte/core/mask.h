@@ -64,7 +64,8 @@ struct SelectOptions {
   std::vector<int64_t> micro_batches;
   // With trial samples, candidates are ranked by what they learn (mean held-out loss after
   // trial_steps steps on `trial`, from the model's current values, which are restored
-  // afterwards); without, by captured importance.
+  // afterwards; losses within 1% of the best are a tie, broken by captured importance);
+  // without, by captured importance.
   Samples trial, held_out;
   int64_t trial_steps = 0;
 };
@@ -78,6 +79,10 @@ struct SelectOptions {
 Result<Selection> SelectUnderBudget(Model& model, const RowImportance& importance,
                                     const TrainerOptions& options, int64_t budget_bytes,
                                     const SelectOptions& select = {});
+
+// What trains, by top-level layer: "0, 3, 7 (96/512 rows), 9" (rows where a layer's matrices
+// train in part), "vectors only" (biases and norm scales) or "none".
+std::string DescribeTrainable(const Model& model);
 
 // Halving micro-batches from `batch` down to 1: 32 -> {32, 16, 8, 4, 2, 1}.
 std::vector<int64_t> HalvingMicroBatches(int64_t batch);

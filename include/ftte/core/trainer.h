@@ -35,7 +35,7 @@ struct TrainerOptions {
   // StepResult::grad_sq and Trainer::RowGradSq().
   bool gradient_stats = false;
   // Floats per worker tile of transient work (PlanContext::tile_floats); 0 picks the largest of
-  // 2^19 ... 2^13 whose workspace stays within a tenth of the step's peak (judged at one
+  // 2^19 ... 2^10 whose workspace stays within a tenth of the step's peak (judged at one
   // thread, so that every thread count uses the same tiles and gets the same bits).
   int64_t tile_floats = 0;
 

@@ -1,0 +1,73 @@
+"""What the benchmark drivers share: running ftte for JSON, machine facts, table formatting."""
+import datetime
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FTTE = os.path.join(REPO, "build", "release", "ftte")
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def require_ftte():
+    if not os.access(FTTE, os.X_OK):
+        sys.exit("error: ftte binary not found at %s\nbuild it with:\n"
+                 "  cmake --preset release && cmake --build --preset release "
+                 "--target ftte" % FTTE)
+
+
+def run_json(cmd):
+    """Run cmd; return the JSON object on the last non-empty stdout line."""
+    p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    lines = [l for l in p.stdout.splitlines() if l.strip()]
+    if p.returncode != 0 or not lines:
+        sys.exit("error: command failed (exit %d): %s\n%s"
+                 % (p.returncode, " ".join(cmd), p.stderr.strip()[-2000:]))
+    return json.loads(lines[-1])
+
+
+def file_sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+def machine_info():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((l.split(":", 1)[1].strip() for l in f
+                        if l.startswith("model name")), cpu)
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                                capture_output=True, text=True).stdout.strip()
+    except OSError:  # git not installed
+        commit = ""
+    return {"nproc": len(os.sched_getaffinity(0)), "cpu_model": cpu,
+            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "git_commit": commit or None, "platform": platform.platform(),
+            "python": platform.python_version(), "loadavg_at_start": os.getloadavg()}
+
+
+def mib(b):
+    return "-" if b is None else "%.2f MiB" % (b / 2**20)
+
+
+def num(x, fmt="%.1f"):
+    return "-" if x is None else fmt % x
+
+
+def ratio(a, b):
+    return "-" if a is None or b in (None, 0) else "%.2fx" % (a / b)
+
+
+def md_table(header, rows):
+    line = lambda cells: "| " + " | ".join(str(c) for c in cells) + " |"
+    return "\n".join([line(header), line("---:" for _ in header)] + [line(r) for r in rows])
