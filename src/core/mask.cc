@@ -302,15 +302,11 @@ Result<Selection> SelectUnderBudget(Model& model, const RowImportance& importanc
   return sel;
 }
 
-Result<Selection> PlanUnderBudget(Model& model, TrainerOptions* options, int64_t budget_bytes,
-                                  const Samples& calibration, int64_t extra_bytes_per_value) {
-  FTTE_CHECK(calibration.n > 0) << "planning needs calibration samples";
-  const int64_t batches = (calibration.n + options->batch - 1) / options->batch;
-  RowImportance imp =
-      ComputeImportance(model, calibration.x, calibration.labels, calibration.n, *options, batches);
+SelectOptions PlannerSelectOptions(const Model& model, const TrainerOptions& options,
+                                   const Samples& calibration, int64_t extra_bytes_per_value) {
   SelectOptions s;
   s.extra_bytes_per_value = extra_bytes_per_value;
-  s.micro_batches = HalvingMicroBatches(options->batch);
+  s.micro_batches = HalvingMicroBatches(options.batch);
   if (calibration.n >= 8) {
     const int64_t held = calibration.n / 4, sample = NumElements(model.sample_shape());
     const int64_t train = calibration.n - held;
@@ -319,6 +315,17 @@ Result<Selection> PlanUnderBudget(Model& model, TrainerOptions* options, int64_t
                   calibration.labels + train * model.label_positions(), held};
     s.trial_steps = kTrialSteps;
   }
+  return s;
+}
+
+Result<Selection> PlanUnderBudget(Model& model, TrainerOptions* options, int64_t budget_bytes,
+                                  const Samples& calibration, int64_t extra_bytes_per_value) {
+  FTTE_CHECK(calibration.n > 0) << "planning needs calibration samples";
+  const int64_t batches = (calibration.n + options->batch - 1) / options->batch;
+  RowImportance imp = ComputeImportance(model, calibration.x, calibration.labels, calibration.n,
+                                        *options, batches);
+  const SelectOptions s =
+      PlannerSelectOptions(model, *options, calibration, extra_bytes_per_value);
   FTTE_ASSIGN_OR_RETURN(Selection sel, SelectUnderBudget(model, imp, *options, budget_bytes, s));
   options->micro_batch = sel.micro_batch;
   return sel;

@@ -389,12 +389,14 @@ StepResult Trainer::Step(const float* x, const int32_t* labels, int64_t n) {
     model_->net().Backward(xv, yv, dy, View{}, ctx);
     sink_->CheckPassComplete();
     if (pass_sq != nullptr && s.positions > 0) {
+      // Pass k's own mean-gradient estimate is its gradient times positions / its positions.
+      const double scale = static_cast<double>(positions) / static_cast<double>(s.positions);
+      const double w = scale * scale / static_cast<double>(passes);
       double total = 0;
       for (int64_t q = 0; q < stat_rows; ++q) {
         total += pass_sq[q];
-        pass_sq[stat_rows + q] += pass_sq[q];
+        pass_sq[stat_rows + q] += pass_sq[q] * w;
       }
-      const double scale = static_cast<double>(positions) / static_cast<double>(s.positions);
       grad_sq += total * scale * scale;
       ++counted_passes;
     }

@@ -72,6 +72,11 @@ Result<std::unique_ptr<ClientTrainer>> ClientTrainer::Create(const std::string& 
 
 ClientTrainer::ClientTrainer(std::unique_ptr<Model> model) : model_(std::move(model)) {}
 
+int64_t ClientTrainer::PredictPeak(const Mask& mask, const ClientConfig& config) {
+  if (!planning_) planning_ = MakeModel(model_->name(), 0).value();
+  return PredictClientPeak(*planning_, mask, config);
+}
+
 ClientTrainer::~ClientTrainer() {
   before_.Reset();
   trainer_.reset();
@@ -118,6 +123,7 @@ ClientResult ClientTrainer::Train(const std::vector<float>& weights, const Mask&
   yb_.resize(static_cast<size_t>(config.batch * per));
   CopyTrainableRows(*model_, before_.data(), /*to_model=*/false);
   trainer_->optimizer().Reset();
+  trainer_->ResetGradientStats();
 
   Rng rng(seed);
   std::vector<int64_t> order(indices);
@@ -163,6 +169,10 @@ ClientResult ClientTrainer::Train(const std::vector<float>& weights, const Mask&
   const double lr_t = static_cast<double>(config.optimizer.lr) * static_cast<double>(steps);
   const double mean_sq = lr_t > 0 ? delta_sq / (lr_t * lr_t) : 0.0;
   u.variance = std::max(0.0, grad_sq / static_cast<double>(steps) - mean_sq);
+  // Federated importance: each trained row's mean squared gradient norm per step.
+  for (const std::vector<double>& rows : trainer_->RowGradSq()) {
+    for (double v : rows) u.row_sq.push_back(static_cast<float>(v / static_cast<double>(steps)));
+  }
   out.peak_bytes = model_->tracker().stats().peak_total;
   return out;
 }

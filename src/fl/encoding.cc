@@ -18,6 +18,7 @@ namespace {
 constexpr char kMagic[4] = {'F', 'T', 'U', '1'};
 constexpr uint8_t kFlagSparse = 1;
 constexpr uint8_t kFlagInt8 = 2;
+constexpr uint8_t kFlagRowStats = 4;
 // Magic, flags, 3 reserved bytes, 3 x i64, f32, f64, i64, u32 parameter count.
 constexpr int64_t kHeaderBytes = 4 + 1 + 3 + 8 * 3 + 4 + 8 + 8 + 4;
 constexpr int64_t kChecksumBytes = 4;
@@ -336,16 +337,41 @@ Status ReadValues(Reader& in, size_t k, const std::vector<ParamLayout>& layout, 
   return Status::Ok();
 }
 
+// The row statistics: one finite, non-negative float per row of the mask.
+Status ReadRowStats(Reader& in, const Mask& mask, const Errors& errors, std::vector<float>* out) {
+  FTTE_RETURN_IF_ERROR(in.Need(4, "the row statistics count"));
+  const uint32_t count = in.U32();
+  const int64_t rows = mask.Rows();
+  if (count != rows) {
+    return errors.Malformed(
+        Cat("the update has ", count, " row statistics for the ", rows, " rows it selects"));
+  }
+  FTTE_RETURN_IF_ERROR(in.Need(4 * uint64_t{count}, Cat("row statistics (", count, " float32)")));
+  out->resize(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    const float v = in.F32();
+    if (!std::isfinite(v) || v < 0) {
+      return errors.Malformed(
+          Cat("row statistic ", v, " (row ", i, ") is not a finite non-negative number"));
+    }
+    (*out)[i] = v;
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 int64_t EncodedSize(const Mask& mask, const std::vector<ParamLayout>& layout,
                     const EncodeOptions& options) {
   CheckMaskShape(mask, layout);
   int64_t size = kHeaderBytes + kChecksumBytes;
+  int64_t rows = 0;
   for (size_t k = 0; k < layout.size(); ++k) {
     const ParamPlan plan = Plan(mask.rows[k], layout[k], options);
     size += plan.selection_bytes + ValueBytes(plan, options);
+    rows += plan.selected_rows;
   }
+  if (options.row_stats) size += 4 + 4 * rows;
   return size;
 }
 
@@ -360,7 +386,9 @@ std::string EncodeUpdate(const Update& u, const Mask& mask, const std::vector<Pa
   out.reserve(static_cast<size_t>(expected_size));
 
   out.append(kMagic, sizeof(kMagic));
-  PutU8((options.sparse ? kFlagSparse : 0) | (options.int8 ? kFlagInt8 : 0), &out);
+  PutU8((options.sparse ? kFlagSparse : 0) | (options.int8 ? kFlagInt8 : 0) |
+            (options.row_stats ? kFlagRowStats : 0),
+        &out);
   out.append(3, '\0');
   PutU64(static_cast<uint64_t>(u.device), &out);
   PutU64(static_cast<uint64_t>(u.base_version), &out);
@@ -424,6 +452,13 @@ std::string EncodeUpdate(const Update& u, const Mask& mask, const std::vector<Pa
     }
     packed += num_packed;
   }
+  if (options.row_stats) {
+    const int64_t rows = mask.Rows();
+    FTTE_CHECK(static_cast<int64_t>(u.row_sq.size()) == rows)
+        << "update has " << u.row_sq.size() << " row statistics, the mask " << rows << " rows";
+    PutU32(static_cast<uint32_t>(rows), &out);
+    for (float v : u.row_sq) PutF32(v, &out);
+  }
   PutU32(Crc32(out), &out);
   FTTE_CHECK(static_cast<int64_t>(out.size()) == expected_size)
       << "encoded " << out.size() << " bytes, EncodedSize says " << expected_size;
@@ -444,9 +479,9 @@ Result<DecodedUpdate> DecodeUpdate(std::string_view bytes, const std::vector<Par
   FTTE_RETURN_IF_ERROR(in.Need(kHeaderBytes, "the header"));
   in.U32();  // magic, checked above
   const uint8_t flags = in.U8();
-  if (flags & ~(kFlagSparse | kFlagInt8)) {
-    return errors.Malformed(
-        Cat("unknown flags 0x", std::hex, int{flags}, " (known: bit0 sparse, bit1 int8 values)"));
+  if (flags & ~(kFlagSparse | kFlagInt8 | kFlagRowStats)) {
+    return errors.Malformed(Cat("unknown flags 0x", std::hex, int{flags},
+                                " (known: bit0 sparse, bit1 int8 values, bit2 row statistics)"));
   }
   if (in.U8() != 0 || in.U8() != 0 || in.U8() != 0) {
     return errors.Malformed("the 3 reserved header bytes after the flags are not zero");
@@ -482,6 +517,7 @@ Result<DecodedUpdate> DecodeUpdate(std::string_view bytes, const std::vector<Par
     FTTE_RETURN_IF_ERROR(
         ReadValues(in, k, layout, selected * layout[k].row_size, int8, errors, &u.delta));
   }
+  if (flags & kFlagRowStats) FTTE_RETURN_IF_ERROR(ReadRowStats(in, out.mask, errors, &u.row_sq));
 
   const size_t body_end = in.pos();
   FTTE_RETURN_IF_ERROR(in.Need(kChecksumBytes, "the checksum"));

@@ -623,7 +623,7 @@ TEST(EncodingTest, RejectsBadBitmapsKindsAndHeaders) {
                         {"parameter 0 (w): row bitmap selects row 10 beyond 10 rows"}));
   EXPECT_TRUE(FailsWith(DecodeTen(Builder(kSparse, 1).U8(4)), kInvalid,
                         {"parameter 0 (w): unknown row selection kind 4"}));
-  EXPECT_TRUE(FailsWith(DecodeTen(Builder(kSparse | 4, 1).U8(0)), kInvalid, {"unknown flags 0x5"}));
+  EXPECT_TRUE(FailsWith(DecodeTen(Builder(kSparse | 8, 1).U8(0)), kInvalid, {"unknown flags 0x9"}));
   std::string reserved = Builder(kSparse, 1).U8(0).Sealed();
   reserved[6] = 1;
   // Resealing by hand: strip the checksum, recompute.

@@ -56,6 +56,12 @@ int64_t Mask::Numel(const std::vector<ParamLayout>& layout) const {
   return n;
 }
 
+int64_t Mask::Rows() const {
+  int64_t n = 0;
+  for (const auto& r : rows) n += std::count(r.begin(), r.end(), uint8_t{1});
+  return n;
+}
+
 std::vector<float> GetWeights(const Model& model) {
   std::vector<float> flat;
   for (const Parameter* p : model.params()) {

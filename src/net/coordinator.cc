@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <numeric>
 #include <random>
 
 #include "ftte/core/mask.h"
+#include "ftte/data/idx.h"
 #include "ftte/fl/changed_rows.h"
 #include "ftte/fl/encoding.h"
 #include "wire.h"
@@ -14,7 +16,7 @@ namespace ftte::net {
 
 namespace {
 
-constexpr uint32_t kSnapshotFormat = 1;
+constexpr uint32_t kSnapshotFormat = 2;  // 2: plans, FTTE's importance, momentum per value
 
 std::string NewToken() {
   std::random_device rd;
@@ -65,11 +67,6 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const ServeConfig& conf
 Status Coordinator::Init(data::ImageDataset eval) {
   FTTE_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, MakeModel(config_.model, config_.seed));
   layout_ = fl::LayoutOf(*model);
-  int64_t rows = 0;
-  for (const fl::ParamLayout& p : layout_) {
-    row_base_.push_back(rows);
-    rows += p.rows;
-  }
   int64_t numel = 1;
   for (int64_t d : model->sample_shape()) numel *= d;
   if (eval.size == 0 || eval.sample_numel() != numel) {
@@ -77,34 +74,34 @@ Status Coordinator::Init(data::ImageDataset eval) {
                            std::to_string(eval.sample_numel()) + " values; model '" +
                            config_.model + "' takes " + std::to_string(numel));
   }
-  if (config_.mask == "full") {
-    model->SetAllTrainable(true);
-  } else if (config_.mask == "budget") {
-    if (config_.budget_bytes <= 0) return InvalidArgument("mask = \"budget\" needs [model] budget");
-    TrainerOptions o = fl::ClientTrainerOptions(config_.client);
-    const int64_t n = std::min(config_.calibration_samples, eval.size);
-    auto sel = PlanUnderBudget(*model, &o, config_.budget_bytes,
-                               Samples{eval.images.data(), eval.labels.data(), n},
-                               fl::kClientBytesPerTrainableValue);
-    if (!sel.ok()) return sel.status();
-    config_.client.micro_batch = o.micro_batch;
-  } else {
-    return InvalidArgument("[model] mask '" + config_.mask + "' is unknown; use full or budget");
+  fl::PlanningInputs in;
+  in.model_spec = config_.model;
+  in.seed = config_.seed;
+  in.client = config_.client;
+  in.budget_bytes = config_.budget_bytes;
+  data::ImageDataset proxy;
+  if (config_.proxy_samples > 0) {
+    FTTE_ASSIGN_OR_RETURN(proxy, data::LoadFashionMnist(config_.proxy_data, true));
+    proxy = proxy.Head(config_.proxy_samples);
+    if (proxy.sample_numel() != numel) {
+      return InvalidArgument("[model] proxy_data holds samples of " +
+                             std::to_string(proxy.sample_numel()) + " values; model '" +
+                             config_.model + "' takes " + std::to_string(numel));
+    }
+    in.proxy = Samples{proxy.images.data(), proxy.labels.data(), proxy.size};
   }
-  fl::Mask mask = fl::Mask::FromModel(*model);
-  predicted_peak_ = fl::PredictClientPeak(*model, mask, config_.client);
-  server_ = std::make_unique<fl::Server>(config_.strategy, fl::GetWeights(*model), mask, layout_);
-  row_versions_.assign(static_cast<size_t>(rows), 0);
+  FTTE_ASSIGN_OR_RETURN(strategy_, fl::Strategy::Create(config_.strategy, in));
 
   FTTE_ASSIGN_OR_RETURN(store_, StateStore::Open(config_.state_dir, config_.fsync));
   FTTE_ASSIGN_OR_RETURN(StateStore::Loaded loaded, store_->Load());
   if (loaded.snapshot) {
-    FTTE_RETURN_IF_ERROR(Restore(loaded, *model));
+    FTTE_RETURN_IF_ERROR(Restore(loaded));
   } else {
+    const fl::Plan& plan = strategy_->plan();
     log_("starting a new federation in " + config_.state_dir + ": " + config_.model + ", " +
          fl::AlgorithmName(config_.strategy.algorithm) + ", " +
-         std::to_string(mask.Numel(layout_)) + " trainable values, a job needs " +
-         std::to_string(predicted_peak_ >> 10) + " KiB");
+         std::to_string(plan.mask.Numel(layout_)) + " trainable values, a job needs " +
+         std::to_string(plan.device_peak_bytes >> 10) + " KiB");
     FTTE_RETURN_IF_ERROR(Checkpoint());
   }
   last_snapshot_ = clock_();
@@ -119,12 +116,14 @@ Status Coordinator::Init(data::ImageDataset eval) {
   return Status::Ok();
 }
 
-Status Coordinator::Restore(const StateStore::Loaded& loaded, Model& model) {
+Status Coordinator::Restore(const StateStore::Loaded& loaded) {
   const state::Snapshot& s = *loaded.snapshot;
   const std::string dir = config_.state_dir;
   if (s.format() != kSnapshotFormat) {
     return DataLoss(dir + ": snapshot format " + std::to_string(s.format()) + " is not " +
-                    std::to_string(kSnapshotFormat));
+                    std::to_string(kSnapshotFormat) +
+                    " (written by another version of ftte); point [server] state_dir elsewhere or "
+                    "remove it to start over");
   }
   if (s.model() != config_.model ||
       s.algorithm() != fl::AlgorithmName(config_.strategy.algorithm)) {
@@ -133,18 +132,32 @@ Status Coordinator::Restore(const StateStore::Loaded& loaded, Model& model) {
         fl::AlgorithmName(config_.strategy.algorithm) + " of '" + config_.model +
         "'; point [server] state_dir elsewhere or remove it to start over");
   }
-  FTTE_ASSIGN_OR_RETURN(fl::Mask mask, UnpackMaskBits(s.mask(), layout_));
-  if (static_cast<size_t>(s.row_versions_size()) != row_versions_.size()) {
-    return DataLoss(dir + ": snapshot row table does not fit the model");
-  }
   fl::ServerState st;
+  for (const state::Plan& sp : s.plans()) {
+    fl::Plan p;
+    p.id = sp.id();
+    p.from_version = sp.from_version();
+    FTTE_ASSIGN_OR_RETURN(p.mask, UnpackMaskBits(sp.mask(), layout_));
+    p.client = strategy_->plan().client;
+    p.client.micro_batch = sp.micro_batch();
+    p.device_peak_bytes = sp.device_peak_bytes();
+    st.plans.push_back(std::move(p));
+  }
+  if (st.plans.empty()) return DataLoss(dir + ": the snapshot holds no plan");
   st.version = s.version();
   st.weights.assign(s.weights().begin(), s.weights().end());
   st.momentum.assign(s.momentum().begin(), s.momentum().end());
-  // Logged updates are stored as received: over any subset of the mask.
+  st.row_versions.assign(s.row_versions().begin(), s.row_versions().end());
+  // Logged and buffered updates are stored as received: over any subset of their plan's mask
+  // (the snapshot's plans until they are restored, the strategy's after).
+  const std::vector<fl::Plan>* plans = &st.plans;
   auto decode = [&](const std::string& bytes) -> Result<fl::Update> {
     FTTE_ASSIGN_OR_RETURN(fl::DecodedUpdate d, fl::DecodeUpdate(bytes, layout_));
-    return fl::ExpandToMask(d, mask, layout_);
+    const int64_t base = d.update.base_version;
+    if (plans == nullptr) return fl::ExpandToMask(d, strategy_->PlanAt(base).mask, layout_);
+    auto it = std::find_if(plans->rbegin(), plans->rend(),
+                           [&](const fl::Plan& p) { return p.from_version <= base; });
+    return fl::ExpandToMask(d, it == plans->rend() ? plans->front().mask : it->mask, layout_);
   };
   for (const state::BufferedUpdate& b : s.buffer()) {
     FTTE_ASSIGN_OR_RETURN(fl::Update u, decode(b.encoded()));
@@ -154,11 +167,11 @@ Status Coordinator::Restore(const StateStore::Loaded& loaded, Model& model) {
   st.stats.aggregations = s.aggregations();
   st.stats.applied = s.applied();
   st.stats.dropped_stale = s.dropped_stale();
+  st.stats.replans = s.replans();
   for (const auto& [tau, n] : s.staleness()) st.stats.staleness[tau] = n;
-  server_ = std::make_unique<fl::Server>(config_.strategy, st.weights, mask, layout_);
-  FTTE_RETURN_IF_ERROR(server_->Restore(std::move(st)));
-  predicted_peak_ = fl::PredictClientPeak(model, mask, config_.client);
-  row_versions_.assign(s.row_versions().begin(), s.row_versions().end());
+  FTTE_RETURN_IF_ERROR(RestoreImportance(s, &st.importance));
+  FTTE_RETURN_IF_ERROR(strategy_->Restore(std::move(st)));
+  plans = nullptr;
   for (const state::Device& d : s.devices()) AddDevice(d);
   for (const state::BufferedUpdate& b : s.round_updates()) {
     FTTE_ASSIGN_OR_RETURN(fl::Update u, decode(b.encoded()));
@@ -177,7 +190,7 @@ Status Coordinator::Restore(const StateStore::Loaded& loaded, Model& model) {
       CloseRound();
     }
   }
-  log_("resumed from " + dir + " at version " + std::to_string(server_->version()) + " with " +
+  log_("resumed from " + dir + " at version " + std::to_string(strategy_->version()) + " with " +
        std::to_string(devices_.size()) + " devices; replayed " + std::to_string(loaded.log.size()) +
        " logged records" +
        (loaded.torn_bytes > 0
@@ -185,6 +198,32 @@ Status Coordinator::Restore(const StateStore::Loaded& loaded, Model& model) {
             : ""));
   // Fold the replayed log into a fresh snapshot.
   return Checkpoint();
+}
+
+// FTTE's importance table from the snapshot (empty for the other strategies).
+Status Coordinator::RestoreImportance(const state::Snapshot& s, fl::ImportanceTable* t) const {
+  const size_t rows = static_cast<size_t>(
+      std::accumulate(layout_.begin(), layout_.end(), int64_t{0},
+                      [](int64_t n, const fl::ParamLayout& p) { return n + p.rows; }));
+  if (s.importance_size() == 0) return Status::Ok();
+  if (static_cast<size_t>(s.importance_size()) != rows ||
+      static_cast<size_t>(s.last_planned_size()) != rows ||
+      s.importance_known().size() * 8 < rows) {
+    return DataLoss(config_.state_dir + ": the snapshot's importance table does not fit the model");
+  }
+  size_t row = 0;
+  for (const fl::ParamLayout& p : layout_) {
+    t->value.emplace_back();
+    t->known.emplace_back();
+    t->last_planned.emplace_back();
+    for (int64_t r = 0; r < p.rows; ++r, ++row) {
+      t->value.back().push_back(s.importance(static_cast<int>(row)));
+      t->known.back().push_back((static_cast<uint8_t>(s.importance_known()[row / 8]) >> (row % 8)) &
+                                1);
+      t->last_planned.back().push_back(s.last_planned(static_cast<int>(row)));
+    }
+  }
+  return Status::Ok();
 }
 
 void Coordinator::AddDevice(const state::Device& d) {
@@ -206,15 +245,37 @@ state::Snapshot Coordinator::MakeSnapshot() const {
   s.set_format(kSnapshotFormat);
   s.set_model(config_.model);
   s.set_algorithm(fl::AlgorithmName(config_.strategy.algorithm));
-  const fl::ServerState st = server_->State();
+  const fl::ServerState st = strategy_->State();
   s.set_version(st.version);
   *s.mutable_weights() = {st.weights.begin(), st.weights.end()};
   *s.mutable_momentum() = {st.momentum.begin(), st.momentum.end()};
   for (const fl::Update& u : st.buffer) {
-    s.add_buffer()->set_encoded(Encode(u, server_->mask(), layout_));
+    s.add_buffer()->set_encoded(Encode(u, strategy_->PlanAt(u.base_version).mask, layout_));
   }
   for (const fl::Update& u : round_) {
-    s.add_round_updates()->set_encoded(Encode(u, server_->mask(), layout_));
+    s.add_round_updates()->set_encoded(Encode(u, strategy_->PlanAt(u.base_version).mask, layout_));
+  }
+  for (const fl::Plan& p : st.plans) {
+    state::Plan* sp = s.add_plans();
+    sp->set_id(p.id);
+    sp->set_from_version(p.from_version);
+    sp->set_mask(PackMaskBits(p.mask, layout_));
+    sp->set_micro_batch(p.client.micro_batch);
+    sp->set_device_peak_bytes(p.device_peak_bytes);
+  }
+  s.set_replans(st.stats.replans);
+  if (!st.importance.value.empty()) {
+    std::string known;
+    size_t row = 0;
+    for (size_t k = 0; k < layout_.size(); ++k) {
+      for (int64_t r = 0; r < layout_[k].rows; ++r, ++row) {
+        if (row % 8 == 0) known.push_back('\0');
+        if (st.importance.known[k][r]) known.back() |= static_cast<char>(1 << (row % 8));
+        s.add_importance(st.importance.value[k][r]);
+        s.add_last_planned(st.importance.last_planned[k][r]);
+      }
+    }
+    s.set_importance_known(known);
   }
   for (size_t i = 0; i < devices_.size(); ++i) {
     const DeviceRec& d = devices_[i];
@@ -226,13 +287,13 @@ state::Snapshot Coordinator::MakeSnapshot() const {
     p->set_eligible(d.eligible);
     for (int64_t u : d.accepted_ids) p->add_accepted_update_ids(u);
   }
-  *s.mutable_row_versions() = {row_versions_.begin(), row_versions_.end()};
+  *s.mutable_row_versions() = {st.row_versions.begin(), st.row_versions.end()};
   s.set_received(st.stats.received);
   s.set_aggregations(st.stats.aggregations);
   s.set_applied(st.stats.applied);
   s.set_dropped_stale(st.stats.dropped_stale);
   for (const auto& [tau, n] : st.stats.staleness) (*s.mutable_staleness())[tau] = n;
-  s.set_mask(PackMaskBits(server_->mask(), layout_));
+  s.set_mask(PackMaskBits(strategy_->plan().mask, layout_));
   return s;
 }
 
@@ -269,7 +330,8 @@ Result<v1::EnrollResponse> Coordinator::Enroll(const v1::EnrollRequest& req) {
   d.set_name(req.device_name());
   d.set_token(NewToken());
   d.set_memory_budget_bytes(req.memory_budget_bytes());
-  d.set_eligible(req.memory_budget_bytes() >= predicted_peak_);
+  const int64_t need = strategy_->plan().device_peak_bytes;
+  d.set_eligible(strategy_->Eligible(req.memory_budget_bytes()));
   state::LogRecord rec;
   *rec.mutable_enroll() = d;
   FTTE_RETURN_IF_ERROR(store_->Append(rec));
@@ -277,22 +339,22 @@ Result<v1::EnrollResponse> Coordinator::Enroll(const v1::EnrollRequest& req) {
   log_("enrolled device " + std::to_string(d.id()) + " '" + d.name() + "' (budget " +
        std::to_string(d.memory_budget_bytes() >> 10) + " KiB" +
        (d.eligible() ? ""
-                     : ", below the " + std::to_string(predicted_peak_ >> 10) +
-                           " KiB a job needs: excluded") +
+                     : ", below the " + std::to_string(need >> 10) + " KiB a job needs: excluded") +
        ")");
   v1::EnrollResponse resp;
   resp.set_device_id(d.id());
   resp.set_token(d.token());
   resp.set_model(config_.model);
   LayoutToProto(layout_, resp.mutable_layout());
-  resp.set_predicted_peak_bytes(predicted_peak_);
+  resp.set_predicted_peak_bytes(need);
   resp.set_eligible(d.eligible());
   if (!d.eligible()) {
     resp.set_reason("its memory budget of " + std::to_string(d.memory_budget_bytes() >> 10) +
-                    " KiB is below the " + std::to_string(predicted_peak_ >> 10) +
-                    " KiB one job of model '" + config_.model + "' needs");
+                    " KiB is below the " + std::to_string(need >> 10) + " KiB one job of model '" +
+                    config_.model + "' needs");
   }
-  *resp.mutable_hyperparameters() = HyperparametersToProto(config_.client, config_.int8_upload);
+  *resp.mutable_hyperparameters() =
+      HyperparametersToProto(strategy_->plan().client, config_.int8_upload);
   return resp;
 }
 
@@ -319,7 +381,7 @@ Result<v1::Work> Coordinator::GetWork(int64_t device, const v1::GetWorkRequest& 
   std::unique_lock<std::mutex> lock(mu_);
   DeviceRec& d = devices_[static_cast<size_t>(device)];
   v1::Work w;
-  w.set_version(server_->version());
+  w.set_version(strategy_->version());
   if (done_) {
     d.told_done = true;
     w.set_kind(v1::Work::DONE);
@@ -328,11 +390,11 @@ Result<v1::Work> Coordinator::GetWork(int64_t device, const v1::GetWorkRequest& 
   if (!d.eligible) {
     w.set_kind(v1::Work::INELIGIBLE);
     w.set_message("memory budget " + std::to_string(d.budget >> 10) + " KiB is below the " +
-                  std::to_string(predicted_peak_ >> 10) + " KiB a job needs");
+                  std::to_string(strategy_->plan().device_peak_bytes >> 10) + " KiB a job needs");
     return w;
   }
   const double now = clock_();
-  const bool fedavg = config_.strategy.algorithm == fl::Algorithm::kFedAvg;
+  const bool fedavg = strategy_->synchronous();
   const int64_t capacity =
       config_.strategy.concurrency - (fedavg ? static_cast<int64_t>(round_.size()) : 0);
   if (d.lease_until < 0 && ActiveLeases(now) >= capacity) {
@@ -344,32 +406,35 @@ Result<v1::Work> Coordinator::GetWork(int64_t device, const v1::GetWorkRequest& 
   d.lease_until = now + config_.lease_s;
   w.set_kind(v1::Work::TRAIN);
   // The values of the rows changed since the device's version.
-  const int64_t known = req.known_version() < 0 || req.known_version() > server_->version()
+  const int64_t known = req.known_version() < 0 || req.known_version() > strategy_->version()
                             ? -1
                             : req.known_version();
-  if (values_cache_version_ != server_->version()) {
+  if (values_cache_version_ != strategy_->version()) {
     values_cache_.clear();
-    values_cache_version_ = server_->version();
+    values_cache_version_ = strategy_->version();
   }
   auto cached = values_cache_.find(known);
   if (cached == values_cache_.end()) {
+    const std::vector<int64_t>& row_versions = strategy_->row_versions();
     fl::Mask changed;
+    size_t row = 0;
     for (size_t k = 0; k < layout_.size(); ++k) {
       std::vector<uint8_t> rows(static_cast<size_t>(layout_[k].rows));
-      for (int64_t r = 0; r < layout_[k].rows; ++r) {
-        rows[r] = known < 0 || row_versions_[static_cast<size_t>(row_base_[k] + r)] > known;
+      for (int64_t r = 0; r < layout_[k].rows; ++r, ++row) {
+        rows[r] = known < 0 || row_versions[row] > known;
       }
       changed.rows.push_back(std::move(rows));
     }
     fl::Update values;
     values.device = -1;  // the same bytes for every device
-    values.base_version = server_->version();
-    values.delta = fl::PackMasked(server_->weights(), changed, layout_);
+    values.base_version = strategy_->version();
+    values.delta = fl::PackMasked(strategy_->weights(), changed, layout_);
     cached = values_cache_.emplace(known, Encode(values, changed, layout_)).first;
   }
   w.set_values(cached->second);
-  w.set_mask(PackMaskBits(server_->mask(), layout_));
-  *w.mutable_hyperparameters() = HyperparametersToProto(config_.client, config_.int8_upload);
+  w.set_mask(PackMaskBits(strategy_->plan().mask, layout_));
+  *w.mutable_hyperparameters() =
+      HyperparametersToProto(strategy_->plan().client, config_.int8_upload);
   // A device must never train from a model a crash could take back.
   const int64_t sequence = store_->appended();
   lock.unlock();
@@ -409,10 +474,10 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
   if (d.accepted_ids.count(u.update_id) > 0) {
     ++duplicates_;
     resp.set_outcome(v1::SubmitResponse::DUPLICATE);
-    resp.set_version(server_->version());
+    resp.set_version(strategy_->version());
     return resp;
   }
-  const int64_t version = server_->version();
+  const int64_t version = strategy_->version();
   if (u.base_version > version) {
     return Reject(
         device, "future version",
@@ -420,7 +485,7 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
                         "; the model is at " + std::to_string(version)));
   }
   const int64_t tau = version - u.base_version;
-  const bool fedavg = config_.strategy.algorithm == fl::Algorithm::kFedAvg;
+  const bool fedavg = strategy_->synchronous();
   if ((fedavg && tau > 0) ||
       (config_.strategy.max_staleness >= 0 && tau > config_.strategy.max_staleness)) {
     d.lease_until = -1;
@@ -430,7 +495,7 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
   }
   // An update may carry any subset of the mask's rows (natural sparsity: a device sends only
   // the rows it changed); the rows it leaves out count as zero change.
-  auto expanded = fl::ExpandToMask(*decoded, server_->mask(), layout_);
+  auto expanded = fl::ExpandToMask(*decoded, strategy_->PlanAt(u.base_version).mask, layout_);
   if (!expanded.ok()) {
     return Reject(device, "mask mismatch", InvalidArgument(expanded.status().message()));
   }
@@ -459,7 +524,7 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
   Apply(u);
   d.lease_until = -1;
   resp.set_outcome(v1::SubmitResponse::ACCEPTED);
-  resp.set_version(server_->version());
+  resp.set_version(strategy_->version());
   // Acknowledge only once the record is on disk; concurrent submissions share the flush.
   lock.unlock();
   FTTE_RETURN_IF_ERROR(store_->WaitDurable(sequence));
@@ -468,30 +533,20 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
 
 void Coordinator::Apply(const fl::Update& u) {
   devices_[static_cast<size_t>(u.device)].accepted_ids.insert(u.update_id);
-  if (config_.strategy.algorithm == fl::Algorithm::kFedAvg) {
+  if (strategy_->synchronous()) {
     round_.push_back(u);
     if (static_cast<int64_t>(round_.size()) >= config_.strategy.concurrency) CloseRound();
     return;
   }
-  if (server_->Receive(u)) MarkChangedRows();
+  strategy_->Receive(u);
 }
 
 void Coordinator::CloseRound() {
   if (round_.empty()) return;
-  server_->AggregateRound(round_);
+  strategy_->AggregateRound(round_);
   round_.clear();
   round_started_ = -1;
   for (DeviceRec& d : devices_) d.lease_until = -1;  // their work is from the old round
-  MarkChangedRows();
-}
-
-void Coordinator::MarkChangedRows() {
-  const fl::Mask& m = server_->mask();
-  for (size_t k = 0; k < layout_.size(); ++k) {
-    for (int64_t r = 0; r < layout_[k].rows; ++r) {
-      if (m.rows[k][r]) row_versions_[static_cast<size_t>(row_base_[k] + r)] = server_->version();
-    }
-  }
 }
 
 v1::HeartbeatResponse Coordinator::Heartbeat(int64_t device) {
@@ -499,7 +554,7 @@ v1::HeartbeatResponse Coordinator::Heartbeat(int64_t device) {
   DeviceRec& d = devices_[static_cast<size_t>(device)];
   if (d.lease_until >= 0) d.lease_until = clock_() + config_.lease_s;
   v1::HeartbeatResponse r;
-  r.set_version(server_->version());
+  r.set_version(strategy_->version());
   return r;
 }
 
@@ -508,7 +563,7 @@ v1::StatusResponse Coordinator::GetStatus() const {
   v1::StatusResponse s;
   s.set_algorithm(fl::AlgorithmName(config_.strategy.algorithm));
   s.set_model(config_.model);
-  s.set_version(server_->version());
+  s.set_version(strategy_->version());
   s.set_enrolled(static_cast<int64_t>(devices_.size()));
   int64_t training = 0;
   for (const DeviceRec& d : devices_) training += d.lease_until >= 0 ? 1 : 0;
@@ -517,7 +572,7 @@ v1::StatusResponse Coordinator::GetStatus() const {
   s.set_duplicates(duplicates_);
   for (const auto& [reason, n] : rejected_) (*s.mutable_rejected())[reason] = n;
   for (const v1::EvalPoint& e : evaluations_) *s.add_evaluations() = e;
-  s.set_buffered(server_->buffered() + static_cast<int64_t>(round_.size()));
+  s.set_buffered(strategy_->buffered() + static_cast<int64_t>(round_.size()));
   s.set_done(done_);
   return s;
 }
@@ -529,14 +584,13 @@ Status Coordinator::Tick() {
     std::lock_guard<std::mutex> lock(mu_);
     const double now = clock_();
     ActiveLeases(now);
-    if (config_.strategy.algorithm == fl::Algorithm::kFedAvg && round_started_ >= 0 &&
-        config_.strategy.round_deadline_s > 0 &&
+    if (strategy_->synchronous() && round_started_ >= 0 && config_.strategy.round_deadline_s > 0 &&
         now - round_started_ >= config_.strategy.round_deadline_s) {
       if (round_.empty()) {
         round_started_ = -1;
       } else {
         state::LogRecord rec;
-        rec.mutable_round_close()->set_version(server_->version());
+        rec.mutable_round_close()->set_version(strategy_->version());
         FTTE_RETURN_IF_ERROR(store_->Append(rec));
         log_("round deadline: aggregating " + std::to_string(round_.size()) + " of " +
              std::to_string(config_.strategy.concurrency) + " updates");
@@ -548,11 +602,11 @@ Status Coordinator::Tick() {
       FTTE_RETURN_IF_ERROR(store_->WriteSnapshot(&s));
       last_snapshot_ = now;
     }
-    version = server_->version();
+    version = strategy_->version();
     if (done_ || (last_eval_version_ >= 0 && version - last_eval_version_ < config_.eval_every)) {
       return Status::Ok();
     }
-    weights = server_->weights();
+    weights = strategy_->weights();
   }
   fl::SetWeights(*eval_model_, weights);
   StepResult r = eval_trainer_->Evaluate(eval_.images.data(), eval_.labels.data(), eval_.size);
@@ -597,17 +651,17 @@ bool Coordinator::everyone_told_done() const {
 
 int64_t Coordinator::version() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return server_->version();
+  return strategy_->version();
 }
 
 std::vector<float> Coordinator::weights() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return server_->weights();
+  return strategy_->weights();
 }
 
 fl::Mask Coordinator::mask() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return server_->mask();
+  return strategy_->plan().mask;
 }
 
 std::map<std::string, int64_t> Coordinator::rejected() const {
@@ -619,6 +673,11 @@ int64_t Coordinator::AcceptedLocked() const {
   int64_t n = 0;
   for (const DeviceRec& d : devices_) n += static_cast<int64_t>(d.accepted_ids.size());
   return n;
+}
+
+int64_t Coordinator::predicted_peak_bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return strategy_->plan().device_peak_bytes;
 }
 
 int64_t Coordinator::accepted() const {

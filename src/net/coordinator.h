@@ -24,7 +24,7 @@
 
 #include "ftte/core/model.h"
 #include "ftte/core/trainer.h"
-#include "ftte/fl/server.h"
+#include "ftte/fl/strategy.h"
 #include "ftte/net/server.h"
 #include "ftte/v1/federation.pb.h"
 #include "state_store.h"
@@ -36,9 +36,10 @@ class Coordinator {
   using Clock = std::function<double()>;  // monotonic seconds
   using Logger = std::function<void(const std::string&)>;
 
-  // Builds the model and mask (FTTE's selection is calibrated on the head of `eval`), then
-  // resumes from config.state_dir if it holds state, or starts it. Fails if the state was
-  // written for another model or strategy, or is unreadable.
+  // Builds the strategy and its first plan (FTTE: from the proxy set if [model] proxy_samples
+  // > 0, else from the devices' reports; never from `eval`), then resumes from
+  // config.state_dir if it holds state, or starts it. Fails if the state was written for another
+  // model or strategy, or is unreadable.
   static Result<std::unique_ptr<Coordinator>> Create(const ServeConfig& config,
                                                      data::ImageDataset eval, Clock clock,
                                                      Logger log);
@@ -66,9 +67,9 @@ class Coordinator {
   // Inspection (tests, benchmarks).
   int64_t version() const;
   std::vector<float> weights() const;
-  fl::Mask mask() const;
+  fl::Mask mask() const;  // the current plan's
   const std::vector<fl::ParamLayout>& layout() const { return layout_; }
-  int64_t predicted_peak_bytes() const { return predicted_peak_; }
+  int64_t predicted_peak_bytes() const;  // of one job of the current plan
   std::map<std::string, int64_t> rejected() const;
   int64_t accepted() const;
 
@@ -85,13 +86,13 @@ class Coordinator {
 
   Coordinator(const ServeConfig& config, Clock clock, Logger log);
   Status Init(data::ImageDataset eval);
-  Status Restore(const StateStore::Loaded& loaded, Model& model);
+  Status Restore(const StateStore::Loaded& loaded);
+  Status RestoreImportance(const state::Snapshot& s, fl::ImportanceTable* table) const;
   state::Snapshot MakeSnapshot() const;
   void AddDevice(const state::Device& d);
   // Applies an accepted update (live and on replay).
   void Apply(const fl::Update& u);
   void CloseRound();
-  void MarkChangedRows();
   Status Reject(int64_t device, const std::string& reason, Status why);
   int64_t ActiveLeases(double now);
   // Updates accepted so far: the ids the devices' records hold (kept across restarts).
@@ -101,13 +102,10 @@ class Coordinator {
   Clock clock_;
   Logger log_;
   std::vector<fl::ParamLayout> layout_;
-  std::vector<int64_t> row_base_;  // first flat row index of each parameter
-  int64_t predicted_peak_ = 0;
   std::unique_ptr<StateStore> store_;
 
   mutable std::mutex mu_;
-  std::unique_ptr<fl::Server> server_;
-  std::vector<int64_t> row_versions_;
+  std::unique_ptr<fl::Strategy> strategy_;
   std::vector<DeviceRec> devices_;
   std::unordered_map<std::string, int64_t> by_token_, by_name_;
   std::vector<fl::Update> round_;  // FedAvg: accepted updates of the round in progress

@@ -132,7 +132,7 @@ TEST(CoordinatorTest, DeviceBelowTheBudgetIsExcluded) {
 
 TEST(CoordinatorTest, WorkCarriesOnlyTheRowsChangedSinceTheDevicesVersion) {
   Harness h("sync", fl::Algorithm::kFtte);
-  h.config.mask = "budget";
+  h.config.strategy.mask = "budget";
   h.config.budget_bytes = 1 << 20;
   ASSERT_TRUE(h.Start().ok());
   const auto& layout = h.c->layout();
@@ -168,7 +168,7 @@ TEST(CoordinatorTest, WorkCarriesOnlyTheRowsChangedSinceTheDevicesVersion) {
 
 TEST(CoordinatorTest, HostileUpdatesAreRejectedWithoutChangingTheModel) {
   Harness h("hostile", fl::Algorithm::kFedBuff);
-  h.config.mask = "budget";
+  h.config.strategy.mask = "budget";
   h.config.budget_bytes = 1 << 20;
   h.config.max_update_norm = 10;
   h.config.strategy.max_staleness = 0;

@@ -187,7 +187,7 @@ struct Device::Impl {
         return FailedPrecondition("the server sent bad work: " + mask.status().message());
       FTTE_ASSIGN_OR_RETURN(fl::ClientConfig config,
                             HyperparametersFromProto(work.hyperparameters()));
-      const int64_t need = fl::PredictClientPeak(trainer->model(), *mask, config);
+      const int64_t need = trainer->PredictPeak(*mask, config);
       if (need > o.memory_budget_bytes) {
         return FailedPrecondition("this job needs " + std::to_string(need >> 10) +
                                   " KiB, above the device's budget of " +

@@ -100,10 +100,13 @@ const std::vector<Key>& Keys() {
        [](ServeConfig& c, const std::string& v) -> Status {
          if (v != "full" && v != "budget")
            return InvalidArgument("'" + v + "' is not full or budget");
-         c.mask = v;
+         c.strategy.mask = v;
          return Status::Ok();
        }},
       {"model.budget", Bytes([](ServeConfig& c) -> int64_t& { return c.budget_bytes; })},
+      {"model.proxy_data", Str(&ServeConfig::proxy_data)},
+      {"model.proxy_samples",
+       Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.proxy_samples; }, 0, 1e9)},
       {"strategy.algorithm",
        [](ServeConfig& c, const std::string& v) -> Status {
          FTTE_ASSIGN_OR_RETURN(c.strategy.algorithm, fl::ParseAlgorithm(v));
@@ -127,6 +130,15 @@ const std::vector<Key>& Keys() {
        Num<double>([](ServeConfig& c) -> double& { return c.strategy.async_alpha; }, 0, 1)},
       {"strategy.round_deadline_s",
        Num<double>([](ServeConfig& c) -> double& { return c.strategy.round_deadline_s; }, 0, 1e6)},
+      {"strategy.reselect",
+       [](ServeConfig& c, const std::string& v) -> Status {
+         FTTE_ASSIGN_OR_RETURN(c.strategy.reselect, fl::ParseReselect(v));
+         return Status::Ok();
+       }},
+      {"strategy.reselect_every",
+       Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.strategy.reselect_every; }, 0, 1e9)},
+      {"strategy.federated_importance",
+       Flag([](ServeConfig& c) -> bool& { return c.strategy.federated_importance; })},
       {"client.local_epochs",
        Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.client.local_epochs; }, 0, 1e4)},
       {"client.local_steps",
@@ -142,15 +154,13 @@ const std::vector<Key>& Keys() {
        [](ServeConfig& c, const std::string& v) -> Status {
          if (v != "float32" && v != "int8")
            return InvalidArgument("'" + v + "' is not float32 or int8");
-         c.client.frozen = v == "int8" ? FrozenStorage::kInt8 : FrozenStorage::kFloat32;
+         c.strategy.frozen = v == "int8" ? FrozenStorage::kInt8 : FrozenStorage::kFloat32;
          return Status::Ok();
        }},
       {"eval.data", Str(&ServeConfig::data)},
       {"eval.samples",
        Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.eval_samples; }, 0, 1e9)},
       {"eval.every", Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.eval_every; }, 1, 1e9)},
-      {"eval.calibration_samples",
-       Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.calibration_samples; }, 1, 1e9)},
       {"validation.max_update_norm",
        Num<double>([](ServeConfig& c) -> double& { return c.max_update_norm; }, 0, 1e30)},
       {"validation.max_samples",
@@ -230,7 +240,7 @@ Result<ServeConfig> LoadServeConfig(const std::string& path,
     }
     FTTE_RETURN_IF_ERROR(Set(c, o.substr(0, eq), o.substr(eq + 1), "--set " + o));
   }
-  if (c.mask == "budget" && c.budget_bytes <= 0) {
+  if (c.strategy.mask == "budget" && c.budget_bytes <= 0) {
     return InvalidArgument("[model] mask = \"budget\" needs budget (e.g. budget = \"8MiB\")");
   }
   if (c.enroll_key.empty()) {

@@ -211,6 +211,7 @@ constexpr Range kUnitOpenClosed{0, true, 1, false};  // (0, 1]
 constexpr Range kUnitClosed{0, false, 1, false};     // [0, 1]
 constexpr Range kUnitClosedOpen{0, false, 1, true};  // [0, 1)
 constexpr Range kUnitOpenOpen{0, true, 1, true};     // (0, 1)
+constexpr Range kAtLeastOne{1, false};               // [1, inf)
 constexpr double kMiB = 1024.0 * 1024.0;
 constexpr double kMbps = 1e6 / 8;  // bytes/s per megabit/s
 constexpr int64_t kNoMax = std::numeric_limits<int64_t>::max();
@@ -377,8 +378,8 @@ namespace {
 void SetAlgorithm(MethodConfig& m, fl::Algorithm a) {
   const MethodConfig d = DefaultMethod(a, m.name);
   m.server.algorithm = a;
-  m.mask = d.mask;
-  m.frozen = d.frozen;
+  m.server.mask = d.server.mask;
+  m.server.frozen = d.server.frozen;
   m.upload.sparse = d.upload.sparse;
 }
 
@@ -408,12 +409,22 @@ const std::vector<Field<MethodConfig>>& MethodFields() {
       BoolKey<M>("use_age", FTTE_REF(server.use_age)),
       BoolKey<M>("use_variance", FTTE_REF(server.use_variance)),
       FloatKey<M>("round_deadline_s", FTTE_REF(server.round_deadline_s), kNonNegative),
-      StringKey<M>("mask", FTTE_REF(mask),
+      FloatKey<M>("over_selection", FTTE_REF(server.over_selection), kAtLeastOne),
+      {"reselect", Kind::kString,
+       [](M& m, const ConfigValue& v) {
+         FTTE_ASSIGN_OR_RETURN(m.server.reselect, fl::ParseReselect(v.s));
+         return Status::Ok();
+       },
+       [](const M& m) { return Str(fl::ReselectName(m.server.reselect)); }},
+      IntKey<M>("reselect_every", FTTE_REF(server.reselect_every), 0),
+      BoolKey<M>("federated_importance", FTTE_REF(server.federated_importance)),
+      FloatKey<M>("importance_decay", FTTE_REF(server.importance_decay), kUnitClosedOpen),
+      StringKey<M>("mask", FTTE_REF(server.mask),
                    [](const ConfigValue& v) {
                      return OneOf(v, {"full", "budget"});
                    }),
       FloatKey<M>("budget_quantile", FTTE_REF(budget_quantile), kUnitClosed),
-      FrozenKey<M>("frozen", FTTE_REF(frozen)),
+      FrozenKey<M>("frozen", FTTE_REF(server.frozen)),
       BoolKey<M>("upload_sparse", FTTE_REF(upload.sparse)),
       BoolKey<M>("upload_int8", FTTE_REF(upload.int8)),
       BoolKey<M>("upload_changed_rows", FTTE_REF(upload_changed_rows)),
@@ -430,12 +441,12 @@ MethodConfig DefaultMethod(fl::Algorithm algorithm, const std::string& name) {
   m.name = name;
   m.server.algorithm = algorithm;
   if (algorithm == fl::Algorithm::kFtte) {
-    m.mask = "budget";
-    m.frozen = FrozenStorage::kInt8;
+    m.server.mask = "budget";
+    m.server.frozen = FrozenStorage::kInt8;
     m.upload.sparse = true;
   } else {
-    m.mask = "full";
-    m.frozen = FrozenStorage::kFloat32;
+    m.server.mask = "full";
+    m.server.frozen = FrozenStorage::kFloat32;
     m.upload.sparse = false;
   }
   return m;

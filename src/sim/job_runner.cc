@@ -4,9 +4,8 @@
 
 namespace ftte::sim {
 
-JobRunner::JobRunner(int threads, const std::string& model_name, const data::ImageDataset* train,
-                     const fl::ClientConfig& config)
-    : model_name_(model_name), train_(train), config_(config) {
+JobRunner::JobRunner(int threads, const std::string& model_name, const data::ImageDataset* train)
+    : model_name_(model_name), train_(train) {
   FTTE_CHECK(threads >= 1);
   UseSingleThreadedBlas();
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { WorkerLoop(); });
@@ -53,8 +52,8 @@ void JobRunner::WorkerLoop() {
       queue_.pop_front();
     }
     const Job& j = item.second;
-    fl::ClientResult r = trainer.value()->Train(*j.weights, *j.mask, *train_, *j.indices,
-                                                j.config ? *j.config : config_, j.seed);
+    fl::ClientResult r = trainer.value()->Train(*j.weights, j.plan->mask, *train_, *j.indices,
+                                                j.plan->client, j.seed);
     {
       std::lock_guard<std::mutex> lock(mu_);
       done_.emplace(item.first, std::move(r));

@@ -13,22 +13,21 @@
 #include <vector>
 
 #include "ftte/fl/client.h"
+#include "ftte/fl/strategy.h"
 
 namespace ftte::sim {
 
 struct Job {
   std::shared_ptr<const std::vector<float>> weights;
-  const fl::Mask* mask = nullptr;
+  std::shared_ptr<const fl::Plan> plan;  // the mask and local training of the work
   const std::vector<int64_t>* indices = nullptr;
   uint64_t seed = 0;
-  const fl::ClientConfig* config = nullptr;  // null: the runner's configuration
 };
 
 class JobRunner {
  public:
   // The trainers are created from `model_name` (which must be a zoo name).
-  JobRunner(int threads, const std::string& model_name, const data::ImageDataset* train,
-            const fl::ClientConfig& config);
+  JobRunner(int threads, const std::string& model_name, const data::ImageDataset* train);
   ~JobRunner();
   JobRunner(const JobRunner&) = delete;
   JobRunner& operator=(const JobRunner&) = delete;
@@ -41,7 +40,6 @@ class JobRunner {
 
   std::string model_name_;
   const data::ImageDataset* train_;
-  fl::ClientConfig config_;
   std::mutex mu_;
   std::condition_variable work_cv_, done_cv_;
   std::deque<std::pair<int64_t, Job>> queue_;

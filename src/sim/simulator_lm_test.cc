@@ -19,7 +19,8 @@ namespace fs = std::filesystem;
 
 // Five users with patterned sentences (learnable next words) and one without text.
 std::string WriteCorpus() {
-  const fs::path dir = fs::path(::testing::TempDir()) / ("ftte_lm_sim_corpus_" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::path(::testing::TempDir()) / ("ftte_lm_sim_corpus_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   const char* subjects[] = {"the king", "a man", "the lord", "my son", "the people"};
@@ -82,7 +83,8 @@ TEST(SimulatorTextTest, OneDevicePerUserWithTrainingText) {
 
 // A stand-in for the `bible` command: two books of two chapters, 12 verses each.
 std::string FakeBible() {
-  const fs::path dir = fs::path(::testing::TempDir()) / ("ftte_lm_sim_bible_" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::path(::testing::TempDir()) / ("ftte_lm_sim_bible_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   std::ofstream verses(dir / "verses.txt");
   for (const char* book : {"Ge", "Ex"}) {
@@ -186,8 +188,8 @@ TEST(SimulatorTextTest, TimeToTargetCanUseTopThree) {
 
 TEST(SimulatorTextTest, NaturalSparseUploadsCarryOnlyChangedRows) {
   SimConfig c = TextConfig(fl::Algorithm::kFtte);
-  c.methods[0].mask = "full";  // every embedding row is trainable; devices see few tokens
-  c.methods[0].frozen = FrozenStorage::kFloat32;
+  c.methods[0].server.mask = "full";  // every embedding row is trainable; devices see few tokens
+  c.methods[0].server.frozen = FrozenStorage::kFloat32;
   const Environment env = MakeEnvironment(c).value();
   MethodResult sparse = RunMethod(c, c.methods[0], env).value();
   c.methods[0].upload_changed_rows = true;

@@ -31,8 +31,8 @@ SimConfig SmallConfig(fl::Algorithm a) {
   m.server.concurrency = 4;
   m.server.buffer = 2;
   if (a == fl::Algorithm::kFtte) {
-    m.mask = "budget";
-    m.frozen = FrozenStorage::kInt8;
+    m.server.mask = "budget";
+    m.server.frozen = FrozenStorage::kInt8;
   } else {
     m.upload.sparse = false;
   }

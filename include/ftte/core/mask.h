@@ -87,6 +87,12 @@ std::string DescribeTrainable(const Model& model);
 // Halving micro-batches from `batch` down to 1: 32 -> {32, 16, 8, 4, 2, 1}.
 std::vector<int64_t> HalvingMicroBatches(int64_t batch);
 
+// The search settings PlanUnderBudget uses: halving micro-batches from options.batch, the
+// trial (a quarter of `calibration` held out) when there are at least 8 samples, and
+// `extra_bytes_per_value`.
+SelectOptions PlannerSelectOptions(const Model& model, const TrainerOptions& options,
+                                   const Samples& calibration, int64_t extra_bytes_per_value);
+
 // The planner everyone uses (ftte train, bench train, simulate, serve): importance from
 // `calibration` (a quarter held out for the trial when there are enough samples), then
 // SelectUnderBudget over halving micro-batches with the trial criterion. `options` gives the

@@ -101,8 +101,10 @@ class Trainer {
   // The logits of the last pass Step or Evaluate ran, [m, ..., num_classes()] row-major for its
   // m <= micro() samples. Owned by the Trainer; overwritten by the next Step or Evaluate.
   const float* logits() const { return logits_.data(); }
-  // With gradient_stats: per parameter (model order), per packed trainable row, the sum over
-  // all passes since construction (or ResetGradientStats) of the row's squared gradient norm.
+  // With gradient_stats: per parameter (model order), per packed trainable row, the sum over the
+  // steps since construction (or ResetGradientStats) of the row's squared gradient norm, each
+  // step's being the mean over its passes of the squared norm of the pass's own mean-gradient
+  // estimate (for one pass per step: the step's gradient).
   // (A copy, made on demand; the sums live in the tracked statistics buffer.)
   std::vector<std::vector<double>> RowGradSq() const;
   void ResetGradientStats();

@@ -60,12 +60,16 @@ class ClientTrainer {
                      const ClientConfig& config, uint64_t seed);
 
   Model& model() { return *model_; }
+  // PredictClientPeak for `mask` and `config` on a planning replica, so that the trainer's
+  // model (whose frozen rows may be int8 under another mask) is left alone.
+  int64_t PredictPeak(const Mask& mask, const ClientConfig& config);
 
  private:
   explicit ClientTrainer(std::unique_ptr<Model> model);
   void Reconfigure(const std::vector<float>& weights, const Mask& mask, const ClientConfig& config);
 
   std::unique_ptr<Model> model_;
+  std::unique_ptr<Model> planning_;  // made on first PredictPeak
   std::unique_ptr<Trainer> trainer_;
   Mask mask_;
   ClientConfig config_;

@@ -2,7 +2,7 @@
 // bytes) and the network runtime (to send them).
 //
 // Layout (little-endian):
-//   "FTU1"  u8 flags (bit0 sparse, bit1 int8 values)  u8[3] zero
+//   "FTU1"  u8 flags (bit0 sparse, bit1 int8 values, bit2 row statistics)  u8[3] zero
 //   i64 device, i64 base_version, i64 num_samples, f32 loss, f64 variance, i64 update_id
 //   u32 number of parameters, then per parameter:
 //     sparse only: u8 row selection kind (0 none, 1 all, 2 run list, 3 bitmap) and its body:
@@ -10,6 +10,8 @@
 //       (the encoder picks the smaller of run list and bitmap);
 //     values of the selected rows (dense: of every row, zeros outside the mask):
 //       float32: f32 each;  int8: f32 scale (max|v|/127), then i8 each.
+//   row statistics only: u32 count (the rows of the mask), then count x f32 (Update::row_sq,
+//   finite and >= 0).
 //   u32 CRC-32 (zlib) of everything before it.
 #ifndef FTTE_FL_ENCODING_H_
 #define FTTE_FL_ENCODING_H_
@@ -22,8 +24,9 @@
 namespace ftte::fl {
 
 struct EncodeOptions {
-  bool sparse = true;  // false: every value of the model (what FedAvg and FedBuff send)
-  bool int8 = false;   // 8-bit values with a per-parameter scale
+  bool sparse = true;      // false: every value of the model (what FedAvg and FedBuff send)
+  bool int8 = false;       // 8-bit values with a per-parameter scale
+  bool row_stats = false;  // Update::row_sq, one float per row of the mask (federated importance)
 };
 
 // Encodes u.delta (packed over `mask`) under `options`.

@@ -32,6 +32,8 @@ struct Mask {
   void ApplyTo(Model& model) const;
   // Values covered (sum over parameters of trainable rows x row size).
   int64_t Numel(const std::vector<ParamLayout>& layout) const;
+  // Rows covered, over all parameters.
+  int64_t Rows() const;
   bool operator==(const Mask& o) const { return rows == o.rows; }
 };
 
@@ -60,6 +62,9 @@ struct Update {
   double variance = 0;       // mean squared deviation of per-step gradients from their mean
   int64_t update_id = 0;     // unique per device and round, for idempotent submission
   std::vector<float> delta;
+  // Federated importance (optional): per row of the mask, in order, the mean over the local
+  // steps of the row's squared gradient norm. Empty when not reported.
+  std::vector<float> row_sq;
 };
 
 }  // namespace ftte::fl

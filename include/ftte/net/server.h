@@ -13,7 +13,7 @@
 #include "ftte/core/status.h"
 #include "ftte/data/dataset.h"
 #include "ftte/fl/client.h"
-#include "ftte/fl/server.h"
+#include "ftte/fl/strategy.h"
 
 namespace ftte::net {
 
@@ -34,18 +34,21 @@ struct ServeConfig {
   // [model]
   std::string model = "mlp";
   uint64_t seed = 1;
-  std::string mask = "full";  // or "budget": FTTE's selection under budget_bytes
-  int64_t budget_bytes = 0;   // M_min for mask = "budget"
-  // [strategy]
+  int64_t budget_bytes = 0;  // M_min for strategy.mask = "budget" ([model] mask, budget)
+  // A declared proxy set the server may hold for FTTE's first plan and trials: the first
+  // proxy_samples of the training split in proxy_data (Fashion-MNIST format); 0 = none (the
+  // plan starts from sizes and learns importance from the devices). Never the eval set.
+  std::string proxy_data = "/usr/share/datasets/fashion-mnist";
+  int64_t proxy_samples = 0;
+  // [strategy] ([model] mask and frozen storage land in strategy.mask / strategy.frozen)
   fl::ServerConfig strategy;
   // [client]: the hyperparameters devices train with
   fl::ClientConfig client;
   bool int8_upload = false;
   // [eval]
-  std::string data = "/usr/share/datasets/fashion-mnist";  // held-out test set + calibration
+  std::string data = "/usr/share/datasets/fashion-mnist";  // the held-out test set
   int64_t eval_samples = 2000;
   int64_t eval_every = 5;  // versions between evaluations
-  int64_t calibration_samples = 512;
   // [validation]
   double max_update_norm = 1000;  // L2 norm of a delta
   int64_t max_samples_per_update = 1 << 20;
@@ -65,7 +68,7 @@ class Coordinator;
 // A running server. Start returns once it listens.
 class FederationServer {
  public:
-  // `eval` is the held-out set (its head also calibrates FTTE's selection). `log` receives
+  // `eval` is the held-out set (evaluation only). `log` receives
   // one line per event worth a human's attention (enrolments, rejections, evaluations).
   static Result<std::unique_ptr<FederationServer>> Start(
       const ServeConfig& config, data::ImageDataset eval,

@@ -18,7 +18,7 @@
 #include "ftte/data/dataset.h"
 #include "ftte/fl/client.h"
 #include "ftte/fl/encoding.h"
-#include "ftte/fl/server.h"
+#include "ftte/fl/strategy.h"
 
 namespace ftte::sim {
 
@@ -57,12 +57,11 @@ Result<std::vector<DeviceProfile>> ReadDeviceCsv(const std::string& path);
 // One method of a run ("ftte", "fedbuff", "ftte-no-age", ...).
 struct MethodConfig {
   std::string name;
+  // The strategy, its plan (server.mask: "full" trains every parameter, "budget" lets the
+  // planner select rows under M_min) and how devices keep frozen rows (server.frozen).
   fl::ServerConfig server;
-  // "full" trains every parameter; "budget" lets FTTE select rows under M_min, the
-  // `budget_quantile` quantile of device memories (0 = the smallest).
-  std::string mask = "full";
+  // M_min is this quantile of device memories (0 = the smallest).
   double budget_quantile = 0.0;
-  FrozenStorage frozen = FrozenStorage::kFloat32;
   fl::EncodeOptions upload;  // how updates are encoded (sparse / int8)
   // Natural sparsity: upload only the rows whose change is not all zero (a sparse encoding of
   // that subset of the mask, whatever upload.sparse says); bytes are counted per update.
@@ -152,6 +151,7 @@ struct MethodResult {
   int64_t mask_update_bytes = 0;
   int64_t excluded_devices = 0;  // memory below this method's training peak
   int64_t updates_received = 0, updates_applied = 0, dropped_stale = 0, versions = 0;
+  int64_t replans = 0;                   // plans after the first (FTTE's reselection)
   std::map<int64_t, int64_t> staleness;  // tau -> count
   double wall_s = 0;
   std::vector<SeriesPoint> series;

@@ -1,0 +1,203 @@
+// What a federation's server decides, one class per algorithm (DESIGN.md §2-3): what devices
+// train (the plan: mask, micro-batch, hyperparameters, and so which devices can), how updates
+// are weighed and aggregated, and when the plan changes. The simulator (virtual time) and
+// `ftte serve` (real time) drive a Strategy alike and never branch on the algorithm; a new
+// algorithm is a new subclass (STYLE.md 15).
+//
+// The model is held in full: weights, the version, server momentum (per value), statistics.
+// Updates are packed over the mask of the plan their work carried (PlanAt(base_version)), so a
+// plan may change while work is out: an update is expanded to rows and aggregated row by row,
+// each row weighed among the updates that trained it (with one mask, the plain weighted sum).
+#ifndef FTTE_FL_STRATEGY_H_
+#define FTTE_FL_STRATEGY_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ftte/core/mask.h"
+#include "ftte/fl/client.h"
+#include "ftte/fl/update.h"
+
+namespace ftte::fl {
+
+enum class Algorithm { kFedAvg, kFedAsync, kFedBuff, kFtte };
+const char* AlgorithmName(Algorithm a);  // "fedavg", "fedasync", "fedbuff", "ftte"
+Result<Algorithm> ParseAlgorithm(const std::string& s);
+
+// How FTTE's trainable subset evolves (DESIGN.md §3).
+enum class Reselect {
+  kFixed,     // planned once
+  kPeriodic,  // re-planned every reselect_every aggregations from the importance now known
+  kRotating,  // the same, with a bonus for units not trained recently (covers all over time)
+};
+const char* ReselectName(Reselect r);  // "fixed", "periodic", "rotating"
+Result<Reselect> ParseReselect(const std::string& s);
+
+struct ServerConfig {
+  Algorithm algorithm = Algorithm::kFtte;
+  int64_t concurrency = 10;  // C: devices training at once (FedAvg: sampled per round)
+  int64_t buffer = 10;       // K: updates per aggregation (FedBuff, FTTE)
+  double server_lr = 1.0;
+  double server_momentum = 0.0;     // FTTE (and FedAvg): heavy-ball momentum on the aggregate
+  double staleness_exponent = 0.5;  // a in s(tau) = (1 + tau)^-a (FedAsync, FTTE)
+  double variance_lambda = 1.0;     // lambda in h(v) = 1 / (1 + lambda v / median(v)) (FTTE)
+  double sample_exponent = 1.0;     // p in n^p (FTTE); 0 weighs every device equally
+  int64_t max_staleness = -1;       // tau_max: older updates are dropped; -1 keeps all
+  double async_alpha = 0.6;         // FedAsync mixing weight
+  bool use_age = true;              // FTTE ablations
+  bool use_variance = true;
+  double round_deadline_s = 0;  // FedAvg: 0 waits for every sampled device
+  // FedAvg: sample this many times `concurrency` devices a round and keep the first
+  // `concurrency` to finish (over-selection, as deployments do); 1 = the paper's FedAvg.
+  double over_selection = 1.0;
+
+  // What devices train: "full", or "budget" (the planner's subset under the budget, FTTE's).
+  std::string mask = "full";
+  FrozenStorage frozen = FrozenStorage::kFloat32;  // how devices keep frozen rows
+  Reselect reselect = Reselect::kFixed;
+  int64_t reselect_every = 0;  // aggregations between re-plans (periodic, rotating)
+  // Importance from the devices: each update's row statistics (Update::row_sq) refresh the
+  // server's table (an exponential average with this weight on the old value). Off: importance
+  // comes from the proxy set alone.
+  bool federated_importance = true;
+  double importance_decay = 0.5;
+};
+
+// What devices train, fixed from version `from_version` until the next plan.
+struct Plan {
+  int64_t id = 0;  // 0, 1, ...: one per (re)plan
+  int64_t from_version = 0;
+  Mask mask;
+  ClientConfig client;            // what devices run: local steps, batch, micro-batch, storage
+  int64_t device_peak_bytes = 0;  // predicted peak of one job: devices below it cannot train
+  Selection selection;            // the planner's candidates (budget masks), for reports
+};
+
+struct ServerStats {
+  int64_t received = 0;                  // updates that reached Receive / AggregateRound
+  int64_t aggregations = 0;              // model versions produced
+  int64_t applied = 0;                   // updates that went into an aggregation
+  int64_t dropped_stale = 0;             // older than max_staleness
+  int64_t replans = 0;                   // plans after the first
+  std::map<int64_t, int64_t> staleness;  // tau -> count, of applied updates
+};
+
+// What FTTE has learned of each unit's importance: per parameter, per row, the current estimate
+// (empty rows: no estimate yet), and the aggregation at which the row last belonged to a plan
+// (-1: never).
+struct ImportanceTable {
+  std::vector<std::vector<double>> value;
+  std::vector<std::vector<uint8_t>> known;
+  std::vector<std::vector<int64_t>> last_planned;
+};
+
+// Everything that changes as updates arrive: what a checkpoint must keep to resume exactly.
+struct ServerState {
+  int64_t version = 0;
+  std::vector<float> weights;
+  std::vector<double> momentum;  // per value of the model
+  std::vector<Update> buffer;    // received, not yet aggregated
+  ServerStats stats;
+  std::vector<Plan> plans;  // every plan so far (a new one from each re-plan)
+  ImportanceTable importance;
+  std::vector<int64_t> row_versions;
+};
+
+// What planning needs besides the configuration.
+struct PlanningInputs {
+  std::string model_spec;    // the zoo spec every device builds
+  uint64_t seed = 0;         // the model's initialisation
+  ClientConfig client;       // local training (the plan fills micro_batch and frozen)
+  int64_t budget_bytes = 0;  // M_min, for budget masks
+  // A declared proxy set the server holds (importance before any device reports, and the
+  // planner's trials); empty: the first plan ranks units by size alone. Never the test set.
+  Samples proxy;
+};
+
+class Strategy {
+ public:
+  // The strategy of config.algorithm with its first plan. Errors: a model spec the zoo does not
+  // know, a budget no subset fits (naming the smallest that would).
+  static Result<std::unique_ptr<Strategy>> Create(const ServerConfig& config,
+                                                  const PlanningInputs& inputs);
+  virtual ~Strategy();
+
+  const ServerConfig& config() const { return config_; }
+  const std::vector<ParamLayout>& layout() const { return layout_; }
+  int64_t version() const { return version_; }
+  const std::vector<float>& weights() const { return weights_; }
+  const ServerStats& stats() const { return stats_; }
+  int64_t buffered() const { return static_cast<int64_t>(buffer_.size()); }
+  // Per row of the model (parameters in order, rows in order): the version at which its values
+  // last changed (0: never). A device at version v lacks the rows whose entry exceeds v.
+  const std::vector<int64_t>& row_versions() const { return row_versions_; }
+
+  // The current plan, and the plan whose work was based on model version `version` (the
+  // latest plan from at or before it).
+  const Plan& plan() const { return plans_.back(); }
+  const Plan& PlanAt(int64_t version) const;
+  // Whether a device with this much memory can train the current plan.
+  bool Eligible(int64_t memory_bytes) const { return memory_bytes >= plan().device_peak_bytes; }
+  // Synchronous algorithms take whole rounds (AggregateRound), the others single updates.
+  virtual bool synchronous() const { return false; }
+
+  // Asynchronous: one update, packed over PlanAt(u.base_version).mask. Returns true if the model
+  // changed (and so maybe the plan). An update from the future (base_version > version()) is a
+  // caller bug.
+  virtual bool Receive(const Update& u);
+  // Synchronous: one round of updates based on version(); the sample-weighted mean is applied.
+  virtual void AggregateRound(const std::vector<Update>& updates);
+
+  // The state to checkpoint, and its restoration (same config and plans). Restore checks the
+  // sizes and fails, changing nothing, if they do not fit.
+  ServerState State() const;
+  Status Restore(ServerState state);
+
+  // The weight FTTE gives an update of age tau in a buffer whose median variance is given
+  // (exposed for tests and reports).
+  static double FtteWeight(const ServerConfig& c, const Update& u, int64_t tau,
+                           double median_variance);
+
+ protected:
+  Strategy(const ServerConfig& config, const PlanningInputs& inputs);
+  // Makes the first plan (full mask, or the planner's subset for budget masks).
+  virtual Status Init();
+  // Weights of the updates of a full buffer (FedBuff, FTTE).
+  virtual std::vector<double> BufferWeights(const std::vector<Update>& buffer) const;
+  // After each aggregation (FTTE: importance and re-planning).
+  virtual void AfterAggregation() {}
+  // Called for every accepted update before aggregation (FTTE: federated importance).
+  virtual void Observe(const Update& u) {}
+
+  // sum_i w_i delta_i in model coordinates, each row scaled by (sum of all w) / (sum of the w
+  // of the updates that trained it): the plain weighted sum when all share one mask.
+  std::vector<double> Aggregate(const std::vector<Update>& updates,
+                                const std::vector<double>& w) const;
+  // Heavy-ball momentum on the aggregate, then the server step; bumps the version.
+  void Apply(const std::vector<double>& aggregate);
+  // A plan for `mask` (the model's current mask is left as it was), predicted for the inputs'
+  // client config; budget plans also carry the planner's selection and micro-batch.
+  Plan MakePlan(const Mask& mask, const Selection& selection, int64_t micro_batch) const;
+  void AddPlan(Plan plan);
+  double Staleness(int64_t tau) const;
+
+  ServerConfig config_;
+  PlanningInputs inputs_;
+  std::unique_ptr<Model> model_;  // for planning: current weights, plans' masks
+  std::vector<ParamLayout> layout_;
+  std::vector<float> weights_;
+  std::vector<double> momentum_;
+  int64_t version_ = 0;
+  std::vector<Update> buffer_;
+  ServerStats stats_;
+  std::vector<Plan> plans_;
+  ImportanceTable importance_;  // FTTE
+  std::vector<int64_t> row_versions_;
+};
+
+}  // namespace ftte::fl
+
+#endif  // FTTE_FL_STRATEGY_H_

@@ -1,0 +1,22 @@
+#include "ftte/core/check.h"
+#include "strategies.h"
+
+namespace ftte::fl {
+
+void FedAvgStrategy::AggregateRound(const std::vector<Update>& updates) {
+  stats_.received += static_cast<int64_t>(updates.size());
+  if (updates.empty()) return;
+  double total = 0;
+  for (const Update& u : updates) total += static_cast<double>(u.num_samples);
+  std::vector<double> w;
+  for (const Update& u : updates) {
+    FTTE_CHECK(u.base_version == version_) << "FedAvg update from another round";
+    w.push_back(static_cast<double>(u.num_samples) / total);
+    ++stats_.applied;
+    ++stats_.staleness[0];
+  }
+  Apply(Aggregate(updates, w));
+  AfterAggregation();
+}
+
+}  // namespace ftte::fl

@@ -1,0 +1,234 @@
+// The server strategies: aggregation rules, plans and re-planning, federated importance, state.
+#include "ftte/fl/strategy.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+namespace ftte::fl {
+namespace {
+
+constexpr char kModel[] = "mlp";  // 784 -> 200 -> 200 -> 10: parameters 1.*, 3.*, 5.*
+
+PlanningInputs Inputs(int64_t budget = 0) {
+  PlanningInputs in;
+  in.model_spec = kModel;
+  in.seed = 1;
+  in.client.batch = 8;
+  in.client.local_steps = 1;
+  in.budget_bytes = budget;
+  return in;
+}
+
+std::unique_ptr<Strategy> Make(const ServerConfig& c, const PlanningInputs& in = Inputs()) {
+  auto s = Strategy::Create(c, in);
+  EXPECT_TRUE(s.ok()) << s.status().ToString();
+  return std::move(s.value());
+}
+
+// An update of `value` in every value its plan's mask covers.
+Update Uniform(const Strategy& s, int64_t base, int64_t samples, double variance, float value) {
+  Update u;
+  u.base_version = base;
+  u.num_samples = samples;
+  u.variance = variance;
+  u.delta.assign(static_cast<size_t>(s.PlanAt(base).mask.Numel(s.layout())), value);
+  return u;
+}
+
+// The change of every value since `before`.
+std::vector<float> Moved(const Strategy& s, const std::vector<float>& before) {
+  std::vector<float> d(before.size());
+  for (size_t i = 0; i < d.size(); ++i) d[i] = s.weights()[i] - before[i];
+  return d;
+}
+
+// A budget that fits training the last layer (5.*) and a little more, but not all of it.
+int64_t LastLayerBudget() {
+  auto m = MakeModel(kModel, 1).value();
+  EXPECT_TRUE(ApplyNamedMask(*m, "last").ok());
+  ClientConfig c = Inputs().client;
+  c.frozen = FrozenStorage::kInt8;
+  return PredictClientPeak(*m, Mask::FromModel(*m), c) + 20000;
+}
+
+TEST(StrategyTest, FedAvgIsTheSampleWeightedMean) {
+  ServerConfig c;
+  c.algorithm = Algorithm::kFedAvg;
+  auto s = Make(c);
+  EXPECT_TRUE(s->synchronous());
+  const std::vector<float> before = s->weights();
+  s->AggregateRound({Uniform(*s, 0, 1, 0, 1.0f), Uniform(*s, 0, 3, 0, 5.0f)});
+  EXPECT_EQ(s->version(), 1);
+  for (float d : Moved(*s, before)) ASSERT_NEAR(d, 4.0f, 1e-5);  // (1*1 + 3*5) / 4
+}
+
+TEST(StrategyTest, FedBuffWaitsForKAndDiscountsStaleness) {
+  ServerConfig c;
+  c.algorithm = Algorithm::kFedBuff;
+  c.buffer = 2;
+  auto s = Make(c);
+  const std::vector<float> before = s->weights();
+  EXPECT_FALSE(s->Receive(Uniform(*s, 0, 1, 0, 2.0f)));
+  EXPECT_EQ(s->version(), 0);
+  EXPECT_TRUE(s->Receive(Uniform(*s, 0, 1, 0, 4.0f)));
+  EXPECT_EQ(s->version(), 1);
+  EXPECT_NEAR(Moved(*s, before)[0], 3.0f, 1e-5);  // (2 + 4) / K
+  s->Receive(Uniform(*s, 0, 1, 0, 2.0f));         // tau = 1
+  s->Receive(Uniform(*s, 1, 1, 0, 2.0f));         // tau = 0
+  EXPECT_NEAR(Moved(*s, before)[0], 3.0f + (2.0f / std::sqrt(2.0f) + 2.0f) / 2, 1e-5);
+  EXPECT_EQ(s->stats().staleness.at(1), 1);
+}
+
+TEST(StrategyTest, FttePlansUnderTheBudgetWeighsByVarianceAndTouchesOnlyThePlan) {
+  ServerConfig c;
+  c.algorithm = Algorithm::kFtte;
+  c.buffer = 2;
+  c.mask = "budget";
+  c.frozen = FrozenStorage::kInt8;
+  const int64_t budget = LastLayerBudget();
+  auto s = Make(c, Inputs(budget));
+  const Plan& plan = s->plan();
+  EXPECT_LE(plan.device_peak_bytes, budget);
+  EXPECT_TRUE(s->Eligible(budget));
+  EXPECT_FALSE(s->Eligible(plan.device_peak_bytes - 1));
+  const int64_t trained = plan.mask.Numel(s->layout());
+  EXPECT_GT(trained, 0);
+  EXPECT_LT(trained, static_cast<int64_t>(s->weights().size()));
+  // Equal age and samples; variances 1 and 3 -> median (upper) 3: h = 1/(1+1/3), 1/(1+1).
+  const std::vector<float> before = s->weights();
+  s->Receive(Uniform(*s, 0, 10, 1.0, 1.0f));
+  s->Receive(Uniform(*s, 0, 10, 3.0, 3.0f));
+  const double h1 = 1 / (1 + 1.0 / 3), h2 = 0.5;
+  const double expected = (h1 * 1 + h2 * 3) / (h1 + h2);
+  const std::vector<float> moved = Moved(*s, before);
+  int64_t changed = 0;
+  for (float d : moved) {
+    if (d == 0) continue;
+    ++changed;
+    ASSERT_NEAR(d, expected, 1e-5);
+  }
+  EXPECT_EQ(changed, trained);
+}
+
+TEST(StrategyTest, FtteAgeWeightAndMaxStaleness) {
+  ServerConfig c;
+  Update u;
+  u.num_samples = 1;
+  EXPECT_NEAR(Strategy::FtteWeight(c, u, 3, 0), 0.5, 1e-12);  // (1+3)^-0.5
+  c.sample_exponent = 0.5;
+  u.num_samples = 16;
+  EXPECT_NEAR(Strategy::FtteWeight(c, u, 0, 0), 4.0, 1e-12);
+  c.algorithm = Algorithm::kFtte;
+  c.buffer = 1;
+  c.max_staleness = 1;
+  auto s = Make(c);
+  s->Receive(Uniform(*s, 0, 1, 0, 1.0f));
+  s->Receive(Uniform(*s, 1, 1, 0, 1.0f));
+  EXPECT_FALSE(s->Receive(Uniform(*s, 0, 1, 0, 1.0f)));  // tau 2 > 1
+  EXPECT_EQ(s->stats().dropped_stale, 1);
+  EXPECT_EQ(s->version(), 2);
+}
+
+TEST(StrategyTest, FedAsyncMixesEachUpdateAtOnce) {
+  ServerConfig c;
+  c.algorithm = Algorithm::kFedAsync;
+  c.async_alpha = 0.5;
+  auto s = Make(c);
+  const std::vector<float> before = s->weights();
+  EXPECT_TRUE(s->Receive(Uniform(*s, 0, 1, 0, 2.0f)));
+  EXPECT_NEAR(Moved(*s, before)[0], 1.0f, 1e-6);
+  EXPECT_TRUE(s->Receive(Uniform(*s, 0, 1, 0, 2.0f)));  // tau 1
+  EXPECT_NEAR(Moved(*s, before)[0], 1.0f + 0.5f * 2.0f / std::sqrt(2.0f), 1e-5);
+}
+
+TEST(StrategyTest, ServerMomentum) {
+  ServerConfig c;
+  c.algorithm = Algorithm::kFtte;
+  c.buffer = 1;
+  c.server_momentum = 0.5;
+  c.use_variance = false;
+  auto s = Make(c);
+  const std::vector<float> before = s->weights();
+  s->Receive(Uniform(*s, 0, 1, 0, 1.0f));
+  s->Receive(Uniform(*s, 1, 1, 0, 1.0f));
+  EXPECT_NEAR(Moved(*s, before)[0], 1.0f + 1.5f, 1e-5);
+}
+
+// Devices report which rows matter; every period FTTE re-plans from what they reported. An
+// update trained under the old plan still counts, row by row.
+TEST(StrategyTest, FtteReplansFromDeviceImportanceAndTakesUpdatesOfOldPlans) {
+  ServerConfig c;
+  c.algorithm = Algorithm::kFtte;
+  c.buffer = 1;
+  c.mask = "budget";
+  c.frozen = FrozenStorage::kInt8;
+  c.reselect = Reselect::kPeriodic;
+  c.reselect_every = 1;
+  c.use_variance = false;
+  auto s = Make(c, Inputs(LastLayerBudget()));
+  const Mask first = s->plan().mask;
+  // Report the trained rows as worthless: the next plan trains other rows.
+  Update u = Uniform(*s, 0, 1, 0, 0.0f);
+  u.row_sq.assign(static_cast<size_t>(first.Rows()), 0.0f);
+  s->Receive(u);
+  EXPECT_EQ(s->stats().replans, 1);
+  EXPECT_EQ(s->plan().id, 1);
+  EXPECT_EQ(s->plan().from_version, 1);
+  EXPECT_FALSE(s->plan().mask == first);
+  EXPECT_EQ(s->PlanAt(0).mask, first);
+  // An update based on version 0 is packed over the first plan's mask and is applied there.
+  const std::vector<float> before = s->weights();
+  Update old = Uniform(*s, 0, 1, 0, 1.0f);
+  EXPECT_EQ(old.delta.size(), static_cast<size_t>(first.Numel(s->layout())));
+  s->Receive(old);
+  const std::vector<float> moved = Moved(*s, before);
+  int64_t changed = 0;
+  for (float d : moved) changed += d != 0;
+  EXPECT_EQ(changed, first.Numel(s->layout()));
+}
+
+TEST(StrategyTest, StateRoundTripsWithPlansAndImportance) {
+  ServerConfig c;
+  c.algorithm = Algorithm::kFtte;
+  c.buffer = 2;
+  c.mask = "budget";
+  c.frozen = FrozenStorage::kInt8;
+  c.reselect = Reselect::kRotating;
+  c.reselect_every = 1;
+  auto a = Make(c, Inputs(LastLayerBudget()));
+  for (int i = 0; i < 3; ++i) {
+    Update u = Uniform(*a, a->version(), 4, 0.5, 0.01f);
+    u.row_sq.assign(static_cast<size_t>(a->PlanAt(a->version()).mask.Rows()), 1.0f + i);
+    a->Receive(u);
+  }
+  auto b = Make(c, Inputs(LastLayerBudget()));
+  ASSERT_TRUE(b->Restore(a->State()).ok());
+  EXPECT_EQ(b->version(), a->version());
+  EXPECT_EQ(b->weights(), a->weights());
+  EXPECT_EQ(b->buffered(), 1);
+  EXPECT_EQ(b->plan().mask, a->plan().mask);
+  // Both continue alike.
+  Update u = Uniform(*a, a->version(), 4, 0.5, 0.02f);
+  u.row_sq.assign(static_cast<size_t>(a->plan().mask.Rows()), 2.0f);
+  a->Receive(u);
+  b->Receive(u);
+  EXPECT_EQ(b->weights(), a->weights());
+  EXPECT_EQ(b->plan().mask, a->plan().mask);
+  // A state of another model is refused.
+  ServerState bad = a->State();
+  bad.weights.pop_back();
+  EXPECT_FALSE(b->Restore(bad).ok());
+}
+
+TEST(StrategyTest, ParseAlgorithmAndReselect) {
+  EXPECT_EQ(ParseAlgorithm("fedbuff").value(), Algorithm::kFedBuff);
+  auto bad = ParseAlgorithm("fedprox");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("fedavg, fedasync, fedbuff or ftte"), std::string::npos);
+  EXPECT_EQ(ParseReselect("rotating").value(), Reselect::kRotating);
+  EXPECT_FALSE(ParseReselect("sometimes").ok());
+}
+
+}  // namespace
+}  // namespace ftte::fl

@@ -1,0 +1,396 @@
+#include "method_run.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "ftte/core/check.h"
+#include "ftte/fl/changed_rows.h"
+#include "ftte/fl/encoding.h"
+
+namespace ftte::sim::internal {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t Quantile(std::vector<int64_t> v, double q) {
+  std::sort(v.begin(), v.end());
+  const auto i = static_cast<size_t>(std::floor(q * static_cast<double>(v.size() - 1)));
+  return v[std::min(i, v.size() - 1)];
+}
+
+double Top3(const StepResult& r) {
+  return r.positions > 0 ? static_cast<double>(r.correct_top3) / static_cast<double>(r.positions)
+                         : 0.0;
+}
+
+}  // namespace
+
+void Personalize(const SimConfig& config, const Environment& env, const fl::Strategy& strategy,
+                 JobRunner& runner, Evaluator& eval, MethodResult* res) {
+  const std::vector<float>& weights = strategy.weights();
+  std::vector<size_t> candidates, chosen;
+  for (size_t d = 0; d < env.devices.size(); ++d) {
+    if (strategy.Eligible(env.devices[d].memory_bytes) && !env.test_partition[d].empty()) {
+      candidates.push_back(d);
+    }
+  }
+  const auto n = static_cast<int64_t>(candidates.size());
+  if (config.personalize.steps > 0) {
+    const int64_t k = config.personalize.users > 0 ? std::min(config.personalize.users, n) : n;
+    for (int64_t i = 0; i < k; ++i) chosen.push_back(candidates[static_cast<size_t>(i * n / k)]);
+  }
+  auto tune = std::make_shared<fl::Plan>(strategy.plan());
+  tune->client.local_steps = config.personalize.steps;
+  auto start = std::make_shared<const std::vector<float>>(weights);
+  std::vector<int64_t> tickets;
+  for (size_t d : chosen) {
+    const uint64_t seed = Rng(config.seed).Fork(0x9e4507a1 + static_cast<uint64_t>(d)).Next();
+    tickets.push_back(runner.Submit(Job{start, tune, &env.partition[d], seed}));
+  }
+  std::vector<double> all;
+  std::vector<double> before(env.devices.size(), 0.0);
+  for (size_t d = 0; d < env.devices.size(); ++d) {
+    if (env.test_partition[d].empty()) continue;
+    before[d] = Top3(eval.EvaluateSubset(weights, env.user_test, env.test_partition[d]));
+    all.push_back(before[d]);
+  }
+  res->user_top3 = Summarize(all);
+  if (chosen.empty()) return;
+  std::vector<double> was, now;
+  for (size_t i = 0; i < chosen.size(); ++i) {
+    const size_t d = chosen[i];
+    fl::ClientResult r = runner.Wait(tickets[i]);
+    std::vector<float> mine = weights;
+    fl::AddMasked(r.update.delta, 1.0f, tune->mask, strategy.layout(), &mine);
+    was.push_back(before[d]);
+    now.push_back(Top3(eval.EvaluateSubset(mine, env.user_test, env.test_partition[d])));
+  }
+  res->personal_before = Summarize(was);
+  res->personal_after = Summarize(now);
+}
+
+Evaluator::Evaluator(const std::string& model, const data::ImageDataset* test, int threads)
+    : test_(test) {
+  model_ = MakeModel(model, 0).value();
+  model_->SetAllTrainable(false);
+  TrainerOptions o;
+  // A language model's logits are T x vocab per sample: smaller batches keep them modest.
+  const int64_t max_batch = model_->label_positions() > 1 ? 16 : 256;
+  o.batch = std::min<int64_t>(max_batch, std::max<int64_t>(1, test->size));
+  o.threads = threads;
+  trainer_ = std::make_unique<Trainer>(model_.get(), o);
+}
+
+const StepResult& Evaluator::Evaluate(const std::vector<float>& w, int64_t version) {
+  if (version == cached_version_) return cached_;
+  fl::SetWeights(*model_, w);
+  cached_ = trainer_->Evaluate(test_->images.data(), test_->labels.data(), test_->size);
+  cached_version_ = version;
+  return cached_;
+}
+
+StepResult Evaluator::EvaluateSubset(const std::vector<float>& w, const data::ImageDataset& data,
+                                     const std::vector<int64_t>& indices) {
+  cached_version_ = -1;
+  fl::SetWeights(*model_, w);
+  const data::ImageDataset d = data.Subset(indices);
+  return trainer_->Evaluate(d.images.data(), d.labels.data(), d.size);
+}
+
+MethodRun::MethodRun(const SimConfig& config, const MethodConfig& method, const Environment& env,
+                     const Progress& progress)
+    : config_(config),
+      method_(method),
+      env_(env),
+      progress_(progress),
+      spec_(env.model.empty() ? config.model : env.model),
+      rng_(Rng(config.seed).Fork(0x5e1ec7)),
+      busy_(env.devices.size(), false),
+      rounds_(env.devices.size(), 0),
+      synced_(env.devices.size(), -1) {}
+
+Status MethodRun::Setup() {
+  res_.name = method_.name;
+  res_.algorithm = fl::AlgorithmName(method_.server.algorithm);
+  res_.language_model = env_.language_model;
+  FTTE_ASSIGN_OR_RETURN(auto probe, MakeModel(spec_, config_.seed));
+  const Shape data_shape = env_.language_model
+                               ? Shape{env_.train.width}
+                               : Shape{env_.train.channels, env_.train.height, env_.train.width};
+  if (data_shape != probe->sample_shape()) {
+    return InvalidArgument("model " + spec_ + " takes " + ShapeToString(probe->sample_shape()) +
+                           " samples; " + config_.dataset + " has other shapes");
+  }
+  fl::PlanningInputs in;
+  in.model_spec = spec_;
+  in.seed = config_.seed;
+  in.client = config_.client;
+  if (method_.server.mask == "budget") {
+    std::vector<int64_t> memories;
+    for (const DeviceProfile& d : env_.devices) memories.push_back(d.memory_bytes);
+    res_.budget_bytes = Quantile(memories, method_.budget_quantile);
+  }
+  in.budget_bytes = res_.budget_bytes;
+  const int64_t n = std::min<int64_t>(config_.calibration_samples, env_.train.size);
+  if (n > 0) in.proxy = Samples{env_.train.images.data(), env_.train.labels.data(), n};
+  auto strategy = fl::Strategy::Create(method_.server, in);
+  if (!strategy.ok()) return InvalidArgument(method_.name + ": " + strategy.status().message());
+  strategy_ = std::move(strategy.value());
+  const fl::Plan& plan = strategy_->plan();
+  res_.trainable_params = plan.mask.Numel(strategy_->layout());
+  res_.predicted_device_memory_bytes = plan.device_peak_bytes;
+  for (const DeviceProfile& d : env_.devices)
+    res_.excluded_devices += !strategy_->Eligible(d.memory_bytes);
+  if (res_.excluded_devices == static_cast<int64_t>(env_.devices.size())) {
+    return InvalidArgument(method_.name + ": no device has the " +
+                           FormatBytes(plan.device_peak_bytes) +
+                           " its training needs; raise devices.memory_* or use mask = \"budget\"");
+  }
+  const auto& layout = strategy_->layout();
+  full_down_ = fl::EncodedSize(fl::Mask::Full(layout), layout, {false, false});
+  res_.mask_update_bytes = Current().up_bytes;
+  runner_ = std::make_unique<JobRunner>(config_.threads, spec_, &env_.train);
+  eval_ = std::make_unique<Evaluator>(spec_, &env_.test, config_.threads);
+  return Status::Ok();
+}
+
+const MethodRun::PlanCosts& MethodRun::Current() {
+  const fl::Plan& plan = strategy_->plan();
+  if (costs_.plan != nullptr && costs_.plan->id == plan.id) return costs_;
+  auto model = MakeModel(spec_, 0).value();
+  costs_.plan = std::make_shared<const fl::Plan>(plan);
+  costs_.step_flops = fl::StepFlops(*model, plan.mask, plan.client.batch);
+  costs_.up_bytes = fl::EncodedSize(plan.mask, strategy_->layout(), method_.upload);
+  return costs_;
+}
+
+int64_t MethodRun::PickDevice() {
+  // A random idle, eligible device that accepts work (availability), or -1.
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const auto d = static_cast<size_t>(rng_.Below(env_.devices.size()));
+    if (busy_[d] || !strategy_->Eligible(env_.devices[d].memory_bytes)) continue;
+    if (rng_.Uniform() >= env_.devices[d].availability) continue;
+    return static_cast<int64_t>(d);
+  }
+  return -1;
+}
+
+// A first download is the whole model; later ones the rows that changed since the device's
+// version (sparse, as `ftte serve` sends them).
+int64_t MethodRun::DownloadBytes(int64_t device) {
+  const int64_t known = synced_[device];
+  synced_[device] = strategy_->version();
+  if (known < 0) return full_down_;
+  if (known == strategy_->version()) return 0;
+  const auto& layout = strategy_->layout();
+  const std::vector<int64_t>& versions = strategy_->row_versions();
+  fl::Mask changed;
+  size_t row = 0;
+  for (const fl::ParamLayout& p : layout) {
+    std::vector<uint8_t> rows(static_cast<size_t>(p.rows));
+    for (int64_t r = 0; r < p.rows; ++r, ++row) rows[r] = versions[row] > known;
+    changed.rows.push_back(std::move(rows));
+  }
+  return fl::EncodedSize(changed, layout, {true, false});
+}
+
+double MethodRun::ComputeSeconds(int64_t device, const PlanCosts& costs) const {
+  const fl::ClientConfig& c = costs.plan->client;
+  const auto n = static_cast<int64_t>(env_.partition[device].size());
+  const int64_t steps = c.local_steps > 0
+                            ? c.local_steps
+                            : std::max<int64_t>(1, c.local_epochs) * ((n + c.batch - 1) / c.batch);
+  const DeviceProfile& p = env_.devices[device];
+  return static_cast<double>(steps) * static_cast<double>(costs.step_flops) / p.flops_per_s *
+         p.slowdown;
+}
+
+// Starts a device at virtual time t: download, train (submitted to the workers), upload.
+Event MethodRun::Start(int64_t device, double t) {
+  const PlanCosts& costs = Current();
+  const int64_t down = DownloadBytes(device);
+  res_.bytes_down += down;
+  busy_[device] = true;
+  if (snapshot_version_ != strategy_->version()) {
+    snapshot_ = std::make_shared<const std::vector<float>>(strategy_->weights());
+    snapshot_version_ = strategy_->version();
+  }
+  const uint64_t seed =
+      Rng(config_.seed).Fork(static_cast<uint64_t>(device) * 1000003 + rounds_[device]++).Next();
+  const int64_t ticket = runner_->Submit(Job{snapshot_, costs.plan, &env_.partition[device], seed});
+  const DeviceProfile& p = env_.devices[device];
+  const double trained = t + 2 * p.latency_s + static_cast<double>(down) / p.downlink_bytes_per_s +
+                         ComputeSeconds(device, costs);
+  if (method_.upload_changed_rows) {
+    return Event{trained, seq_++, device, ticket, strategy_->version(), 0, false};
+  }
+  return Event{trained + static_cast<double>(costs.up_bytes) / p.uplink_bytes_per_s,
+               seq_++,
+               device,
+               ticket,
+               strategy_->version(),
+               costs.up_bytes};
+}
+
+// Phase two of a natural-sparse event: fetch the result, count its real bytes, and move the
+// event to the end of the upload.
+Event MethodRun::Upload(Event e) {
+  fl::ClientResult r = runner_->Wait(e.ticket);
+  const fl::Mask& mask = strategy_->PlanAt(e.base_version).mask;
+  e.up_bytes = fl::EncodedSize(fl::ChangedRows(r.update.delta, mask, strategy_->layout()),
+                               strategy_->layout(), {true, method_.upload.int8});
+  e.time += static_cast<double>(e.up_bytes) / env_.devices[e.device].uplink_bytes_per_s;
+  e.uploaded = true;
+  stash_.emplace(e.ticket, std::move(r));
+  return e;
+}
+
+fl::Update MethodRun::Take(const Event& e) {
+  auto it = stash_.find(e.ticket);
+  fl::ClientResult r;
+  if (it != stash_.end()) {
+    r = std::move(it->second);
+    stash_.erase(it);
+  } else {
+    r = runner_->Wait(e.ticket);
+  }
+  r.update.base_version = e.base_version;
+  r.update.device = e.device;
+  res_.peak_device_memory_bytes = std::max(res_.peak_device_memory_bytes, r.peak_bytes);
+  res_.bytes_up += e.up_bytes;
+  busy_[e.device] = false;
+  return std::move(r.update);
+}
+
+void MethodRun::RecordUntil(double t) {
+  const bool target_top3 = env_.language_model && config_.target_metric == "top3";
+  while (next_eval_ <= t + 1e-9 && next_eval_ <= config_.duration_s + 1e-9) {
+    const StepResult& r = eval_->Evaluate(strategy_->weights(), strategy_->version());
+    // Images: of samples (as always); text: of held-out positions.
+    const double acc = static_cast<double>(r.correct) /
+                       static_cast<double>(env_.language_model ? std::max<int64_t>(1, r.positions)
+                                                               : env_.test.size);
+    SeriesPoint p{next_eval_, acc, r.loss, res_.bytes_up, res_.bytes_down, strategy_->version()};
+    if (env_.language_model) {
+      p.top3 = Top3(r);
+      p.perplexity = r.perplexity();
+    }
+    res_.series.push_back(p);
+    const double metric = target_top3 ? p.top3 : acc;
+    if (!res_.time_to_target_s && metric >= config_.target_accuracy) {
+      res_.time_to_target_s = next_eval_;
+    }
+    if (progress_) progress_(method_.name, next_eval_, acc);
+    next_eval_ += config_.eval_every_s;
+  }
+}
+
+// Synchronous rounds: sample devices (over-selecting if asked), wait for the first
+// `concurrency` (or the deadline), aggregate, repeat.
+void MethodRun::RunRounds() {
+  const fl::ServerConfig& s = method_.server;
+  const auto sampled = static_cast<int64_t>(
+      std::ceil(static_cast<double>(s.concurrency) * std::max(1.0, s.over_selection)));
+  double t = 0;
+  while (t < config_.duration_s) {
+    std::vector<Event> round;
+    for (int64_t i = 0; i < sampled; ++i) {
+      const int64_t d = PickDevice();
+      if (d < 0) break;
+      round.push_back(Start(d, t));
+    }
+    if (round.empty()) break;
+    if (method_.upload_changed_rows) {
+      for (Event& e : round) e = Upload(e);
+    }
+    std::vector<Event> by_time = round;
+    std::sort(by_time.begin(), by_time.end(), [](const Event& a, const Event& b) {
+      return a.time != b.time ? a.time < b.time : a.seq < b.seq;
+    });
+    const size_t keep = std::min<size_t>(by_time.size(), static_cast<size_t>(s.concurrency));
+    double end = by_time[keep - 1].time;
+    if (s.round_deadline_s > 0) end = std::min(end, t + s.round_deadline_s);
+    std::vector<fl::Update> updates;
+    for (const Event& e : round) {
+      fl::Update u = Take(e);
+      const bool kept = e.time <= end &&
+                        std::find_if(by_time.begin(), by_time.begin() + keep, [&](const Event& k) {
+                          return k.seq == e.seq;
+                        }) != by_time.begin() + keep;
+      if (kept) updates.push_back(std::move(u));
+    }
+    if (end > config_.duration_s) break;
+    RecordUntil(end - 1e-9);
+    strategy_->AggregateRound(updates);
+    t = end;
+  }
+}
+
+// Asynchronous: keep `concurrency` devices training; each finished update goes to the server,
+// and its device's slot goes to another device at once.
+void MethodRun::RunAsync() {
+  std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events;
+  for (int64_t i = 0; i < method_.server.concurrency; ++i) {
+    const int64_t d = PickDevice();
+    if (d < 0) break;
+    events.push(Start(d, 0.0));
+  }
+  while (!events.empty()) {
+    const Event e = events.top();
+    events.pop();
+    if (e.time > config_.duration_s) break;
+    if (!e.uploaded) {
+      Event done = Upload(e);
+      done.seq = seq_++;
+      events.push(done);
+      continue;
+    }
+    RecordUntil(e.time - 1e-9);
+    strategy_->Receive(Take(e));
+    const int64_t d = PickDevice();
+    if (d >= 0) events.push(Start(d, e.time));
+  }
+  // Drain the jobs still in flight so the workers stop cleanly.
+  while (!events.empty()) {
+    if (stash_.count(events.top().ticket) == 0) runner_->Wait(events.top().ticket);
+    events.pop();
+  }
+}
+
+void MethodRun::Finish() {
+  RecordUntil(config_.duration_s);
+  if (res_.series.empty() || res_.series.back().virtual_s < config_.duration_s - 1e-9) {
+    next_eval_ = config_.duration_s;
+    RecordUntil(config_.duration_s);
+  }
+  res_.final_accuracy = res_.series.back().accuracy;
+  res_.final_top3 = res_.series.back().top3;
+  res_.final_perplexity = res_.series.back().perplexity;
+  const fl::ServerStats& st = strategy_->stats();
+  res_.updates_received = st.received;
+  res_.updates_applied = st.applied;
+  res_.dropped_stale = st.dropped_stale;
+  res_.versions = st.aggregations;
+  res_.replans = st.replans;
+  res_.staleness = st.staleness;
+}
+
+Result<MethodResult> MethodRun::Run() {
+  const auto wall_start = Clock::now();
+  FTTE_RETURN_IF_ERROR(Setup());
+  if (strategy_->synchronous()) {
+    RunRounds();
+  } else {
+    RunAsync();
+  }
+  Finish();
+  if (env_.language_model) {
+    Personalize(config_, env_, *strategy_, *runner_, *eval_, &res_);
+  }
+  res_.wall_s = std::chrono::duration<double>(Clock::now() - wall_start).count();
+  return res_;
+}
+
+}  // namespace ftte::sim::internal

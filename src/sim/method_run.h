@@ -1,0 +1,103 @@
+// One method of a simulation run (private to src/sim): the event loop that drives a
+// fl::Strategy in virtual time, and the evaluator it records with. RunMethod (simulator.h) is
+// MethodRun(...).Run().
+#ifndef FTTE_SIM_METHOD_RUN_H_
+#define FTTE_SIM_METHOD_RUN_H_
+
+#include <map>
+#include <memory>
+#include <queue>
+#include <vector>
+
+#include "ftte/fl/strategy.h"
+#include "ftte/sim/simulator.h"
+#include "job_runner.h"
+
+namespace ftte::sim::internal {
+
+// Evaluates weights on the test set (cached by version) or on a subset of a dataset.
+class Evaluator {
+ public:
+  Evaluator(const std::string& model, const data::ImageDataset* test, int threads);
+  const StepResult& Evaluate(const std::vector<float>& w, int64_t version);
+  StepResult EvaluateSubset(const std::vector<float>& w, const data::ImageDataset& data,
+                            const std::vector<int64_t>& indices);
+
+ private:
+  const data::ImageDataset* test_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Trainer> trainer_;
+  int64_t cached_version_ = -1;
+  StepResult cached_;
+};
+
+// Language models, after federated training: the final global model's top-3 on every device's
+// held-out text, and (with [personalize] steps > 0) each chosen device fine-tuned from it on
+// its own training data under the final plan's mask, before vs after. The fine-tuning jobs run
+// on the workers while the main thread evaluates.
+void Personalize(const SimConfig& config, const Environment& env, const fl::Strategy& strategy,
+                 JobRunner& runner, Evaluator& eval, MethodResult* res);
+
+// A device's local training in flight, ordered by virtual time, then by submission
+// (deterministic ties).
+struct Event {
+  double time;
+  int64_t seq;
+  int64_t device;
+  int64_t ticket;
+  int64_t base_version;
+  int64_t up_bytes;
+  bool uploaded = true;  // false: training ended at `time`; the upload (real bytes) follows
+  bool operator>(const Event& o) const { return time != o.time ? time > o.time : seq > o.seq; }
+};
+
+class MethodRun {
+ public:
+  MethodRun(const SimConfig& config, const MethodConfig& method, const Environment& env,
+            const Progress& progress);
+  Result<MethodResult> Run();
+
+ private:
+  Status Setup();
+  // The current plan as shared by jobs, with its per-job costs; refreshed when it changes.
+  struct PlanCosts {
+    std::shared_ptr<const fl::Plan> plan;
+    int64_t step_flops = 0;
+    int64_t up_bytes = 0;  // one update over the whole mask
+  };
+  const PlanCosts& Current();
+  int64_t PickDevice();
+  int64_t DownloadBytes(int64_t device);
+  double ComputeSeconds(int64_t device, const PlanCosts& costs) const;
+  Event Start(int64_t device, double t);
+  Event Upload(Event e);  // natural sparsity: the real bytes, once training has run
+  fl::Update Take(const Event& e);
+  void RecordUntil(double t);
+  void RunRounds();
+  void RunAsync();
+  void Finish();
+
+  const SimConfig& config_;
+  const MethodConfig& method_;
+  const Environment& env_;
+  Progress progress_;
+  std::string spec_;
+  MethodResult res_;
+  std::unique_ptr<fl::Strategy> strategy_;
+  std::unique_ptr<JobRunner> runner_;
+  std::unique_ptr<Evaluator> eval_;
+  PlanCosts costs_;
+  int64_t full_down_ = 0;  // the whole model, dense
+  Rng rng_;
+  std::vector<bool> busy_;
+  std::vector<int64_t> rounds_, synced_;
+  std::map<int64_t, fl::ClientResult> stash_;  // results fetched early (by ticket)
+  std::shared_ptr<const std::vector<float>> snapshot_;
+  int64_t snapshot_version_ = -1;
+  int64_t seq_ = 0;
+  double next_eval_ = 0;
+};
+
+}  // namespace ftte::sim::internal
+
+#endif  // FTTE_SIM_METHOD_RUN_H_
