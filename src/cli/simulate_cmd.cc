@@ -6,10 +6,16 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
 #include <sstream>
 
 #include "flags.h"
+#include "ftte/core/checkpoint.h"
 #include "ftte/core/memory.h"
+#include "ftte/data/lm_model.h"
+#include "ftte/fl/update.h"
 #include "ftte/sim/config.h"
 #include "ftte/sim/report.h"
 #include "ftte/sim/simulator.h"
@@ -21,21 +27,27 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr char kHelp[] =
-    "ftte simulate [--config FILE.toml] [--out DIR] [--threads N] [--seed S]\n"
-    "              [--set key=value ...] [--methods a,b] [--print-config]\n"
+    "ftte simulate [--config FILE.toml] [--out DIR] [--threads N] [--seed S | --seeds 0,1,2]\n"
+    "              [--set key=value ...] [--methods a,b] [--resume] [--print-config]\n"
     "\n"
-    "Runs every method of an experiment in the device simulator (virtual time, real training)\n"
-    "and writes DIR/results.json, results.csv, timing.json, config.toml, accuracy.gp and\n"
-    "accuracy.svg. Without --config it runs the built-in job: the cnn on Fashion-MNIST, 100\n"
-    "devices, FTTE vs FedBuff vs FedAvg.\n"
+    "Runs every method of an experiment in the device simulator (virtual time, real training),\n"
+    "once per seed, and writes DIR/results.json, results.csv, timing.json, config.toml,\n"
+    "plots.gp and its plots (accuracy.svg, accuracy-vs-upload.svg, accuracy-vs-memory.svg).\n"
+    "Each run (method x seed) is saved as it finishes: DIR/runs/<method>-seed<S>.json and its\n"
+    "final model DIR/models/<method>-seed<S>.safetensors (ftte predict and PyTorch load it).\n"
+    "Without --config it runs the built-in job: the cnn on Fashion-MNIST, 100 devices, FTTE\n"
+    "vs FedBuff vs FedAvg.\n"
     "\n"
     "  --config FILE     experiment file (schema: docs/simulate.md; examples: experiments/)\n"
-    "  --out DIR         output folder (default out/sim)\n"
+    "  --out DIR         output folder (default out/sim); checked before any work\n"
     "  --threads N       worker threads (results do not depend on it)\n"
     "  --seed S          seed of data partition, devices, initialisation and training\n"
+    "  --seeds 0,1,2     several seeds: means and 95% intervals (config key `seeds`)\n"
     "  --set key=value   override one setting; repeatable. Keys: seed, duration_s, ...,\n"
     "                    client.lr, devices.count, method.ftte.buffer, method.*.concurrency\n"
     "  --methods a,b     run only these methods, in this order\n"
+    "  --resume          keep the runs already in DIR/runs (of this configuration) and run\n"
+    "                    only the missing ones; the results equal an uninterrupted run's\n"
     "  --print-config    print the effective configuration as TOML and exit\n";
 
 int Fail(const Status& s, int code) {
@@ -91,7 +103,7 @@ Result<sim::SimConfig> BuildConfig(const Flags& f, const std::vector<std::string
     Status s = sim::ApplyOverride(&c, kv.substr(0, eq), kv.substr(eq + 1));
     if (!s.ok()) return InvalidArgument("--set " + kv + ": " + s.message());
   }
-  for (const char* key : {"threads", "seed"}) {
+  for (const char* key : {"threads", "seed", "seeds"}) {
     if (!f.Has(key)) continue;
     Status s = sim::ApplyOverride(&c, key, f.Get(key, ""));
     if (!s.ok()) return InvalidArgument(std::string("--") + key + ": " + s.message());
@@ -101,36 +113,112 @@ Result<sim::SimConfig> BuildConfig(const Flags& f, const std::vector<std::string
   return c;
 }
 
-// One progress line per method on stderr: rewritten in place on a terminal, and printed at
-// every tenth of the horizon otherwise (logs stay short).
+std::string WallClock(double seconds) {
+  char buf[32];
+  const auto s = static_cast<long long>(seconds + 0.5);
+  std::snprintf(buf, sizeof buf, "%lldm%02llds", s / 60, s % 60);
+  return buf;
+}
+
+// One line per evaluation on stderr: the run (method, seed), its virtual time and accuracy, wall
+// time so far and an estimate of the wall time left for the whole experiment (from the virtual
+// rate of the runs so far). Rewritten in place on a terminal; one line each in a log.
 class ProgressLine {
  public:
-  explicit ProgressLine(double duration_s) : duration_s_(duration_s), tty_(isatty(2) != 0) {}
-
-  void Start() {
-    start_ = Clock::now();
-    last_bucket_ = -1;
+  ProgressLine(double duration_s, int64_t runs)
+      : duration_s_(duration_s), runs_(runs), tty_(isatty(2) != 0) {
+    experiment_start_ = Clock::now();
   }
-  void Update(const std::string& method, double virtual_s, double accuracy) {
-    const double wall = std::chrono::duration<double>(Clock::now() - start_).count();
-    const int bucket = static_cast<int>(std::floor(10 * virtual_s / duration_s_ + 1e-9));
-    if (!tty_ && bucket == last_bucket_) return;
-    last_bucket_ = bucket;
-    std::fprintf(stderr, "%s%-16s virtual %8.1f min  accuracy %6.2f%%  wall %7.1f s%s",
-                 tty_ ? "\r\033[K" : "", method.c_str(), virtual_s / 60, 100 * accuracy, wall,
-                 tty_ ? "" : "\n");
+
+  void Start(int64_t run_index) {
+    run_index_ = run_index;
+    start_ = Clock::now();
+  }
+  void Update(const std::string& label, double virtual_s, double accuracy) {
+    const double run_wall = std::chrono::duration<double>(Clock::now() - start_).count();
+    const double total_wall =
+        std::chrono::duration<double>(Clock::now() - experiment_start_).count();
+    // Work done, in runs: the finished ones plus this one's share of its horizon.
+    const double done = static_cast<double>(run_index_ - resumed_) + virtual_s / duration_s_;
+    const double left_runs = static_cast<double>(runs_ - run_index_) - virtual_s / duration_s_;
+    const double left = done > 0 ? total_wall / done * left_runs : 0;
+    std::fprintf(stderr,
+                 "%s[%lld/%lld] %-24s virtual %6.1f min  accuracy %6.2f%%  wall %s  left ~%s%s",
+                 tty_ ? "\r\033[K" : "", static_cast<long long>(run_index_ + 1),
+                 static_cast<long long>(runs_), label.c_str(), virtual_s / 60, 100 * accuracy,
+                 WallClock(run_wall).c_str(), WallClock(left).c_str(), tty_ ? "" : "\n");
     std::fflush(stderr);
   }
   void End() {
     if (tty_) std::fputc('\n', stderr);
   }
+  void Resumed() { ++resumed_; }
 
  private:
+  using Clock = std::chrono::steady_clock;
   double duration_s_;
+  int64_t runs_, run_index_ = 0, resumed_ = 0;
   bool tty_;
-  Clock::time_point start_;
-  int last_bucket_ = -1;
+  Clock::time_point start_, experiment_start_;
 };
+
+// Makes DIR (and runs/, models/) and proves it writable, before any work: a run of hours must
+// not end in "cannot write".
+Status PrepareOutput(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  for (const fs::path& p : {fs::path(dir), fs::path(dir) / "runs", fs::path(dir) / "models"}) {
+    fs::create_directories(p, ec);
+    if (ec) {
+      return IoError("--out " + dir + ": cannot create " + p.string() + " (" + ec.message() +
+                     "); pick a writable folder with --out");
+    }
+  }
+  const fs::path probe = fs::path(dir) / ".ftte-write-probe";
+  {
+    std::ofstream f(probe);
+    f << "probe\n";
+    f.close();
+    if (!f) {
+      return IoError("--out " + dir +
+                     ": cannot write files there; pick a writable folder with "
+                     "--out");
+    }
+  }
+  fs::remove(probe, ec);
+  return Status::Ok();
+}
+
+// The final model of a run, as a checkpoint that ftte predict and PyTorch's safetensors load.
+Status SaveModel(const std::string& dir, const sim::SimConfig& c, const sim::Environment& env,
+                 const sim::MethodResult& r) {
+  const std::string spec = env.model.empty() ? c.model : env.model;
+  FTTE_ASSIGN_OR_RETURN(auto model, MakeModel(spec, 0));
+  fl::SetWeights(*model, r.final_weights);
+  const std::string path = (std::filesystem::path(dir) / "models" /
+                            (r.name + "-seed" + std::to_string(r.seed) + ".safetensors"))
+                               .string();
+  if (env.tokenizer) return data::SaveLanguageModel(*model, *env.tokenizer, path);
+  return SaveCheckpoint(*model, path,
+                        {{"ftte.method", r.name}, {"ftte.seed", std::to_string(r.seed)}});
+}
+
+void DescribeData(const sim::Environment& env) {
+  if (env.language_model) {
+    std::fprintf(stderr,
+                 "data: %lld training samples over %zu devices (one per user; %lld users "
+                 "without training text skipped), %lld held-out samples (%lld evaluated); "
+                 "vocabulary %lld; model %s\n",
+                 static_cast<long long>(env.train.size), env.partition.size(),
+                 static_cast<long long>(env.skipped_users),
+                 static_cast<long long>(env.user_test.size), static_cast<long long>(env.test.size),
+                 static_cast<long long>(env.vocab), env.model.c_str());
+  } else {
+    std::fprintf(stderr, "data: %lld training samples over %zu devices, %lld test samples\n",
+                 static_cast<long long>(env.train.size), env.partition.size(),
+                 static_cast<long long>(env.test.size));
+  }
+}
 
 }  // namespace
 
@@ -143,7 +231,9 @@ int RunSimulate(const std::vector<std::string>& args) {
                                    {"out", true},
                                    {"threads", true},
                                    {"seed", true},
+                                   {"seeds", true},
                                    {"methods", true},
+                                   {"resume", false},
                                    {"set", true},  // listed in errors; taken out above
                                    {"print-config", false},
                                    {"help", false}});
@@ -161,81 +251,112 @@ int RunSimulate(const std::vector<std::string>& args) {
     return 0;
   }
   const std::string out_dir = f.Get("out", "out/sim");
+  if (Status st = PrepareOutput(out_dir); !st.ok()) return Fail(st, 2);
+  const std::vector<uint64_t> seeds = c.AllSeeds();
+  // Runs already done (--resume): checked before any work.
+  std::map<std::pair<std::string, uint64_t>, sim::MethodResult> done;
+  if (f.Has("resume")) {
+    for (uint64_t seed : seeds) {
+      for (const sim::MethodConfig& m : c.methods) {
+        const std::string path =
+            (std::filesystem::path(out_dir) / "runs" / sim::RunFileName(m.name, seed)).string();
+        std::ifstream in(path);
+        if (!in) continue;
+        std::stringstream text;
+        text << in.rdbuf();
+        auto r = sim::ParseRunFile(text.str(), c, path);
+        if (!r.ok()) return Fail(r.status(), 2);
+        done.emplace(std::make_pair(m.name, seed), std::move(r).value());
+      }
+    }
+  }
 
   std::string names;
   for (const sim::MethodConfig& m : c.methods) names += (names.empty() ? "" : ", ") + m.name;
   const std::string devices = sim::IsTextDataset(c.dataset)
                                   ? std::string("one device per user")
                                   : std::to_string(c.population.devices) + " devices";
-  std::fprintf(stderr,
-               "ftte simulate: %s on %s (%s), %s, %.1f min virtual per method, "
-               "%d thread(s), seed %llu\nmethods: %s\n",
-               c.model.c_str(), c.dataset.c_str(), c.partition.c_str(), devices.c_str(),
-               c.duration_s / 60, c.threads, static_cast<unsigned long long>(c.seed),
-               names.c_str());
-  auto env = sim::MakeEnvironment(c);
-  if (!env.ok()) return Fail(env.status(), 1);
-  if (env->language_model) {
-    std::fprintf(stderr,
-                 "data: %lld training samples over %zu devices (one per user; %lld users "
-                 "without training text skipped), %lld held-out samples (%lld evaluated); "
-                 "vocabulary %lld; model %s\n",
-                 static_cast<long long>(env->train.size), env->partition.size(),
-                 static_cast<long long>(env->skipped_users),
-                 static_cast<long long>(env->user_test.size),
-                 static_cast<long long>(env->test.size), static_cast<long long>(env->vocab),
-                 env->model.c_str());
-  } else {
-    std::fprintf(stderr, "data: %lld training samples over %zu devices, %lld test samples\n",
-                 static_cast<long long>(env->train.size), env->partition.size(),
-                 static_cast<long long>(env->test.size));
+  std::string seed_list;
+  for (uint64_t s : seeds) {
+    if (!seed_list.empty()) seed_list += ',';
+    seed_list += std::to_string(s);
   }
+  std::fprintf(
+      stderr,
+      "ftte simulate: %s on %s (%s), %s, %.1f min virtual per run, %d thread(s), "
+      "seed(s) %s\nmethods: %s%s\n",
+      c.model.c_str(), c.dataset.c_str(), c.partition.c_str(), devices.c_str(), c.duration_s / 60,
+      c.threads, seed_list.c_str(), names.c_str(),
+      done.empty() ? "" : (" (resuming: " + std::to_string(done.size()) + " run(s) done)").c_str());
 
   std::vector<sim::MethodResult> results;
   std::vector<std::string> failures;
-  ProgressLine progress(c.duration_s);
-  for (const sim::MethodConfig& m : c.methods) {
-    progress.Start();
-    auto r = sim::RunMethod(c, m, env.value(), [&](const std::string& name, double t, double acc) {
-      progress.Update(name, t, acc);
-    });
-    progress.End();
-    if (!r.ok()) {
-      std::fprintf(stderr, "ftte simulate: method %s failed: %s\n", m.name.c_str(),
-                   r.status().message().c_str());
-      failures.push_back(m.name);
-      continue;
+  ProgressLine progress(c.duration_s, static_cast<int64_t>(seeds.size() * c.methods.size()));
+  int64_t run_index = 0;
+  for (uint64_t seed : seeds) {
+    sim::SimConfig cs = c;
+    cs.seed = seed;
+    std::optional<sim::Environment> env;
+    for (const sim::MethodConfig& m : c.methods) {
+      progress.Start(run_index++);
+      if (auto it = done.find({m.name, seed}); it != done.end()) {
+        results.push_back(it->second);
+        progress.Resumed();
+        continue;
+      }
+      if (!env) {
+        auto e = sim::MakeEnvironment(cs);
+        if (!e.ok()) return Fail(e.status(), 1);
+        env = std::move(e).value();
+        DescribeData(*env);
+      }
+      std::string label = m.name;
+      if (seeds.size() > 1) label.append(" seed ").append(std::to_string(seed));
+      auto r = sim::RunMethod(cs, m, *env, [&](const std::string&, double t, double acc) {
+        progress.Update(label, t, acc);
+      });
+      progress.End();
+      if (!r.ok()) {
+        std::fprintf(stderr, "ftte simulate: %s failed: %s\n", label.c_str(),
+                     r.status().message().c_str());
+        failures.push_back(label);
+        continue;
+      }
+      if (Status st = sim::WriteRunFile(out_dir, c, *r); !st.ok()) return Fail(st, 1);
+      if (Status st = SaveModel(out_dir, cs, *env, *r); !st.ok()) return Fail(st, 1);
+      results.push_back(std::move(r).value());
     }
-    results.push_back(std::move(r).value());
   }
 
   if (!results.empty()) {
     std::printf("\n%s", sim::SummaryTable(results).c_str());
-    if (sim::IsTextDataset(c.dataset)) {
-      std::printf(
-          "next-word accuracy over held-out positions; target %s %.1f%%; time to target "
-          "and the series are virtual time.\n",
-          c.target_metric == "top3" ? "top-3" : "top-1", 100 * c.target_accuracy);
-    } else {
-      std::printf(
-          "target accuracy %.1f%%; time to target and the accuracy series are virtual "
-          "time.\n",
-          100 * c.target_accuracy);
+    std::string targets;
+    for (double t : c.AllTargets()) {
+      char buf[16];
+      std::snprintf(buf, sizeof buf, "%.4g%%", 100 * t);
+      targets += (targets.empty() ? "" : ", ") + std::string(buf);
     }
+    std::printf(
+        "%s target %s (others reported: see results.json); \"held at\" is the virtual time "
+        "after which it stayed reached.\n",
+        sim::IsTextDataset(c.dataset)
+            ? (c.target_metric == "top3" ? "next-word top-3" : "next-word top-1")
+            : "accuracy",
+        targets.c_str());
     std::vector<std::string> warnings;
     Status s = sim::WriteResults(out_dir, c, results, {}, &warnings);
     if (!s.ok()) return Fail(s, 1);
     for (const std::string& w : warnings) std::fprintf(stderr, "ftte simulate: %s\n", w.c_str());
     const std::filesystem::path d(out_dir);
     std::printf("\nresults: %s, %s\n", (d / "results.json").c_str(), (d / "results.csv").c_str());
-    if (warnings.empty()) std::printf("plot:    %s\n", (d / "accuracy.svg").c_str());
+    if (warnings.empty()) std::printf("plots:   %s\n", (d / "accuracy.svg").c_str());
+    std::printf("models:  %s\n", (d / "models").c_str());
     std::printf("config:  %s (rerun with --config)\n", (d / "config.toml").c_str());
   }
   if (!failures.empty()) {
     std::string list;
     for (const std::string& n : failures) list += (list.empty() ? "" : ", ") + n;
-    std::fprintf(stderr, "ftte simulate: %zu method(s) failed: %s\n", failures.size(),
-                 list.c_str());
+    std::fprintf(stderr, "ftte simulate: %zu run(s) failed: %s\n", failures.size(), list.c_str());
     return 1;
   }
   return 0;

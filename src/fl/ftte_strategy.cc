@@ -113,11 +113,12 @@ RowImportance FtteStrategy::EffectiveImportance() const {
 }
 
 Status FtteStrategy::Replan(const RowImportance& importance) {
-  SetWeights(*model_, weights_);  // the trial (with a proxy set) starts from the model now
   TrainerOptions o = ClientTrainerOptions(plan().client);
   o.micro_batch = 0;
+  // Re-plans rank by the importance devices reported (no trials: those need server data and
+  // cost tens of steps per candidate; the first plan's trial chose with the proxy set, if any).
   const SelectOptions so =
-      PlannerSelectOptions(*model_, o, inputs_.proxy, kClientBytesPerTrainableValue);
+      PlannerSelectOptions(*model_, o, Samples{}, kClientBytesPerTrainableValue);
   FTTE_ASSIGN_OR_RETURN(Selection sel,
                         SelectUnderBudget(*model_, importance, o, inputs_.budget_bytes, so));
   const Mask mask = Mask::FromModel(*model_);

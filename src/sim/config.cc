@@ -126,6 +126,21 @@ Result<ConfigValue> FromNode(const toml::node& n, Kind kind) {
         return v;
       }
       break;
+    case Kind::kList:
+      if (auto* a = n.as_array()) {
+        for (const toml::node& e : *a) {
+          if (auto* i = e.as_integer()) {
+            v.list.push_back(static_cast<double>(i->get()));
+          } else if (auto* f = e.as_floating_point(); f && std::isfinite(f->get())) {
+            v.list.push_back(f->get());
+          } else {
+            return InvalidArgument("must be a list of numbers, got an element that is " +
+                                   NodeDescription(e));
+          }
+        }
+        return v;
+      }
+      break;
   }
   return InvalidArgument(std::string("must be ") + KindName(kind) + ", got " + NodeDescription(n));
 }
@@ -162,6 +177,27 @@ Result<ConfigValue> FromText(const std::string& text, Kind kind) {
         v.s = v.s.substr(1, v.s.size() - 2);
       }
       return v;
+    case Kind::kList: {
+      // "0.55,0.65" or "[0.55, 0.65]".
+      std::string body = text;
+      if (body.size() >= 2 && body.front() == '[' && body.back() == ']') {
+        body = body.substr(1, body.size() - 2);
+      }
+      std::stringstream in(body);
+      std::string item;
+      while (std::getline(in, item, ',')) {
+        item.erase(0, item.find_first_not_of(' '));
+        item.erase(item.find_last_not_of(' ') + 1);
+        double x = 0;
+        const auto [ptr, ec] = std::from_chars(item.data(), item.data() + item.size(), x);
+        if (item.empty() || ec != std::errc() || ptr != item.data() + item.size() ||
+            !std::isfinite(x)) {
+          return InvalidArgument("must be a list of numbers like 0.55,0.65, got '" + text + "'");
+        }
+        v.list.push_back(x);
+      }
+      return v;
+    }
   }
   return InvalidArgument(std::string("must be ") + KindName(kind) + ", got '" + text + "'");
 }

@@ -83,6 +83,13 @@ std::string ValueText(const ConfigValue& v) {
       return v.b ? "true" : "false";
     case Kind::kString:
       return Quote(v.s);
+    case Kind::kList: {
+      std::string out = "[";
+      for (size_t i = 0; i < v.list.size(); ++i) {
+        out += (i ? ", " : "") + FormatDouble(v.list[i]);
+      }
+      return out + "]";
+    }
   }
   return "";
 }
@@ -97,6 +104,8 @@ const char* KindName(Kind k) {
       return "true or false";
     case Kind::kString:
       return "a string";
+    case Kind::kList:
+      return "a list of numbers";
   }
   return "";
 }
@@ -313,6 +322,40 @@ const std::vector<Field<SimConfig>>& TopFields() {
       FloatKey<C>("duration_s", FTTE_REF(duration_s), kPositive),
       FloatKey<C>("eval_every_s", FTTE_REF(eval_every_s), kPositive),
       FloatKey<C>("target_accuracy", FTTE_REF(target_accuracy), kUnitOpenClosed),
+      {"targets", Kind::kList,
+       [](C& c, const ConfigValue& v) {
+         for (double t : v.list) {
+           if (!(t > 0 && t <= 1)) {
+             return InvalidArgument("must be accuracies in (0, 1], got " + FormatDouble(t));
+           }
+         }
+         c.targets = v.list;
+         return Status::Ok();
+       },
+       [](const C& c) {
+         ConfigValue v;
+         v.kind = Kind::kList;
+         v.list = c.targets;
+         return v;
+       }},
+      {"seeds", Kind::kList,
+       [](C& c, const ConfigValue& v) {
+         std::vector<uint64_t> seeds;
+         for (double s : v.list) {
+           if (!(s >= 0 && s <= 9e15 && s == std::floor(s))) {
+             return InvalidArgument("must be integers >= 0, got " + FormatDouble(s));
+           }
+           seeds.push_back(static_cast<uint64_t>(s));
+         }
+         c.seeds = std::move(seeds);
+         return Status::Ok();
+       },
+       [](const C& c) {
+         ConfigValue v;
+         v.kind = Kind::kList;
+         for (uint64_t s : c.seeds) v.list.push_back(static_cast<double>(s));
+         return v;
+       }},
       IntKey<C>("calibration_samples", FTTE_REF(calibration_samples), 0),
   };
   return kFields;

@@ -113,6 +113,7 @@ MethodRun::MethodRun(const SimConfig& config, const MethodConfig& method, const 
 
 Status MethodRun::Setup() {
   res_.name = method_.name;
+  res_.seed = config_.seed;
   res_.algorithm = fl::AlgorithmName(method_.server.algorithm);
   res_.language_model = env_.language_model;
   FTTE_ASSIGN_OR_RETURN(auto probe, MakeModel(spec_, config_.seed));
@@ -161,8 +162,19 @@ const MethodRun::PlanCosts& MethodRun::Current() {
   if (costs_.plan != nullptr && costs_.plan->id == plan.id) return costs_;
   auto model = MakeModel(spec_, 0).value();
   costs_.plan = std::make_shared<const fl::Plan>(plan);
+  auto run_plan = std::make_shared<fl::Plan>(plan);
+  run_plan->client.micro_batch = 0;
+  costs_.run_plan = run_plan;
   costs_.step_flops = fl::StepFlops(*model, plan.mask, plan.client.batch);
   costs_.up_bytes = fl::EncodedSize(plan.mask, strategy_->layout(), method_.upload);
+  // One real step at the planned micro-batch, on the first device with data: what a device holds.
+  auto probe = fl::ClientTrainer::Create(spec_).value();
+  fl::ClientConfig one = plan.client;
+  one.local_steps = 1;
+  const auto& first = *std::find_if(env_.partition.begin(), env_.partition.end(),
+                                    [](const std::vector<int64_t>& p) { return !p.empty(); });
+  costs_.measured_peak =
+      probe->Train(strategy_->weights(), plan.mask, env_.train, first, one, 0).peak_bytes;
   return costs_;
 }
 
@@ -219,7 +231,9 @@ Event MethodRun::Start(int64_t device, double t) {
   }
   const uint64_t seed =
       Rng(config_.seed).Fork(static_cast<uint64_t>(device) * 1000003 + rounds_[device]++).Next();
-  const int64_t ticket = runner_->Submit(Job{snapshot_, costs.plan, &env_.partition[device], seed});
+  const int64_t ticket =
+      runner_->Submit(Job{snapshot_, costs.run_plan, &env_.partition[device], seed});
+  ticket_peak_[ticket] = costs.measured_peak;
   const DeviceProfile& p = env_.devices[device];
   const double trained = t + 2 * p.latency_s + static_cast<double>(down) / p.downlink_bytes_per_s +
                          ComputeSeconds(device, costs);
@@ -258,14 +272,15 @@ fl::Update MethodRun::Take(const Event& e) {
   }
   r.update.base_version = e.base_version;
   r.update.device = e.device;
-  res_.peak_device_memory_bytes = std::max(res_.peak_device_memory_bytes, r.peak_bytes);
+  res_.peak_device_memory_bytes =
+      std::max(res_.peak_device_memory_bytes, ticket_peak_.at(e.ticket));
+  ticket_peak_.erase(e.ticket);
   res_.bytes_up += e.up_bytes;
   busy_[e.device] = false;
   return std::move(r.update);
 }
 
 void MethodRun::RecordUntil(double t) {
-  const bool target_top3 = env_.language_model && config_.target_metric == "top3";
   while (next_eval_ <= t + 1e-9 && next_eval_ <= config_.duration_s + 1e-9) {
     const StepResult& r = eval_->Evaluate(strategy_->weights(), strategy_->version());
     // Images: of samples (as always); text: of held-out positions.
@@ -278,10 +293,6 @@ void MethodRun::RecordUntil(double t) {
       p.perplexity = r.perplexity();
     }
     res_.series.push_back(p);
-    const double metric = target_top3 ? p.top3 : acc;
-    if (!res_.time_to_target_s && metric >= config_.target_accuracy) {
-      res_.time_to_target_s = next_eval_;
-    }
     if (progress_) progress_(method_.name, next_eval_, acc);
     next_eval_ += config_.eval_every_s;
   }
@@ -365,6 +376,9 @@ void MethodRun::Finish() {
     next_eval_ = config_.duration_s;
     RecordUntil(config_.duration_s);
   }
+  res_.targets = TargetTimes(res_.series, config_.AllTargets(),
+                             env_.language_model && config_.target_metric == "top3");
+  res_.time_to_target_s = res_.targets.front().held_s;
   res_.final_accuracy = res_.series.back().accuracy;
   res_.final_top3 = res_.series.back().top3;
   res_.final_perplexity = res_.series.back().perplexity;
@@ -375,6 +389,7 @@ void MethodRun::Finish() {
   res_.versions = st.aggregations;
   res_.replans = st.replans;
   res_.staleness = st.staleness;
+  res_.final_weights = strategy_->weights();
 }
 
 Result<MethodResult> MethodRun::Run() {

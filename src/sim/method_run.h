@@ -60,10 +60,15 @@ class MethodRun {
  private:
   Status Setup();
   // The current plan as shared by jobs, with its per-job costs; refreshed when it changes.
+  // Jobs run `run_plan`: the plan with whole-batch passes (the same training up to float
+  // rounding, see TrainerOptions::micro_batch, and several times faster for the small
+  // micro-batches of tight budgets); the device's memory is measured by one real step at the
+  // planned micro-batch (`measured_peak`).
   struct PlanCosts {
-    std::shared_ptr<const fl::Plan> plan;
+    std::shared_ptr<const fl::Plan> plan, run_plan;
     int64_t step_flops = 0;
     int64_t up_bytes = 0;  // one update over the whole mask
+    int64_t measured_peak = 0;
   };
   const PlanCosts& Current();
   int64_t PickDevice();
@@ -92,6 +97,7 @@ class MethodRun {
   std::vector<bool> busy_;
   std::vector<int64_t> rounds_, synced_;
   std::map<int64_t, fl::ClientResult> stash_;  // results fetched early (by ticket)
+  std::map<int64_t, int64_t> ticket_peak_;     // the measured device peak of each job's plan
   std::shared_ptr<const std::vector<float>> snapshot_;
   int64_t snapshot_version_ = -1;
   int64_t seq_ = 0;

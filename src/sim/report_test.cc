@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -14,6 +15,7 @@ namespace ftte::sim {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 namespace fs = std::filesystem;
 
 std::vector<MethodResult> SampleResults() {
@@ -38,6 +40,7 @@ std::vector<MethodResult> SampleResults() {
   a.series = {{0, 0.1, 2.3, 0, 100, 0},
               {60, 0.55, 1.2, 500, 2000, 5},
               {120, 0.7125, 0.8, 1000000, 3000000, 11}};
+  a.targets = {{0.6, 120.0, std::nullopt, 480.0, 1000000}};
   MethodResult b;
   b.name = "fedavg";
   b.algorithm = "fedavg";
@@ -49,6 +52,7 @@ std::vector<MethodResult> SampleResults() {
   b.updates_applied = 30;
   b.wall_s = 3.25;
   b.series = {{0, 0.1, 2.3, 0, 0, 0}, {120, 0.4, 1.7, 9000000, 9000000, 3}};
+  b.targets = {{0.6, std::nullopt, std::nullopt, std::nullopt, std::nullopt}};
   return {a, b};
 }
 
@@ -68,14 +72,21 @@ fs::path FreshDir(const std::string& name) {
 TEST(ReportTest, ResultsJsonHoldsEveryField) {
   const SimConfig config = DefaultSimConfig();
   const auto j = nlohmann::json::parse(ResultsJson(config, SampleResults()));
-  EXPECT_EQ(j["format"], "ftte-sim-results/1");
+  EXPECT_EQ(j["format"], "ftte-sim-results/2");
   EXPECT_EQ(j["config"]["seed"], 0);
   EXPECT_EQ(j["config"]["devices"]["count"], 100);
   EXPECT_EQ(j["config"]["method"].size(), 3u);
   EXPECT_FALSE(j["config"].contains("threads"));
+  EXPECT_EQ(j["seeds"], nlohmann::json::array({0}));
   ASSERT_EQ(j["methods"].size(), 2u);
-  const auto& a = j["methods"][0];
-  EXPECT_EQ(a["name"], "ftte");
+  const auto& m = j["methods"][0];
+  EXPECT_EQ(m["name"], "ftte");
+  EXPECT_EQ(m["summary"]["final_accuracy"]["mean"], 0.7125);
+  EXPECT_EQ(m["summary"]["final_accuracy"]["n"], 1);
+  EXPECT_EQ(m["summary"]["time_to_target_s"]["reached"], 1);
+  ASSERT_EQ(m["runs"].size(), 1u);
+  const auto& a = m["runs"][0];
+  EXPECT_EQ(a["seed"], 0);
   EXPECT_EQ(a["final_accuracy"], 0.7125);
   EXPECT_EQ(a["time_to_target_s"], 480.0);
   EXPECT_EQ(a["peak_device_memory_bytes"], 5 << 20);
@@ -90,8 +101,54 @@ TEST(ReportTest, ResultsJsonHoldsEveryField) {
   EXPECT_EQ(a["series"][1]["accuracy"], 0.55);
   EXPECT_EQ(a["series"][1]["version"], 5);
   EXPECT_FALSE(a.contains("wall_s"));
-  EXPECT_TRUE(j["methods"][1]["time_to_target_s"].is_null());
-  EXPECT_EQ(j["methods"][1]["excluded_devices"], 57);
+  EXPECT_TRUE(j["methods"][1]["runs"][0]["time_to_target_s"].is_null());
+  EXPECT_EQ(j["methods"][1]["summary"]["time_to_target_s"]["reached"], 0);
+  EXPECT_EQ(j["methods"][1]["runs"][0]["excluded_devices"], 57);
+}
+
+// Three seeds: the mean and Student's 95% half-width (t = 4.303 for 2 degrees of freedom).
+TEST(ReportTest, SeedsAreSummarisedWithMeanAndInterval) {
+  std::vector<MethodResult> runs;
+  for (int s = 0; s < 3; ++s) {
+    MethodResult r = SampleResults()[0];
+    r.seed = static_cast<uint64_t>(s);
+    r.final_accuracy = 0.70 + 0.01 * s;  // 0.70, 0.71, 0.72: sd 0.01
+    r.time_to_target_s = s == 2 ? std::nullopt : std::optional<double>(400 + 100 * s);
+    runs.push_back(r);
+  }
+  SimConfig c = DefaultSimConfig();
+  c.seeds = {0, 1, 2};
+  const auto j = nlohmann::json::parse(ResultsJson(c, runs));
+  EXPECT_EQ(j["seeds"], nlohmann::json::array({0, 1, 2}));
+  const auto& acc = j["methods"][0]["summary"]["final_accuracy"];
+  EXPECT_NEAR(acc["mean"].get<double>(), 0.71, 1e-12);
+  EXPECT_NEAR(acc["ci95"].get<double>(), 4.303 * 0.01 / std::sqrt(3.0), 1e-9);
+  EXPECT_EQ(acc["n"], 3);
+  const auto& held = j["methods"][0]["summary"]["time_to_target_s"];
+  EXPECT_EQ(held["reached"], 2);
+  EXPECT_NEAR(held["mean"].get<double>(), 450, 1e-9);
+  EXPECT_EQ(j["methods"][0]["runs"].size(), 3u);
+  const std::string table = SummaryTable(runs);
+  EXPECT_THAT(table, HasSubstr("71.00+-2.48%"));
+  EXPECT_THAT(table, HasSubstr("7.5 min (2/3)"));
+  EXPECT_THAT(table, HasSubstr("means over 3 seeds"));
+  const Stat one = Summarize95({5});
+  EXPECT_EQ(one.mean, 5);
+  EXPECT_EQ(one.ci95, 0);
+}
+
+// First crossing, three-evaluation moving average, and held (stays above until the end).
+TEST(ReportTest, TargetTimesThreeWays) {
+  std::vector<SeriesPoint> s;
+  const double acc[] = {0.1, 0.62, 0.40, 0.58, 0.65, 0.61, 0.64};
+  for (int i = 0; i < 7; ++i) s.push_back({30.0 * i, acc[i], 0, 100 * i, 0, i});
+  const std::vector<TargetTime> t = TargetTimes(s, {0.6, 0.9}, false);
+  ASSERT_EQ(t.size(), 2u);
+  EXPECT_EQ(t[0].first_s, 30);      // 0.62 at t=30, then it fell back
+  EXPECT_EQ(t[0].smoothed_s, 150);  // (0.58 + 0.65 + 0.61) / 3 at t=150
+  EXPECT_EQ(t[0].held_s, 120);      // from 0.65 on, never below 0.6 again
+  EXPECT_EQ(t[0].bytes_up_at_held, 400);
+  EXPECT_FALSE(t[1].first_s || t[1].smoothed_s || t[1].held_s);
 }
 
 TEST(ReportTest, ResultsJsonIsByteIdenticalWhateverTheThreadsAndWallTimes) {
@@ -110,7 +167,33 @@ TEST(ReportTest, ResultsJsonIsByteIdenticalWhateverTheThreadsAndWallTimes) {
   // Wall times and threads live in timing.json.
   const auto t = nlohmann::json::parse(TimingJson(c2, r2));
   EXPECT_EQ(t["threads"], 2);
-  EXPECT_EQ(t["methods"][0]["wall_s"], 99.0);
+  EXPECT_EQ(t["runs"][0]["wall_s"], 99.0);
+}
+
+// What --resume reads back gives the same results files as the uninterrupted run.
+TEST(ReportTest, RunFilesRoundTripAndBelongToTheirConfiguration) {
+  const SimConfig c = DefaultSimConfig();
+  std::vector<MethodResult> back;
+  for (const MethodResult& r : SampleResults()) {
+    Result<MethodResult> parsed = ParseRunFile(RunFileText(c, r), c, "runs/x.json");
+    ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+    back.push_back(parsed.value());
+  }
+  EXPECT_EQ(ResultsJson(c, back), ResultsJson(c, SampleResults()));
+  EXPECT_EQ(ResultsCsv(back), ResultsCsv(SampleResults()));
+  // Another configuration: refused, naming the way out. Threads and seeds do not count.
+  SimConfig other = c;
+  other.duration_s += 1;
+  Result<MethodResult> wrong = ParseRunFile(RunFileText(c, SampleResults()[0]), other, "r.json");
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_THAT(wrong.status().message(), HasSubstr("another configuration"));
+  EXPECT_THAT(wrong.status().message(), HasSubstr("--resume"));
+  SimConfig more_threads = c;
+  more_threads.threads = 2;
+  more_threads.seeds = {0, 5};
+  EXPECT_TRUE(ParseRunFile(RunFileText(c, SampleResults()[0]), more_threads, "r.json").ok());
+  EXPECT_FALSE(ParseRunFile("{\"format\": \"ftte-sim-run/1\", \"conf", c, "r.json").ok());
+  EXPECT_EQ(RunFileName("ftte", 3), "ftte-seed3.json");
 }
 
 TEST(ReportTest, WrittenFilesAreByteIdenticalAcrossRuns) {
@@ -120,7 +203,7 @@ TEST(ReportTest, WrittenFilesAreByteIdenticalAcrossRuns) {
   no_plot.plot = false;
   ASSERT_TRUE(WriteResults(d1.string(), c, SampleResults(), no_plot).ok());
   ASSERT_TRUE(WriteResults(d2.string(), c, SampleResults(), no_plot).ok());
-  for (const char* f : {"results.json", "results.csv", "config.toml", "accuracy.gp"}) {
+  for (const char* f : {"results.json", "results.csv", "config.toml", "plots.gp"}) {
     EXPECT_FALSE(ReadFile(d1 / f).empty()) << f;
     EXPECT_EQ(ReadFile(d1 / f), ReadFile(d2 / f)) << f;
   }
@@ -133,12 +216,12 @@ TEST(ReportTest, WrittenFilesAreByteIdenticalAcrossRuns) {
 TEST(ReportTest, CsvHasOneRowPerSeriesPoint) {
   const std::string csv = ResultsCsv(SampleResults());
   EXPECT_EQ(csv,
-            "method,virtual_s,accuracy,loss,bytes_up,bytes_down,version\n"
-            "ftte,0,0.1,2.3,0,100,0\n"
-            "ftte,60,0.55,1.2,500,2000,5\n"
-            "ftte,120,0.7125,0.8,1000000,3000000,11\n"
-            "fedavg,0,0.1,2.3,0,0,0\n"
-            "fedavg,120,0.4,1.7,9000000,9000000,3\n");
+            "method,seed,virtual_s,accuracy,loss,bytes_up,bytes_down,version\n"
+            "ftte,0,0,0.1,2.3,0,100,0\n"
+            "ftte,0,60,0.55,1.2,500,2000,5\n"
+            "ftte,0,120,0.7125,0.8,1000000,3000000,11\n"
+            "fedavg,0,0,0.1,2.3,0,0,0\n"
+            "fedavg,0,120,0.4,1.7,9000000,9000000,3\n");
 }
 
 TEST(ReportTest, SummaryTableHasEveryColumn) {
@@ -149,8 +232,8 @@ TEST(ReportTest, SummaryTableHasEveryColumn) {
   std::getline(lines, row1);
   std::getline(lines, row2);
   EXPECT_FALSE(std::getline(lines, extra));
-  for (const char* col : {"method", "final acc", "time to target", "peak dev mem", "upload",
-                          "download", "excluded", "updates", "wall s"}) {
+  for (const char* col : {"method", "final acc", "target held at", "peak dev mem", "up/update",
+                          "upload", "download", "excluded", "updates", "wall s"}) {
     EXPECT_THAT(header, HasSubstr(col));
   }
   EXPECT_THAT(row1, HasSubstr("ftte"));
@@ -168,16 +251,29 @@ TEST(ReportTest, SummaryTableHasEveryColumn) {
   EXPECT_EQ(row2.size(), header.size());
 }
 
-TEST(ReportTest, PlotScriptHasOneLinePerMethodAndTheTarget) {
+TEST(ReportTest, PlotScriptHasCurvesBandsTargetsAndThreePlots) {
   SimConfig c = DefaultSimConfig();
   c.duration_s = 120;
-  const std::string gp = PlotScript(c, SampleResults());
-  EXPECT_THAT(gp, HasSubstr("set output 'accuracy.svg'"));
-  EXPECT_THAT(gp, HasSubstr("$m0 << EOD\n0 10\n60 55\n120 71.25\nEOD\n"));
+  c.targets = {0.5};
+  std::string gp = PlotScript(c, SampleResults());
+  for (const char* out : {"accuracy.svg", "accuracy-vs-upload.svg", "accuracy-vs-memory.svg"}) {
+    EXPECT_THAT(gp, HasSubstr(std::string("set output '") + out + "'"));
+  }
+  EXPECT_THAT(gp, HasSubstr("$time0 << EOD\n0 10 10 10\n1 55 55 55\n2 71.25 71.25 71.25\nEOD\n"));
+  EXPECT_THAT(gp, HasSubstr("with linespoints"));  // markers
   EXPECT_THAT(gp, HasSubstr("title 'ftte'"));
   EXPECT_THAT(gp, HasSubstr("title 'fedavg'"));
   EXPECT_THAT(gp, HasSubstr("title 'target 60%'"));
-  EXPECT_THAT(gp, HasSubstr("virtual time (s)"));
+  EXPECT_THAT(gp, HasSubstr("title 'target 50%'"));
+  EXPECT_THAT(gp, HasSubstr("virtual time (min)"));
+  EXPECT_THAT(gp, Not(HasSubstr("filledcurves")));  // one seed: no band
+  c.seeds = {0, 1};
+  std::vector<MethodResult> two = SampleResults();
+  two.push_back(two[0]);
+  two.back().seed = 1;
+  gp = PlotScript(c, two);
+  EXPECT_THAT(gp, HasSubstr("filledcurves"));
+  EXPECT_THAT(gp, HasSubstr("mean of 2 seeds"));
 }
 
 TEST(ReportTest, MissingGnuplotIsAWarningNotAnError) {
@@ -189,10 +285,10 @@ TEST(ReportTest, MissingGnuplotIsAWarningNotAnError) {
   ASSERT_TRUE(s.ok()) << s.ToString();
   ASSERT_EQ(warnings.size(), 1u);
   EXPECT_THAT(warnings[0], HasSubstr("install gnuplot"));
-  EXPECT_TRUE(fs::exists(d / "accuracy.gp"));
+  EXPECT_TRUE(fs::exists(d / "plots.gp"));
   EXPECT_TRUE(fs::exists(d / "results.json"));
   EXPECT_FALSE(fs::exists(d / "accuracy.svg"));
-  EXPECT_FALSE(fs::exists(d / "accuracy.log"));
+  EXPECT_FALSE(fs::exists(d / "plots.log"));
 }
 
 TEST(ReportTest, FailingGnuplotIsAWarningWithItsOutput) {
@@ -213,7 +309,7 @@ TEST(ReportTest, GnuplotDrawsTheSvg) {
   ASSERT_TRUE(WriteResults(d.string(), DefaultSimConfig(), SampleResults(), {}, &warnings).ok());
   EXPECT_TRUE(warnings.empty()) << warnings[0];
   EXPECT_THAT(ReadFile(d / "accuracy.svg"), HasSubstr("<svg"));
-  EXPECT_FALSE(fs::exists(d / "accuracy.log"));
+  EXPECT_FALSE(fs::exists(d / "plots.log"));
 }
 
 TEST(ReportTest, UnwritableFolderIsAnIoError) {

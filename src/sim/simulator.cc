@@ -76,6 +76,44 @@ Result<Environment> MakeEnvironment(const SimConfig& c) {
   return env;
 }
 
+std::vector<double> SimConfig::AllTargets() const {
+  std::vector<double> rest;
+  for (double t : targets) {
+    if (t != target_accuracy) rest.push_back(t);
+  }
+  std::sort(rest.begin(), rest.end());
+  rest.erase(std::unique(rest.begin(), rest.end()), rest.end());
+  rest.insert(rest.begin(), target_accuracy);
+  return rest;
+}
+
+std::vector<uint64_t> SimConfig::AllSeeds() const {
+  return seeds.empty() ? std::vector<uint64_t>{seed} : seeds;
+}
+
+std::vector<TargetTime> TargetTimes(const std::vector<SeriesPoint>& series,
+                                    const std::vector<double>& targets, bool top3) {
+  std::vector<TargetTime> out;
+  auto metric = [&](size_t i) { return top3 ? series[i].top3 : series[i].accuracy; };
+  for (double target : targets) {
+    TargetTime t;
+    t.target = target;
+    for (size_t i = 0; i < series.size(); ++i) {
+      if (!t.first_s && metric(i) >= target) t.first_s = series[i].virtual_s;
+      if (!t.smoothed_s && i >= 2 && (metric(i) + metric(i - 1) + metric(i - 2)) / 3 >= target) {
+        t.smoothed_s = series[i].virtual_s;
+      }
+    }
+    // Held: walk back from the end while at or above the target.
+    for (size_t i = series.size(); i-- > 0 && metric(i) >= target;) {
+      t.held_s = series[i].virtual_s;
+      t.bytes_up_at_held = series[i].bytes_up;
+    }
+    out.push_back(t);
+  }
+  return out;
+}
+
 Result<MethodResult> RunMethod(const SimConfig& config, const MethodConfig& method,
                                const Environment& env, const Progress& progress) {
   return internal::MethodRun(config, method, env, progress).Run();

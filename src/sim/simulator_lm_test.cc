@@ -249,11 +249,11 @@ TEST(SimulatorTextTest, TextKeysAreHiddenForImageRuns) {
   r.name = "ftte";
   r.series.push_back({0, 0.5, 1.0, 10, 20, 1});
   const std::string json = ResultsJson(DefaultSimConfig(), {r});
-  for (const char* key : {"top3", "perplexity", "user_top3", "personalization", "mask_update"}) {
+  for (const char* key : {"top3", "perplexity", "user_top3", "personalization"}) {
     EXPECT_EQ(json.find(key), std::string::npos) << key;
   }
   EXPECT_EQ(ResultsCsv({r}).substr(0, ResultsCsv({r}).find('\n')),
-            "method,virtual_s,accuracy,loss,bytes_up,bytes_down,version");
+            "method,seed,virtual_s,accuracy,loss,bytes_up,bytes_down,version");
   EXPECT_EQ(SummaryTable({r}).find("top-3"), std::string::npos);
   SimConfig c = TextConfig(fl::Algorithm::kFtte);
   c.personalize.steps = 4;

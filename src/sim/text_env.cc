@@ -24,6 +24,7 @@ Status MakeTextEnvironment(const SimConfig& c, Environment* env) {
                         data::MakeLanguageModelData(corpus, tokenizer, c.context, c.holdout));
   env->language_model = true;
   env->vocab = tokenizer.size();
+  env->tokenizer = std::make_shared<const data::Tokenizer>(tokenizer);
   env->model = EffectiveModelSpec(c, env->vocab);
   env->train = std::move(lm.train);
   env->user_test = std::move(lm.test);

@@ -141,12 +141,13 @@ Status ValidateSimConfig(const SimConfig& config);
 
 // One setting in schema form (what a TOML file would say).
 struct ConfigValue {
-  enum class Kind { kInt, kFloat, kBool, kString };
+  enum class Kind { kInt, kFloat, kBool, kString, kList };  // kList: a list of numbers
   Kind kind = Kind::kInt;
   int64_t i = 0;
   double f = 0;
   bool b = false;
   std::string s;
+  std::vector<double> list;
 };
 struct ConfigSection {
   std::string name;  // "" (top level), "client", "devices" or "method" (one per method)

@@ -11,11 +11,13 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "ftte/data/dataset.h"
+#include "ftte/data/tokenizer.h"
 #include "ftte/fl/client.h"
 #include "ftte/fl/encoding.h"
 #include "ftte/fl/strategy.h"
@@ -96,11 +98,20 @@ struct SimConfig {
   fl::ClientConfig client;
   PopulationConfig population;
   std::vector<MethodConfig> methods;
-  double duration_s = 3600;  // virtual time horizon of every method
-  double eval_every_s = 60;  // virtual seconds between evaluations
-  double target_accuracy = 0.7;
+  double duration_s = 3600;      // virtual time horizon of every method
+  double eval_every_s = 60;      // virtual seconds between evaluations
+  double target_accuracy = 0.7;  // the primary target: the summary's time to target
+  std::vector<double> targets;   // more targets reported (the primary is always included)
   int threads = 1;
   uint64_t seed = 0;
+  // Several seeds: every method runs once per seed (data partition, devices, initialisation and
+  // training all follow it) and results report the mean and a 95% interval; empty: `seed` only.
+  std::vector<uint64_t> seeds;
+
+  // The targets reported: the primary first, then the others in ascending order.
+  std::vector<double> AllTargets() const;
+  // The seeds run: `seeds`, or {seed}.
+  std::vector<uint64_t> AllSeeds() const;
 };
 
 // "bible-chapters", "bible-books" and "text-dir" (next-word prediction, natural partition).
@@ -110,6 +121,17 @@ bool IsTextDataset(const std::string& dataset);
 // vocab=`vocab` and context=config.context first, then the spec's other options
 // ("tiny_gpt_lora:rank=4" -> "tiny_gpt_lora:vocab=2000,context=16,rank=4").
 std::string EffectiveModelSpec(const SimConfig& config, int64_t vocab);
+
+// When a method reached an accuracy target, three ways (virtual seconds; nullopt: never):
+// first crossing of an evaluation; first time the mean of three consecutive evaluations
+// reached it; and `held`: the first evaluation after which accuracy never fell below it again
+// until the horizon (the fair one for noisy curves).
+struct TargetTime {
+  double target = 0;
+  std::optional<double> first_s, smoothed_s, held_s;
+  // Bytes uploaded by then (held), nullopt if never.
+  std::optional<int64_t> bytes_up_at_held;
+};
 
 struct SeriesPoint {
   double virtual_s = 0;
@@ -140,8 +162,11 @@ struct MethodResult {
   Distribution user_top3;
   // LM with personalisation: top-3 of the personalised devices before and after fine-tuning.
   std::optional<Distribution> personal_before, personal_after;
-  std::optional<double> time_to_target_s;  // virtual; nullopt if never reached
-  int64_t peak_device_memory_bytes = 0;    // measured on the real training steps
+  uint64_t seed = 0;
+  // The primary target's held time (TargetTime::held_s): nullopt if never held.
+  std::optional<double> time_to_target_s;
+  std::vector<TargetTime> targets;       // config.AllTargets(), in that order
+  int64_t peak_device_memory_bytes = 0;  // measured on the real training steps
   int64_t predicted_device_memory_bytes = 0;
   int64_t budget_bytes = 0;  // M_min (budget masks only)
   int64_t trainable_params = 0;
@@ -155,6 +180,8 @@ struct MethodResult {
   std::map<int64_t, int64_t> staleness;  // tau -> count
   double wall_s = 0;
   std::vector<SeriesPoint> series;
+  // The final global model (all values, model order); not written to the results files.
+  std::vector<float> final_weights;
 };
 
 // Progress callback: method name, virtual seconds, accuracy so far.
@@ -173,6 +200,7 @@ struct Environment {
   std::vector<std::string> device_users;             // device d's user name
   int64_t skipped_users = 0;                         // users without a training sample
   int64_t vocab = 0;                                 // tokenizer size (specials included)
+  std::shared_ptr<const data::Tokenizer> tokenizer;  // text: saved with the final models
 };
 // Images: loads the dataset and partitions it. Text: loads the corpus, trains the tokenizer on
 // the training part of every user's text, cuts samples (lm_data.h) and gives each user with a
@@ -180,6 +208,10 @@ struct Environment {
 // used; a trace must have at least that many rows). Errors: the loaders', a corpus whose users
 // all lack training text, a model that does not take the data.
 Result<Environment> MakeEnvironment(const SimConfig& config);
+
+// The times `series` reached each of `targets` (of top-3 when `top3`, else of accuracy).
+std::vector<TargetTime> TargetTimes(const std::vector<SeriesPoint>& series,
+                                    const std::vector<double>& targets, bool top3);
 
 // Runs one method to the horizon. For a language model (env.language_model) it also evaluates
 // the final global model on every device's held-out text and, with config.personalize.steps >
