@@ -12,6 +12,7 @@ namespace {
 
 bool SameConfig(const ClientConfig& a, const ClientConfig& b) {
   return a.batch == b.batch && a.micro_batch == b.micro_batch && a.frozen == b.frozen &&
+         a.tile_floats == b.tile_floats &&
          a.optimizer.kind == b.optimizer.kind && a.optimizer.lr == b.optimizer.lr &&
          a.optimizer.momentum == b.optimizer.momentum &&
          a.optimizer.nesterov == b.optimizer.nesterov &&
@@ -41,6 +42,7 @@ TrainerOptions ClientTrainerOptions(const ClientConfig& c) {
   TrainerOptions o;
   o.batch = c.batch;
   o.micro_batch = c.micro_batch;
+  o.tile_floats = c.tile_floats;
   o.threads = 1;  // parallelism comes from running many devices at once
   o.optimizer = c.optimizer;
   o.frozen = c.frozen;

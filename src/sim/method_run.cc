@@ -14,6 +14,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Tiles of the simulator's own training passes: as large as a whole batch of the built-in models'
+// im2col (the host is not the device; the device's peak is measured by a probe step).
+constexpr int64_t kHostTileFloats = int64_t{1} << 22;
+
 int64_t Quantile(std::vector<int64_t> v, double q) {
   std::sort(v.begin(), v.end());
   const auto i = static_cast<size_t>(std::floor(q * static_cast<double>(v.size() - 1)));
@@ -164,6 +168,7 @@ const MethodRun::PlanCosts& MethodRun::Current() {
   costs_.plan = std::make_shared<const fl::Plan>(plan);
   auto run_plan = std::make_shared<fl::Plan>(plan);
   run_plan->client.micro_batch = 0;
+  run_plan->client.tile_floats = kHostTileFloats;
   costs_.run_plan = run_plan;
   costs_.step_flops = fl::StepFlops(*model, plan.mask, plan.client.batch);
   costs_.up_bytes = fl::EncodedSize(plan.mask, strategy_->layout(), method_.upload);

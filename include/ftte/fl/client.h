@@ -22,6 +22,10 @@ struct ClientConfig {
   int64_t micro_batch = 0;
   OptimizerConfig optimizer;  // the local optimizer; plain SGD by default
   FrozenStorage frozen = FrozenStorage::kFloat32;
+  // Floats per tile of transient work (TrainerOptions::tile_floats; 0 = what a device with this
+  // budget would use). Never sent: the simulator runs with large tiles because its host is not
+  // the device; the device's memory is measured by a step with the planned micro-batch and tile.
+  int64_t tile_floats = 0;
 };
 
 struct ClientResult {
