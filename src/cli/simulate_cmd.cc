@@ -19,6 +19,7 @@
 #include "ftte/sim/config.h"
 #include "ftte/sim/report.h"
 #include "ftte/sim/simulator.h"
+#include "ftte/sim/tune.h"
 
 namespace ftte::cli {
 
@@ -220,6 +221,75 @@ void DescribeData(const sim::Environment& env) {
   }
 }
 
+// A run file of DIR/runs/ for `run_config`'s only method and seed, if --resume found one.
+// Errors: a file of another configuration (ParseRunFile names the fix).
+Result<std::optional<sim::MethodResult>> FindRun(const std::string& out_dir,
+                                                 const sim::SimConfig& run_config,
+                                                 const std::string& method, uint64_t seed) {
+  const std::string path =
+      (std::filesystem::path(out_dir) / "runs" / sim::RunFileName(method, seed)).string();
+  std::ifstream in(path);
+  if (!in) return std::optional<sim::MethodResult>();
+  std::stringstream text;
+  text << in.rdbuf();
+  FTTE_ASSIGN_OR_RETURN(sim::MethodResult r, sim::ParseRunFile(text.str(), run_config, path));
+  return std::optional<sim::MethodResult>(std::move(r));
+}
+
+// [tune]: every method's trials on the validation split (saved as run files, reused by
+// --resume), DIR/tuning.json, and the configuration of the measured runs.
+Result<sim::SimConfig> TuneMethods(const sim::SimConfig& c, const std::string& out_dir,
+                                   bool resume) {
+  std::optional<sim::Environment> env;
+  std::optional<ProgressLine> progress;
+  const double horizon = c.tune.duration_s > 0 ? c.tune.duration_s : c.duration_s;
+  auto run = [&](const sim::SimConfig& trial, size_t index,
+                 size_t total) -> Result<sim::MethodResult> {
+    const sim::MethodConfig& m = trial.methods.front();
+    if (!progress) {
+      std::fprintf(stderr,
+                   "tuning: %zu trial(s), %.1f min virtual each, on %lld validation samples "
+                   "held out of the training data (seed %llu)\n",
+                   total, horizon / 60, static_cast<long long>(c.tune.validation),
+                   static_cast<unsigned long long>(trial.seed));
+      progress.emplace(horizon, static_cast<int64_t>(total));
+    }
+    progress->Start(static_cast<int64_t>(index));
+    if (resume) {
+      FTTE_ASSIGN_OR_RETURN(auto found, FindRun(out_dir, trial, m.name, trial.seed));
+      if (found) {
+        progress->Resumed();
+        return std::move(*found);
+      }
+    }
+    if (!env) {
+      FTTE_ASSIGN_OR_RETURN(sim::Environment e, sim::MakeEnvironment(trial));
+      env = std::move(e);
+    }
+    auto r = sim::RunMethod(trial, m, *env, [&](const std::string&, double t, double acc) {
+      progress->Update(m.name, t, acc);
+    });
+    progress->End();
+    if (r.ok()) FTTE_RETURN_IF_ERROR(sim::WriteRunFile(out_dir, trial, *r));
+    return r;
+  };
+  FTTE_ASSIGN_OR_RETURN(std::vector<sim::MethodTuning> tuning, sim::Tune(c, run));
+  const std::string path = (std::filesystem::path(out_dir) / "tuning.json").string();
+  std::ofstream out(path);
+  out << sim::TuningJson(c, tuning);
+  out.close();
+  if (!out) return IoError("cannot write " + path + "; check the --out folder");
+  FTTE_RETURN_IF_ERROR(sim::CheckTargetReached(c, tuning));
+  for (const sim::MethodTuning& t : tuning) {
+    std::fprintf(stderr, "tuned %s: server step x%s, batch %lld, %lld local steps%s\n",
+                 t.method.c_str(), sim::FormatDouble(t.chosen.server_step).c_str(),
+                 static_cast<long long>(t.chosen.batch),
+                 static_cast<long long>(t.chosen.local_steps),
+                 t.like.empty() ? "" : (" (as " + t.like + ")").c_str());
+  }
+  return sim::ApplyTuning(c, tuning);
+}
+
 }  // namespace
 
 int RunSimulate(const std::vector<std::string>& args) {
@@ -245,28 +315,27 @@ int RunSimulate(const std::vector<std::string>& args) {
   }
   auto config = BuildConfig(f, sets.value());
   if (!config.ok()) return Fail(config.status(), 2);
-  const sim::SimConfig& c = config.value();
   if (f.Has("print-config")) {
-    std::fputs(sim::FormatSimConfig(c).c_str(), stdout);
+    std::fputs(sim::FormatSimConfig(config.value()).c_str(), stdout);
     return 0;
   }
   const std::string out_dir = f.Get("out", "out/sim");
   if (Status st = PrepareOutput(out_dir); !st.ok()) return Fail(st, 2);
+  if (config.value().tune.Enabled()) {
+    auto tuned = TuneMethods(config.value(), out_dir, f.Has("resume"));
+    if (!tuned.ok()) return Fail(tuned.status(), 1);
+    config = std::move(tuned);
+  }
+  const sim::SimConfig& c = config.value();
   const std::vector<uint64_t> seeds = c.AllSeeds();
   // Runs already done (--resume): checked before any work.
   std::map<std::pair<std::string, uint64_t>, sim::MethodResult> done;
   if (f.Has("resume")) {
     for (uint64_t seed : seeds) {
       for (const sim::MethodConfig& m : c.methods) {
-        const std::string path =
-            (std::filesystem::path(out_dir) / "runs" / sim::RunFileName(m.name, seed)).string();
-        std::ifstream in(path);
-        if (!in) continue;
-        std::stringstream text;
-        text << in.rdbuf();
-        auto r = sim::ParseRunFile(text.str(), c, path);
+        auto r = FindRun(out_dir, c, m.name, seed);
         if (!r.ok()) return Fail(r.status(), 2);
-        done.emplace(std::make_pair(m.name, seed), std::move(r).value());
+        if (r.value()) done.emplace(std::make_pair(m.name, seed), std::move(*r.value()));
       }
     }
   }

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -114,6 +115,57 @@ TEST_F(SimulateCmdTest, RunsAreSavedAsTheyFinishAndResumeGivesTheSameResults) {
   const Output refused = Simulate(other);
   EXPECT_EQ(refused.code, 2);
   EXPECT_NE(refused.err.find("another configuration"), std::string::npos) << refused.err;
+}
+
+TEST_F(SimulateCmdTest, TuningChoosesOnValidationRecordsTheTrialsAndResumes) {
+  auto tuned = [&](const fs::path& out) {
+    std::vector<std::string> a = Tiny(out.string());
+    for (const char* kv :
+         {"tune.server_step=[0.5, 1]", "tune.validation=100", "target_accuracy=0.2", "seeds=[0]"}) {
+      a.push_back("--set");
+      a.push_back(kv);
+    }
+    return a;
+  };
+  const fs::path whole = dir_ / "whole", part = dir_ / "part";
+  const Output o = Simulate(tuned(whole));
+  ASSERT_EQ(o.code, 0) << o.err;
+  EXPECT_NE(o.err.find("tuning: 4 trial(s)"), std::string::npos) << o.err;
+  EXPECT_NE(o.err.find("tuned ftte: server step x"), std::string::npos) << o.err;
+  for (const char* f : {"tune-ftte-1-seed0.json", "tune-ftte-2-seed0.json",
+                        "tune-fedbuff-2-seed0.json", "ftte-seed0.json"}) {
+    EXPECT_TRUE(fs::exists(whole / "runs" / f)) << f;
+  }
+  const std::string tuning = ReadFile(whole / "tuning.json");
+  EXPECT_NE(tuning.find("\"validation\": 100"), std::string::npos) << tuning;
+  EXPECT_NE(tuning.find("\"trials\""), std::string::npos) << tuning;
+  // The written config reruns the measured runs at the chosen settings, without tuning.
+  EXPECT_EQ(ReadFile(whole / "config.toml").find("[tune]"), std::string::npos);
+  // Interrupted after the trials of FTTE: --resume reruns none of them and ends the same.
+  std::vector<std::string> first = tuned(part);
+  *std::find(first.begin(), first.end(), std::string("ftte,fedbuff")) = "ftte";
+  ASSERT_EQ(Simulate(first).code, 0);
+  std::vector<std::string> rest = tuned(part);
+  rest.push_back("--resume");
+  const Output resumed = Simulate(rest);
+  ASSERT_EQ(resumed.code, 0) << resumed.err;
+  EXPECT_EQ(resumed.err.find("[1/4] tune-ftte-1 "), std::string::npos) << resumed.err;
+  for (const char* f : {"results.json", "tuning.json"}) {
+    EXPECT_EQ(ReadFile(part / f), ReadFile(whole / f)) << f;
+  }
+}
+
+TEST_F(SimulateCmdTest, ATargetNoTrialReachesIsRefusedBeforeTheMeasuredRuns) {
+  std::vector<std::string> a = Tiny((dir_ / "out").string());
+  for (const char* kv : {"tune.batch=[8]", "tune.validation=100", "target_accuracy=0.999"}) {
+    a.push_back("--set");
+    a.push_back(kv);
+  }
+  const Output o = Simulate(a);
+  EXPECT_EQ(o.code, 1);
+  EXPECT_NE(o.err.find("lower target_accuracy"), std::string::npos) << o.err;
+  EXPECT_TRUE(fs::exists(dir_ / "out" / "tuning.json"));
+  EXPECT_FALSE(fs::exists(dir_ / "out" / "results.json"));
 }
 
 }  // namespace

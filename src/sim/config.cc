@@ -27,6 +27,7 @@ using internal::PersonalizeFields;
 using internal::Quote;
 using internal::Shown;
 using internal::TopFields;
+using internal::TuneFields;
 using internal::ValueText;
 
 namespace {
@@ -267,7 +268,42 @@ Result<MethodConfig> ParseMethod(const toml::table& t, size_t index, const std::
   return m;
 }
 
-Status CheckMethods(const SimConfig& c) { return Status::Ok(); }
+// Per-method keys that refer to others, and [tune]: a validation split to score trials on,
+// image data (text runs hold out per-user text already; tuning them is not built yet).
+Status CheckMethods(const SimConfig& c) {
+  for (const MethodConfig& m : c.methods) {
+    if (m.tune_like.empty()) continue;
+    const auto like = std::find_if(c.methods.begin(), c.methods.end(),
+                                   [&](const MethodConfig& o) { return o.name == m.tune_like; });
+    if (like == c.methods.end() || like->name == m.name) {
+      return InvalidArgument("method '" + m.name + "': tune_like = \"" + m.tune_like +
+                             "\" names no other method of this experiment; name one of them, "
+                             "or remove tune_like to tune this method on its own trials");
+    }
+    if (!like->tune_like.empty()) {
+      return InvalidArgument("method '" + m.name + "': tune_like = \"" + m.tune_like +
+                             "\", which itself takes another method's values; name the method "
+                             "that tunes (\"" +
+                             like->tune_like + "\")");
+    }
+  }
+  if (!c.tune.Enabled()) return Status::Ok();
+  if (IsTextDataset(c.dataset)) {
+    return InvalidArgument("[tune] is for image datasets for now; for " + c.dataset +
+                           " set each method's server_lr, batch and local_steps by hand "
+                           "(and remove the [tune] lists)");
+  }
+  if (c.tune.validation <= 0) {
+    return InvalidArgument(
+        "[tune] needs validation > 0: the number of training samples held out to score the "
+        "trials (the test set is never used to choose settings), e.g. validation = 5000");
+  }
+  if (c.tune.duration_s > 0 && c.eval_every_s > c.tune.duration_s) {
+    return InvalidArgument("tune.duration_s (" + FormatDouble(c.tune.duration_s) +
+                           ") is shorter than eval_every_s; a trial would never be scored");
+  }
+  return Status::Ok();
+}
 
 // The checks of a text dataset: natural partition, a language model whose vocab and context
 // come from the top-level keys, no image-only keys.
@@ -315,6 +351,12 @@ namespace internal {
 
 bool Shown(const SimConfig& config, const std::string& section, const std::string& key,
            const MethodConfig* method) {
+  if (section == "tune") return config.tune.Enabled();
+  if (section == "method" && method != nullptr) {
+    if (key == std::string("batch")) return method->batch != 0;
+    if (key == std::string("local_steps")) return method->local_steps != 0;
+    if (key == std::string("tune_like")) return !method->tune_like.empty();
+  }
   if (IsTextDataset(config.dataset)) return true;
   if (section == "personalize") return false;
   if (section.empty()) {
@@ -376,13 +418,13 @@ Result<SimConfig> ParseSimConfig(const std::string& toml_text, const std::string
   }
   SimConfig c;
   std::vector<std::string> top_keys = KeyNames(TopFields());
-  for (const char* section : {"client", "devices", "personalize", "method"}) {
+  for (const char* section : {"client", "devices", "personalize", "tune", "method"}) {
     top_keys.push_back(section);
   }
   for (auto&& [k, node] : root) {
     const std::string key(k.str());
     const std::string at = Location(origin, node.source());
-    if (key == "client" || key == "devices" || key == "personalize") {
+    if (key == "client" || key == "devices" || key == "personalize" || key == "tune") {
       const toml::table* t = node.as_table();
       if (!t) {
         return InvalidArgument(at + ": " + key + " must be a table: write [" + key +
@@ -390,6 +432,7 @@ Result<SimConfig> ParseSimConfig(const std::string& toml_text, const std::string
       }
       const auto& fields = key == "client"    ? ClientFields()
                            : key == "devices" ? DeviceFields()
+                           : key == "tune"    ? TuneFields()
                                               : PersonalizeFields();
       FTTE_RETURN_IF_ERROR(ApplyTable(*t, fields, c, key + ".", "[" + key + "]", origin));
     } else if (key == "method") {
@@ -469,10 +512,12 @@ Status ApplyOverride(SimConfig* config, const std::string& key, const std::strin
     FTTE_RETURN_IF_ERROR(set(DeviceFields(), c, key.substr(8), "[devices]"));
   } else if (key.rfind("personalize.", 0) == 0) {
     FTTE_RETURN_IF_ERROR(set(PersonalizeFields(), c, key.substr(12), "[personalize]"));
+  } else if (key.rfind("tune.", 0) == 0) {
+    FTTE_RETURN_IF_ERROR(set(TuneFields(), c, key.substr(5), "[tune]"));
   } else {
     std::vector<std::string> accepted = KeyNames(TopFields());
-    for (const char* p :
-         {"client.<key>", "devices.<key>", "personalize.<key>", "method.<name>.<key>"}) {
+    for (const char* p : {"client.<key>", "devices.<key>", "personalize.<key>", "tune.<key>",
+                          "method.<name>.<key>"}) {
       accepted.push_back(p);
     }
     const auto* f = FindField(TopFields(), key);
@@ -581,6 +626,7 @@ std::vector<ConfigSection> DescribeSimConfig(const SimConfig& config) {
   section("client", ClientFields(), config, nullptr);
   section("devices", DeviceFields(), config, nullptr);
   section("personalize", PersonalizeFields(), config, nullptr);
+  section("tune", TuneFields(), config, nullptr);
   for (const MethodConfig& m : config.methods) section("method", MethodFields(), m, &m);
   return out;
 }

@@ -287,6 +287,36 @@ Field<T> FrozenKey(const char* key, Ref ref) {
           [=](const T& t) { return Str(FrozenName(ref(t))); }};
 }
 
+// A list of numbers, each checked by `check` (which returns "" when the number is accepted, or
+// what is wrong with it).
+template <typename T, typename Ref>
+Field<T> ListKey(const char* key, Ref ref, const char* (*check)(double)) {
+  using V = typename std::remove_reference_t<decltype(ref(std::declval<T&>()))>::value_type;
+  return {key, Kind::kList,
+          [=](T& t, const ConfigValue& v) {
+            std::vector<V> out;
+            for (double x : v.list) {
+              if (const char* why = check(x); *why != '\0') {
+                return InvalidArgument(std::string("must be ") + why + ", got " + FormatDouble(x));
+              }
+              out.push_back(static_cast<V>(x));
+            }
+            ref(t) = std::move(out);
+            return Status::Ok();
+          },
+          [=](const T& t) {
+            ConfigValue v;
+            v.kind = Kind::kList;
+            for (V x : ref(t)) v.list.push_back(static_cast<double>(x));
+            return v;
+          }};
+}
+
+const char* PositiveNumber(double x) { return x > 0 && std::isfinite(x) ? "" : "numbers > 0"; }
+const char* PositiveInteger(double x) {
+  return x >= 1 && x <= 65536 && x == std::floor(x) ? "" : "integers in [1, 65536]";
+}
+
 #define FTTE_REF(member) \
   [](auto& x) -> auto& { return x.member; }
 
@@ -406,6 +436,18 @@ const std::vector<Field<SimConfig>>& DeviceFields() {
   return kFields;
 }
 
+const std::vector<Field<SimConfig>>& TuneFields() {
+  using C = SimConfig;
+  static const std::vector<Field<C>> kFields = {
+      ListKey<C>("server_step", FTTE_REF(tune.server_step), PositiveNumber),
+      ListKey<C>("batch", FTTE_REF(tune.batch), PositiveInteger),
+      ListKey<C>("local_steps", FTTE_REF(tune.local_steps), PositiveInteger),
+      FloatKey<C>("duration_s", FTTE_REF(tune.duration_s), kNonNegative),
+      IntKey<C>("validation", FTTE_REF(tune.validation), 0),
+  };
+  return kFields;
+}
+
 const std::vector<Field<SimConfig>>& PersonalizeFields() {
   using C = SimConfig;
   static const std::vector<Field<C>> kFields = {
@@ -471,6 +513,9 @@ const std::vector<Field<MethodConfig>>& MethodFields() {
       BoolKey<M>("upload_sparse", FTTE_REF(upload.sparse)),
       BoolKey<M>("upload_int8", FTTE_REF(upload.int8)),
       BoolKey<M>("upload_changed_rows", FTTE_REF(upload_changed_rows)),
+      IntKey<M>("batch", FTTE_REF(batch), 0, 65536),
+      IntKey<M>("local_steps", FTTE_REF(local_steps), 0),
+      StringKey<M>("tune_like", FTTE_REF(tune_like)),
   };
   return kFields;
 }

@@ -29,11 +29,13 @@ const std::vector<Field<SimConfig>>& TopFields();
 const std::vector<Field<SimConfig>>& ClientFields();       // [client]
 const std::vector<Field<SimConfig>>& DeviceFields();       // [devices]
 const std::vector<Field<SimConfig>>& PersonalizeFields();  // [personalize] (text datasets)
+const std::vector<Field<SimConfig>>& TuneFields();         // [tune]
 const std::vector<Field<MethodConfig>>& MethodFields();    // [[method]]
 
 // Whether DescribeSimConfig shows `key` of `section` ("" top level, "personalize", "method"):
 // the text-only keys are hidden for image datasets (so image runs' outputs stay as they were),
-// except upload_changed_rows when it is on.
+// except upload_changed_rows when it is on; [tune] only when it tunes, and a method's batch,
+// local_steps and tune_like only when set.
 bool Shown(const SimConfig& config, const std::string& section, const std::string& key,
            const MethodConfig* method);
 

@@ -7,6 +7,7 @@
 
 #include "ftte/core/check.h"
 #include "ftte/core/mask.h"
+#include "ftte/core/rng.h"
 #include "ftte/data/cifar.h"
 #include "ftte/data/idx.h"
 #include "ftte/data/partition.h"
@@ -48,6 +49,34 @@ Distribution Summarize(std::vector<double> v) {
   return d;
 }
 
+namespace {
+
+// Tuning trials: tune.validation training samples, drawn at random (by seed), become the
+// evaluated set and leave the devices' data; the test set is not touched.
+Status CarveValidation(const SimConfig& c, Environment* env) {
+  const int64_t n = env->train.size;
+  if (c.tune.validation >= n) {
+    return InvalidArgument("tune.validation = " + std::to_string(c.tune.validation) +
+                           " leaves no training data (" + std::to_string(n) +
+                           " training samples); hold out fewer, e.g. a tenth");
+  }
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
+  Rng rng = Rng(c.seed).Fork(0x7a11da7e);
+  for (int64_t i = n - 1; i > 0; --i) {
+    std::swap(order[static_cast<size_t>(i)], order[rng.Below(static_cast<uint64_t>(i) + 1)]);
+  }
+  const auto cut = order.begin() + c.tune.validation;
+  std::vector<int64_t> held(order.begin(), cut), kept(cut, order.end());
+  std::sort(held.begin(), held.end());
+  std::sort(kept.begin(), kept.end());
+  env->test = env->train.Subset(held);
+  env->train = env->train.Subset(kept);
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<Environment> MakeEnvironment(const SimConfig& c) {
   Environment env;
   if (IsTextDataset(c.dataset)) {
@@ -69,6 +98,7 @@ Result<Environment> MakeEnvironment(const SimConfig& c) {
   if (c.train_limit > 0 && c.train_limit < env.train.size)
     env.train = env.train.Head(c.train_limit);
   if (c.test_limit > 0 && c.test_limit < env.test.size) env.test = env.test.Head(c.test_limit);
+  if (c.on_validation) FTTE_RETURN_IF_ERROR(CarveValidation(c, &env));
   FTTE_ASSIGN_OR_RETURN(env.devices, MakeDevices(c.population, c.seed));
   FTTE_ASSIGN_OR_RETURN(env.partition,
                         data::PartitionByName(c.partition, env.train.labels, env.train.num_classes,
@@ -116,7 +146,13 @@ std::vector<TargetTime> TargetTimes(const std::vector<SeriesPoint>& series,
 
 Result<MethodResult> RunMethod(const SimConfig& config, const MethodConfig& method,
                                const Environment& env, const Progress& progress) {
-  return internal::MethodRun(config, method, env, progress).Run();
+  if (method.batch == 0 && method.local_steps == 0) {
+    return internal::MethodRun(config, method, env, progress).Run();
+  }
+  SimConfig own = config;  // this method's local training
+  if (method.batch > 0) own.client.batch = method.batch;
+  if (method.local_steps > 0) own.client.local_steps = method.local_steps;
+  return internal::MethodRun(own, method, env, progress).Run();
 }
 
 }  // namespace ftte::sim

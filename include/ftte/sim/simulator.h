@@ -68,6 +68,28 @@ struct MethodConfig {
   // Natural sparsity: upload only the rows whose change is not all zero (a sparse encoding of
   // that subset of the mask, whatever upload.sparse says); bytes are counted per update.
   bool upload_changed_rows = false;
+  // This method's local training, when it differs from [client] (0 = [client]'s value). Tuning
+  // sets them.
+  int64_t batch = 0;
+  int64_t local_steps = 0;
+  // Tuning ([tune]): "" tunes this method on its own trials; a method's name takes that
+  // method's chosen values instead (ablations keep the full method's setting).
+  std::string tune_like;
+};
+
+// Per-method tuning before the measured runs (tune.h): every method that tunes gets the same
+// grid of trials, the product of the lists below (an empty list leaves that setting as
+// configured), each run for `duration_s` virtual seconds on a validation split carved from the
+// training data, never the test set. The measured runs then use each method's best trial.
+struct TuneConfig {
+  // Multipliers of the method's server step: server_lr (FedAvg, FedBuff, FTTE) or async_alpha
+  // (FedAsync; capped at 1).
+  std::vector<double> server_step;
+  std::vector<int64_t> batch;        // client batch
+  std::vector<int64_t> local_steps;  // client local steps
+  double duration_s = 0;             // each trial's horizon; 0 = the experiment's duration_s
+  int64_t validation = 0;            // training samples held out to score trials
+  bool Enabled() const { return !server_step.empty() || !batch.empty() || !local_steps.empty(); }
 };
 
 // After federated training, each device fine-tunes the final global model on its own training
@@ -104,6 +126,10 @@ struct SimConfig {
   std::vector<double> targets;   // more targets reported (the primary is always included)
   int threads = 1;
   uint64_t seed = 0;
+  TuneConfig tune;
+  // Not a config key: the run evaluates on tune.validation training samples (held out of the
+  // devices' data) instead of the test set. Tuning trials set it.
+  bool on_validation = false;
   // Several seeds: every method runs once per seed (data partition, devices, initialisation and
   // training all follow it) and results report the mean and a 95% interval; empty: `seed` only.
   std::vector<uint64_t> seeds;
