@@ -17,6 +17,8 @@ namespace {
 constexpr int64_t kTrialSteps = 64;
 // Trial losses within this fraction of the best are a tie, broken by captured importance.
 constexpr double kTrialTolerance = 0.01;
+// Tiles of the trial steps (floats): a whole batch of the zoo's im2col and frozen matrices.
+constexpr int64_t kTrialTileFloats = int64_t{1} << 22;
 // A larger micro-batch is preferred if it captures at least (1 - this) of the best importance.
 constexpr double kMicroTolerance = 0.01;
 
@@ -274,10 +276,11 @@ Result<Selection> SelectUnderBudget(Model& model, const RowImportance& importanc
   for (size_t i = 0; i < sel.candidates.size(); ++i) {
     Candidate& c = sel.candidates[i];
     if (trial) {
-      // The micro-batch changes memory, not what a step computes (up to rounding), so trials
-      // run whole batches: faster, same ranking.
+      // The micro-batch and the tiles change memory, not what a step computes (up to
+      // rounding), so trials run whole batches in large tiles: faster, same ranking.
       Restore(model, MaskSnapshot{c.mask});
       o.micro_batch = 0;
+      o.tile_floats = std::max<int64_t>(o.tile_floats, kTrialTileFloats);
       if (o.frozen == FrozenStorage::kInt8Mapped) o.frozen = FrozenStorage::kInt8;  // same values
       c.trial_loss = TrialLoss(model, o, select);
     }
@@ -322,10 +325,9 @@ Result<Selection> PlanUnderBudget(Model& model, TrainerOptions* options, int64_t
                                   const Samples& calibration, int64_t extra_bytes_per_value) {
   FTTE_CHECK(calibration.n > 0) << "planning needs calibration samples";
   const int64_t batches = (calibration.n + options->batch - 1) / options->batch;
-  RowImportance imp = ComputeImportance(model, calibration.x, calibration.labels, calibration.n,
-                                        *options, batches);
-  const SelectOptions s =
-      PlannerSelectOptions(model, *options, calibration, extra_bytes_per_value);
+  RowImportance imp =
+      ComputeImportance(model, calibration.x, calibration.labels, calibration.n, *options, batches);
+  const SelectOptions s = PlannerSelectOptions(model, *options, calibration, extra_bytes_per_value);
   FTTE_ASSIGN_OR_RETURN(Selection sel, SelectUnderBudget(model, imp, *options, budget_bytes, s));
   options->micro_batch = sel.micro_batch;
   return sel;

@@ -2,11 +2,36 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <string>
 
 #include "ftte/core/check.h"
 #include "strategies.h"
 
 namespace ftte::fl {
+
+namespace {
+
+// Everything a budget plan depends on: the model and its initialisation, the budget, local
+// training as the planner's trials run it, frozen storage, tiles and the proxy set.
+std::string PlanKey(const PlanningInputs& in, const ClientConfig& c) {
+  std::string k = in.model_spec;
+  for (double v :
+       {static_cast<double>(in.seed), static_cast<double>(in.budget_bytes),
+        static_cast<double>(c.batch), static_cast<double>(c.micro_batch),
+        static_cast<double>(c.tile_floats), static_cast<double>(c.frozen),
+        static_cast<double>(c.optimizer.kind), static_cast<double>(c.optimizer.lr),
+        static_cast<double>(c.optimizer.momentum), static_cast<double>(c.optimizer.weight_decay),
+        static_cast<double>(in.proxy.n)}) {
+    k.append("|").append(std::to_string(v));
+  }
+  char ptr[40];
+  std::snprintf(ptr, sizeof ptr, "|%p|%p", static_cast<const void*>(in.proxy.x),
+                static_cast<const void*>(in.proxy.labels));
+  return k.append(ptr);
+}
+
+}  // namespace
 
 const char* AlgorithmName(Algorithm a) {
   switch (a) {
@@ -96,6 +121,14 @@ Status Strategy::Init() {
   ClientConfig client = inputs_.client;
   client.frozen = config_.frozen;
   TrainerOptions o = ClientTrainerOptions(client);
+  const std::string key = PlanKey(inputs_, client);
+  if (inputs_.cache != nullptr) {
+    if (const PlanCache::Entry* e = inputs_.cache->Find(key)) {
+      e->mask.ApplyTo(*model_);
+      AddPlan(MakePlan(e->mask, e->selection, e->selection.micro_batch));
+      return Status::Ok();
+    }
+  }
   Selection sel;
   if (inputs_.proxy.n > 0) {
     FTTE_ASSIGN_OR_RETURN(sel, PlanUnderBudget(*model_, &o, inputs_.budget_bytes, inputs_.proxy,
@@ -109,9 +142,17 @@ Status Strategy::Init() {
     SelectOptions so = PlannerSelectOptions(*model_, o, Samples{}, kClientBytesPerTrainableValue);
     FTTE_ASSIGN_OR_RETURN(sel, SelectUnderBudget(*model_, uniform, o, inputs_.budget_bytes, so));
   }
+  if (inputs_.cache != nullptr) inputs_.cache->Put(key, {Mask::FromModel(*model_), sel});
   AddPlan(MakePlan(Mask::FromModel(*model_), sel, sel.micro_batch));
   return Status::Ok();
 }
+
+const PlanCache::Entry* PlanCache::Find(const std::string& key) const {
+  auto it = entries_.find(key);
+  return it == entries_.end() ? nullptr : &it->second;
+}
+
+void PlanCache::Put(const std::string& key, Entry entry) { entries_[key] = std::move(entry); }
 
 Plan Strategy::MakePlan(const Mask& mask, const Selection& selection, int64_t micro_batch) const {
   Plan p;

@@ -111,6 +111,39 @@ TEST(StrategyTest, FttePlansUnderTheBudgetWeighsByVarianceAndTouchesOnlyThePlan)
   EXPECT_EQ(changed, trained);
 }
 
+TEST(StrategyTest, APlanCacheGivesTheSamePlanForTheSameInputsOnly) {
+  ServerConfig c;
+  c.algorithm = Algorithm::kFtte;
+  c.mask = "budget";
+  c.frozen = FrozenStorage::kInt8;
+  // A proxy set, so that the planner's trials run (what the cache saves).
+  std::vector<float> x(64 * 784);
+  std::vector<int32_t> y(64);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((i * 7919) % 255) / 255.0f;
+  for (size_t i = 0; i < y.size(); ++i) y[i] = static_cast<int32_t>(i % 10);
+  PlanCache cache;
+  PlanningInputs in = Inputs(LastLayerBudget());
+  in.proxy = Samples{x.data(), y.data(), 64};
+  const auto plain = Make(c, in);
+  in.cache = &cache;
+  const auto first = Make(c, in);
+  EXPECT_EQ(cache.size(), 1u);
+  c.use_age = false;  // an ablation plans alike: served from the cache
+  const auto second = Make(c, in);
+  EXPECT_EQ(cache.size(), 1u);
+  for (const Strategy* s : {first.get(), second.get()}) {
+    EXPECT_EQ(s->plan().mask, plain->plan().mask);
+    EXPECT_EQ(s->plan().client.micro_batch, plain->plan().client.micro_batch);
+    EXPECT_EQ(s->plan().device_peak_bytes, plain->plan().device_peak_bytes);
+  }
+  // Anything the plan depends on makes a new entry.
+  in.client.batch = 4;
+  Make(c, in);
+  in.seed = 2;
+  Make(c, in);
+  EXPECT_EQ(cache.size(), 3u);
+}
+
 TEST(StrategyTest, FtteAgeWeightAndMaxStaleness) {
   ServerConfig c;
   Update u;

@@ -140,6 +140,7 @@ Status MethodRun::Setup() {
   in.budget_bytes = res_.budget_bytes;
   const int64_t n = std::min<int64_t>(config_.calibration_samples, env_.train.size);
   if (n > 0) in.proxy = Samples{env_.train.images.data(), env_.train.labels.data(), n};
+  in.cache = env_.plans.get();
   auto strategy = fl::Strategy::Create(method_.server, in);
   if (!strategy.ok()) return InvalidArgument(method_.name + ": " + strategy.status().message());
   strategy_ = std::move(strategy.value());

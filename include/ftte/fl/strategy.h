@@ -106,6 +106,23 @@ struct ServerState {
   std::vector<int64_t> row_versions;
 };
 
+// First plans already made, by everything that decides them: the simulator shares one cache
+// between the methods and tuning trials of a run that plan alike (FTTE and its ablations on a
+// seed), so the planner's trials run once. Not thread-safe; plans are made on one thread.
+class PlanCache {
+ public:
+  struct Entry {
+    Mask mask;
+    Selection selection;
+  };
+  const Entry* Find(const std::string& key) const;
+  void Put(const std::string& key, Entry entry);
+  size_t size() const { return entries_.size(); }
+
+ private:
+  std::map<std::string, Entry> entries_;
+};
+
 // What planning needs besides the configuration.
 struct PlanningInputs {
   std::string model_spec;    // the zoo spec every device builds
@@ -115,6 +132,8 @@ struct PlanningInputs {
   // A declared proxy set the server holds (importance before any device reports, and the
   // planner's trials); empty: the first plan ranks units by size alone. Never the test set.
   Samples proxy;
+  // Optional: first plans to reuse and to add to (the proxy set must stay at its address).
+  PlanCache* cache = nullptr;
 };
 
 class Strategy {

@@ -227,6 +227,9 @@ struct Environment {
   int64_t skipped_users = 0;                         // users without a training sample
   int64_t vocab = 0;                                 // tokenizer size (specials included)
   std::shared_ptr<const data::Tokenizer> tokenizer;  // text: saved with the final models
+  // First plans of the methods run on this environment (FTTE and its ablations plan alike):
+  // the planner's trials run once per distinct plan.
+  std::shared_ptr<fl::PlanCache> plans = std::make_shared<fl::PlanCache>();
 };
 // Images: loads the dataset and partitions it. Text: loads the corpus, trains the tokenizer on
 // the training part of every user's text, cuts samples (lm_data.h) and gives each user with a
