@@ -1,25 +1,28 @@
 #!/usr/bin/env python3
-"""Turns the results of `ftte simulate` into docs/results.md.
+"""Turns the results of `ftte simulate` into a section of a Markdown report (docs/results.md).
 
-    python3 scripts/results_md.py [DIR (default out/sim)] [--out docs/results.md]
+    python3 scripts/results_md.py [DIR (default out/sim)] [--out FILE (default DIR/results.md)]
+        [--section NAME]
 
-Reads DIR/results.json (and DIR/accuracy.svg, copied next to the output as
-<out stem>-accuracy.svg) and writes a Markdown report: FTTE / FedAvg ratios of time to target,
-peak device memory and upload; FTTE's final accuracy against FedBuff's; a table of every
-method; the FTTE ablations; the accuracy plot; and whether each of the paper's figures is met
+Reads DIR/results.json (format 2: several seeds, held times to several targets), and, when
+present, DIR/tuning.json and DIR/timing.json, and replaces the part of --out between the lines
+"<!-- results_md:NAME begin -->" and "<!-- results_md:NAME end -->" (appended if absent), so
+that several experiments share one file. NAME defaults to "paper" for image runs and
+"keyboard" for text. Plots are copied next to --out as <out stem>-NAME-<plot>.svg.
+
+Image runs (the paper's setting): the tuning (grid, choices, trial scores), FTTE / FedAvg ratios
+of held time to the primary target, peak device memory and upload per update and until the
+target is held, FTTE's final accuracy against FedBuff's (means ± 95% intervals over seeds), a
+table of every method, times to every target three ways (first crossing, 3-evaluation mean,
+held), the FTTE ablations and the plots, with whether each of the paper's figures is met
 (time <= 0.19x, memory <= 0.20x, upload <= 0.31x, accuracy >= FedBuff).
 
-For a language-model run (a text dataset: the keyboard experiment) the report is about
-next-word prediction instead: top-1 / top-3 accuracy and perplexity, time to target, memory,
-upload per update (with natural sparsity), per-user top-3 and personalisation before/after.
-With --section NAME the report replaces the part of --out between the lines
-"<!-- results_md:NAME begin -->" and "<!-- results_md:NAME end -->" (appended if absent), so
-several experiments share one file; its plot is copied as <out stem>-NAME-accuracy.svg.
+Text runs (the keyboard experiment) report next-word prediction instead: top-1 / top-3 accuracy
+and perplexity, time to target, memory, upload per update (with natural sparsity), per-user top-3
+and personalisation before/after, for the first seed.
 
-Methods are found by name ("ftte", "fedavg", "fedbuff"), else by algorithm. Upload is compared
-per update (bytes uploaded / updates received): the paper's "payload". Total bytes over the
-horizon and bytes uploaded until the target are shown too. Python 3 standard library only; the
-output depends only on results.json, so reruns give identical files.
+Methods are found by name ("ftte", "fedavg", "fedbuff"), else by algorithm. Python 3 standard
+library only; the output depends only on the input files, so reruns give identical files.
 """
 
 import argparse
@@ -211,12 +214,248 @@ def splice(path, section, lines):
         f.write(text)
 
 
+def stat(m, key):
+    """(mean, ci95, n) of a summary metric, or None when no seed has it."""
+    x = m["summary"].get(key)
+    if not x or not x.get("n"):
+        return None
+    return x["mean"], x["ci95"], x["n"]
+
+
+def fmt_stat(x, fmt, scale=1.0):
+    """mean +- ci95 (ci95 shown with two or more seeds)."""
+    if x is None:
+        return "-"
+    mean, ci, n = x
+    text = fmt(mean * scale)
+    return text + (f" ± {fmt(ci * scale)}" if n > 1 else "")
+
+
+def pct(v):
+    return f"{100 * v:.2f}%"
+
+
+def tgt(t):
+    return f"{100 * t:g}%"
+
+
+def held(m, i):
+    """(mean held time, ci, reached, runs) of target i."""
+    t = m["summary"]["targets"][i]["held_s"]
+    return t, len(m["runs"])
+
+
+def fmt_held(m, i):
+    t, runs = held(m, i)
+    if not t["reached"]:
+        return f"never (0/{runs})"
+    text = fmt_time(t["mean"])
+    if t["n"] > 1:
+        text += f" ± {fmt_time(t['ci95'])}"
+    return text + ("" if t["reached"] == runs else f" ({t['reached']}/{runs} seeds)")
+
+
+def flat(m):
+    """A v2 method as the v1 per-method fields (its first run), for the keyboard report."""
+    r = dict(m["runs"][0])
+    r["name"], r["algorithm"] = m["name"], m["algorithm"]
+    return r
+
+
+def load_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except OSError:
+        return None
+
+
+def tuning_lines(tuning, w):
+    if tuning is None:
+        w("No tuning: every method ran at the configured setting.\n")
+        return
+    g = tuning["grid"]
+    axes = [f"server step x {g['server_step']}" if g["server_step"] else None,
+            f"batch {g['batch']}" if g["batch"] else None,
+            f"local steps {g['local_steps']}" if g["local_steps"] else None]
+    w(f"Every method got the same grid ({', '.join(a for a in axes if a)}), each trial "
+      f"{fmt_time(tuning['duration_s'])} of virtual time on seed {tuning['seed']}, scored by "
+      f"{tuning['score']} on {tuning['validation']:,} training samples held out of the devices' "
+      f"data (never the test set). Ablations take their method's choice.\n")
+    w("| method | chosen: server step | batch | local steps | server lr / alpha | trial scores "
+      "(grid order) |")
+    w("|---|---|---|---|---|---|")
+    for m in tuning["methods"]:
+        c = m["chosen"]
+        scores = ", ".join(f"{100 * t['score']:.1f}%" for t in m["trials"]) or f"as {m['tune_like']}"
+        step = c.get("server_lr") if c.get("server_lr") is not None else "-"
+        w(f"| {m['name']} | x{c['server_step']:g} | {c['batch']} | {c['local_steps']} | "
+          f"{step:g} / {c.get('async_alpha', 0):g} | {scores} |")
+    w("")
+
+
+def image_report(data, path, args, tuning, timing):
+    """The paper-setting report (results format 2: seeds, intervals, held times)."""
+    cfg = data["config"]
+    dev = cfg["devices"]
+    methods = data["methods"]
+    seeds = data["seeds"]
+    ftte = find(methods, "ftte", "ftte")
+    fedavg = find(methods, "fedavg", "fedavg")
+    fedbuff = find(methods, "fedbuff", "fedbuff")
+    targets = [t["target"] for t in methods[0]["summary"]["targets"]]
+    out = []
+    w = out.append
+    w("## The paper's hard regime: FTTE vs FedAvg, FedBuff and FedAsync\n")
+    w(f"Generated by `scripts/results_md.py` from `{path}` (`ftte simulate`). Rerun the "
+      f"measured runs with `build/release/ftte simulate --config "
+      f"{os.path.join(args.dir, 'config.toml')}` (the tuned settings; results do not depend on "
+      f"the thread count).\n")
+    w(f"- **Setting:** `{cfg['model']}` on {cfg['dataset']}, {dev['count']} devices, partition "
+      f"`{cfg['partition']}`, {100 * dev['straggler_fraction']:.0f}% stragglers (slowdown "
+      f"log-uniform in [{dev['slowdown_min']:g}, {dev['slowdown_max']:g}]), device memory "
+      f"{dev['memory_min_mib']:g}-{dev['memory_max_mib']:g} MiB, uplink "
+      f"{dev['uplink_mbps_min']:g}-{dev['uplink_mbps_max']:g} Mbit/s.")
+    w(f"- **Horizon:** {fmt_time(cfg['duration_s'])} of virtual time per run, evaluated every "
+      f"{fmt_time(cfg['eval_every_s'])} on {cfg['test_limit'] or 'all'} test samples; seeds "
+      f"{', '.join(str(s) for s in seeds)} (mean ± 95% interval, Student's t); targets "
+      f"{', '.join(tgt(t) for t in targets)} (the first is primary). Time to target is "
+      f"*held*: the virtual time after which accuracy never fell below the target again.")
+    local = (f"{cfg['client']['local_steps']} steps" if cfg['client']['local_steps']
+             else f"{cfg['client']['local_epochs']} epoch(s)")
+    w(f"- **Local training** (before tuning): {local} of batch {cfg['client']['batch']}, "
+      f"{cfg['client']['optimizer']} lr {cfg['client']['lr']:g}.")
+    if timing:
+        w(f"- **Wall time:** {timing['total_wall_s'] / 60:.1f} min for the measured runs on "
+          f"{timing['threads']} thread(s).")
+    w("")
+
+    w("### Tuning\n")
+    tuning_lines(tuning, w)
+
+    w("### The paper's figures\n")
+    if ftte is None or fedavg is None:
+        w("Needs methods named (or with algorithm) `ftte` and `fedavg`; this run has "
+          + ", ".join(m["name"] for m in methods) + ".\n")
+    else:
+        tf, runs_f = held(ftte, 0)
+        ta, runs_a = held(fedavg, 0)
+        if not tf["reached"]:
+            t_text, t_ok = "FTTE never held the target", False
+        elif not ta["reached"]:
+            bound = tf["mean"] / cfg["duration_s"]
+            t_text = (f"< {bound:.3f}x (FedAvg never held it in {fmt_time(cfg['duration_s'])}; "
+                      f"FTTE {fmt_held(ftte, 0)})")
+            t_ok = bound <= PAPER["time"] and tf["reached"] == runs_f
+        else:
+            r = tf["mean"] / ta["mean"]
+            t_text = f"{r:.3f}x ({fmt_held(ftte, 0)} vs {fmt_held(fedavg, 0)})"
+            t_ok = r <= PAPER["time"] and tf["reached"] == runs_f
+        pf, pa = stat(ftte, "peak_device_memory_bytes"), stat(fedavg, "peak_device_memory_bytes")
+        uf, ua = stat(ftte, "upload_per_update_bytes"), stat(fedavg, "upload_per_update_bytes")
+        mem = ratio(pf and pf[0], pa and pa[0])
+        up = ratio(uf and uf[0], ua and ua[0])
+        w("| claim (FTTE vs FedAvg, means over seeds) | paper | measured | |")
+        w("|---|---|---|---|")
+        w(f"| held time to {tgt(targets[0])} | <= {PAPER['time']}x | {t_text} | {yes(t_ok)} |")
+        w(f"| peak device memory | <= {PAPER['memory']}x | {fmt_ratio(mem)} "
+          f"({fmt_stat(pf, fmt_bytes)} vs {fmt_stat(pa, fmt_bytes)}) | "
+          f"{yes(mem is not None and mem <= PAPER['memory'])} |")
+        w(f"| upload per update | <= {PAPER['upload']}x | {fmt_ratio(up)} "
+          f"({fmt_stat(uf, fmt_bytes)} vs {fmt_stat(ua, fmt_bytes)}) | "
+          f"{yes(up is not None and up <= PAPER['upload'])} |")
+        bf = ftte["summary"]["targets"][0]["bytes_up_at_held"]
+        ba = fedavg["summary"]["targets"][0]["bytes_up_at_held"]
+        to_target = ratio(bf["mean"] if bf["reached"] else None, ba["mean"] if ba["reached"] else None)
+        w(f"| upload until the target is held | <= {PAPER['upload']}x | {fmt_ratio(to_target)} "
+          f"({fmt_bytes(bf['mean']) if bf['reached'] else 'never'} vs "
+          f"{fmt_bytes(ba['mean']) if ba['reached'] else 'never'}) | "
+          f"{yes(to_target is not None and to_target <= PAPER['upload'])} |")
+        if fedbuff is not None:
+            af, ab = stat(ftte, "final_accuracy"), stat(fedbuff, "final_accuracy")
+            diff = af[0] - ab[0]
+            w(f"| final accuracy vs FedBuff | >= FedBuff | {fmt_stat(af, pct)} vs "
+              f"{fmt_stat(ab, pct)} ({100 * diff:+.2f} points) | {yes(diff >= 0)} |")
+        w("")
+        tot = ratio(stat(ftte, "bytes_up")[0], stat(fedavg, "bytes_up")[0])
+        w(f"Total upload over the horizon: {fmt_ratio(tot)} ({fmt_stat(stat(ftte, 'bytes_up'), fmt_bytes)}"
+          f" vs {fmt_stat(stat(fedavg, 'bytes_up'), fmt_bytes)}; asynchronous methods send "
+          f"more updates in the same time).\n")
+
+    w("### Every method\n")
+    w("| method | algorithm | final acc | held time to " + tgt(targets[0]) + " | peak device "
+      "memory | trainable params | upload / update | upload total | excluded devices | "
+      "updates applied |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    for m in methods:
+        r0 = m["runs"][0]
+        w(f"| {m['name']} | {m['algorithm']} | {fmt_stat(stat(m, 'final_accuracy'), pct)} | "
+          f"{fmt_held(m, 0)} | {fmt_stat(stat(m, 'peak_device_memory_bytes'), fmt_bytes)} | "
+          f"{r0['trainable_params']:,} | {fmt_stat(stat(m, 'upload_per_update_bytes'), fmt_bytes)} | "
+          f"{fmt_stat(stat(m, 'bytes_up'), fmt_bytes)} | {r0['excluded_devices']} | "
+          f"{fmt_stat(stat(m, 'updates_applied'), lambda v: f'{v:.0f}')} |")
+    w("")
+    w("### Time to each target, three ways\n")
+    w("First crossing of an evaluation / first time the mean of three consecutive evaluations "
+      "reached it / held (never below again); means over the seeds that reached it.\n")
+    w("| method | " + " | ".join(tgt(t) for t in targets) + " |")
+    w("|---|" + "---|" * len(targets))
+    for m in methods:
+        cells = []
+        for i in range(len(targets)):
+            t = m["summary"]["targets"][i]
+            parts = [fmt_time(t[k]["mean"]) if t[k]["reached"] else "never"
+                     for k in ("first_s", "smoothed_s", "held_s")]
+            cells.append(" / ".join(parts))
+        w(f"| {m['name']} | " + " | ".join(cells) + " |")
+    w("")
+
+    ablations = [m for m in methods if m["algorithm"] == "ftte" and m is not ftte]
+    w("### FTTE ablations\n")
+    if not ablations or ftte is None:
+        w("No ablations in this run (methods with algorithm `ftte` besides `ftte`).\n")
+    else:
+        af = stat(ftte, "final_accuracy")
+        w("Each row switches one FTTE component off, at FTTE's tuned setting; differences are "
+          "against `ftte` (means over seeds).\n")
+        w("| method | final acc | vs ftte | held time to " + tgt(targets[0]) +
+          " | peak device memory | upload / update | excluded devices |")
+        w("|---|---|---|---|---|---|---|")
+        for m in [ftte] + ablations:
+            a = stat(m, "final_accuracy")
+            d = "" if m is ftte else f"{100 * (a[0] - af[0]):+.2f} points"
+            w(f"| {m['name']} | {fmt_stat(a, pct)} | {d} | {fmt_held(m, 0)} | "
+              f"{fmt_stat(stat(m, 'peak_device_memory_bytes'), fmt_bytes)} | "
+              f"{fmt_stat(stat(m, 'upload_per_update_bytes'), fmt_bytes)} | "
+              f"{m['runs'][0]['excluded_devices']} |")
+        w("")
+
+    w("### Plots\n")
+    out_dir = os.path.dirname(args.out) or "."
+    stem = os.path.splitext(os.path.basename(args.out))[0]
+    for svg, what in (("accuracy.svg", "test accuracy vs virtual time"),
+                      ("accuracy-vs-upload.svg", "accuracy vs MiB uploaded"),
+                      ("accuracy-vs-memory.svg", "final accuracy vs peak device memory")):
+        src = os.path.join(args.dir, svg)
+        if os.path.exists(src):
+            name = f"{stem}-{args.section}-{svg}"
+            os.makedirs(out_dir, exist_ok=True)
+            shutil.copyfile(src, os.path.join(out_dir, name))
+            w(f"![{what}]({name})\n")
+        else:
+            w(f"No plot `{svg}` (install gnuplot and run `gnuplot plots.gp` in `{args.dir}`).\n")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dir", nargs="?", default="out/sim", help="output folder of ftte simulate")
-    ap.add_argument("--out", default="docs/results.md", help="Markdown file to write")
-    ap.add_argument("--section", help="replace only this marked section of --out")
+    ap.add_argument("--out", help="Markdown file to write a section of (default DIR/results.md)")
+    ap.add_argument("--section", help="the marked section of --out to replace (default: paper "
+                    "for image runs, keyboard for text)")
     args = ap.parse_args()
+    if args.out is None:
+        args.out = os.path.join(args.dir, "results.md")
 
     path = os.path.join(args.dir, "results.json")
     try:
@@ -227,125 +466,29 @@ def main():
                  f"{args.dir}` first")
     except json.JSONDecodeError as e:
         sys.exit(f"results_md: {path} is not valid JSON ({e}); rerun ftte simulate")
-    if data.get("format") != "ftte-sim-results/1":
-        sys.exit(f"results_md: {path}: unknown format {data.get('format')!r}")
+    if data.get("format") != "ftte-sim-results/2":
+        sys.exit(f"results_md: {path}: format {data.get('format')!r}; this script reads "
+                 f"ftte-sim-results/2 (rerun the experiment with this ftte)")
 
     cfg = data["config"]
-    if cfg["dataset"] in TEXT_DATASETS or args.section:
-        section = args.section or "keyboard"
-        args.section = section
+    text = cfg["dataset"] in TEXT_DATASETS
+    args.section = args.section or ("keyboard" if text else "paper")
+    if text:
         out_dir = os.path.dirname(args.out) or "."
         stem = os.path.splitext(os.path.basename(args.out))[0]
-        plot_name = f"{stem}-{section}-accuracy.svg"
+        plot_name = f"{stem}-{args.section}-accuracy.svg"
         svg = os.path.join(args.dir, "accuracy.svg")
         os.makedirs(out_dir, exist_ok=True)
         if os.path.exists(svg):
             shutil.copyfile(svg, os.path.join(out_dir, plot_name))
-        if cfg["dataset"] not in TEXT_DATASETS:
-            sys.exit("results_md: --section is for language-model runs (text datasets)")
-        splice(args.out, section, lm_report(data, path, args, plot_name))
-        print(f"wrote section {section} of {args.out}")
-        return
-    dev = cfg["devices"]
-    methods = data["methods"]
-    ftte = find(methods, "ftte", "ftte")
-    fedavg = find(methods, "fedavg", "fedavg")
-    fedbuff = find(methods, "fedbuff", "fedbuff")
-
-    out = []
-    w = out.append
-    w("# Simulation results: FTTE vs FedAvg, FedBuff and FedAsync\n")
-    w(f"Generated by `scripts/results_md.py` from `{path}` (`ftte simulate`). Rerun the "
-      f"experiment with `build/release/ftte simulate --config {os.path.join(args.dir, 'config.toml')}`"
-      f" (seed {cfg['seed']}; results do not depend on the thread count).\n")
-    w(f"- **Setting:** `{cfg['model']}` on {cfg['dataset']}, {dev['count']} devices, partition "
-      f"`{cfg['partition']}`, {100 * dev['straggler_fraction']:.0f}% stragglers (slowdown "
-      f"log-uniform in [{dev['slowdown_min']:g}, {dev['slowdown_max']:g}]), device memory "
-      f"{dev['memory_min_mib']:g}-{dev['memory_max_mib']:g} MiB, uplink "
-      f"{dev['uplink_mbps_min']:g}-{dev['uplink_mbps_max']:g} Mbit/s.")
-    w(f"- **Horizon:** {fmt_time(cfg['duration_s'])} of virtual time per method, evaluated "
-      f"every {fmt_time(cfg['eval_every_s'])} on {cfg['test_limit'] or 'all'} test samples; "
-      f"target accuracy {100 * cfg['target_accuracy']:g}%.")
-    w(f"- **Local training:** {cfg['client']['local_steps'] or str(cfg['client']['local_epochs']) + ' epoch(s)'}"
-      f"{' steps' if cfg['client']['local_steps'] else ''} of batch {cfg['client']['batch']}, "
-      f"{cfg['client']['optimizer']} lr {cfg['client']['lr']:g}.\n")
-
-    w("## The paper's figures\n")
-    if ftte is None or fedavg is None:
-        w("Needs methods named (or with algorithm) `ftte` and `fedavg`; this run has "
-          + ", ".join(m["name"] for m in methods) + ".\n")
+        flat_data = dict(data, methods=[flat(m) for m in data["methods"]])
+        flat_data["config"] = dict(cfg, seed=data["seeds"][0])
+        splice(args.out, args.section, lm_report(flat_data, path, args, plot_name))
     else:
-        t_text, t_ok = time_check(ftte, fedavg, cfg["duration_s"])
-        mem = ratio(ftte["peak_device_memory_bytes"], fedavg["peak_device_memory_bytes"])
-        up = ratio(payload(ftte), payload(fedavg))
-        w("| claim (FTTE vs FedAvg) | paper | measured | |")
-        w("|---|---|---|---|")
-        w(f"| time to {100 * cfg['target_accuracy']:g}% accuracy | <= {PAPER['time']}x | {t_text} | {yes(t_ok)} |")
-        w(f"| peak device memory | <= {PAPER['memory']}x | {fmt_ratio(mem)} "
-          f"({fmt_bytes(ftte['peak_device_memory_bytes'])} vs "
-          f"{fmt_bytes(fedavg['peak_device_memory_bytes'])}) | "
-          f"{yes(mem is not None and mem <= PAPER['memory'])} |")
-        w(f"| upload per update | <= {PAPER['upload']}x | {fmt_ratio(up)} "
-          f"({fmt_bytes(payload(ftte))} vs {fmt_bytes(payload(fedavg))}) | "
-          f"{yes(up is not None and up <= PAPER['upload'])} |")
-        if fedbuff is not None:
-            diff = ftte["final_accuracy"] - fedbuff["final_accuracy"]
-            w(f"| final accuracy vs FedBuff | >= FedBuff | {fmt_pct(ftte['final_accuracy'])} vs "
-              f"{fmt_pct(fedbuff['final_accuracy'])} ({100 * diff:+.2f} points) | "
-              f"{yes(diff >= 0)} |")
-        else:
-            w("| final accuracy vs FedBuff | >= FedBuff | no `fedbuff` method in this run | - |")
-        w("")
-        total = ratio(ftte["bytes_up"], fedavg["bytes_up"])
-        to_target = ratio(upload_to_target(ftte), upload_to_target(fedavg))
-        w(f"Upload in other terms: total over the horizon {fmt_ratio(total)} "
-          f"({fmt_bytes(ftte['bytes_up'])} vs {fmt_bytes(fedavg['bytes_up'])}; FTTE sends more "
-          f"updates in the same time), until the target {fmt_ratio(to_target)} "
-          f"({fmt_bytes(upload_to_target(ftte))} vs {fmt_bytes(upload_to_target(fedavg))}).\n")
-
-    w("## Every method\n")
-    w("| method | algorithm | final acc | time to target | peak device memory | upload / update "
-      "| upload total | download total | excluded devices | updates applied | dropped stale |")
-    w("|---|---|---|---|---|---|---|---|---|---|---|")
-    for m in methods:
-        w(f"| {m['name']} | {m['algorithm']} | {fmt_pct(m['final_accuracy'])} | "
-          f"{fmt_time(m['time_to_target_s'])} | {fmt_bytes(m['peak_device_memory_bytes'])} | "
-          f"{fmt_bytes(payload(m))} | {fmt_bytes(m['bytes_up'])} | {fmt_bytes(m['bytes_down'])} | "
-          f"{m['excluded_devices']} | {m['updates_applied']} | {m['dropped_stale']} |")
-    w("")
-
-    ablations = [m for m in methods if m["algorithm"] == "ftte" and m is not ftte]
-    w("## FTTE ablations\n")
-    if not ablations or ftte is None:
-        w("No ablations in this run (methods with algorithm `ftte` besides `ftte`).\n")
-    else:
-        w("Each row switches one FTTE component off; differences are against `ftte`.\n")
-        w("| method | final acc | vs ftte | time to target | peak device memory | upload / update "
-          "| excluded devices |")
-        w("|---|---|---|---|---|---|---|")
-        for m in [ftte] + ablations:
-            d = "" if m is ftte else f"{100 * (m['final_accuracy'] - ftte['final_accuracy']):+.2f} points"
-            w(f"| {m['name']} | {fmt_pct(m['final_accuracy'])} | {d} | "
-              f"{fmt_time(m['time_to_target_s'])} | {fmt_bytes(m['peak_device_memory_bytes'])} | "
-              f"{fmt_bytes(payload(m))} | {m['excluded_devices']} |")
-        w("")
-
-    w("## Accuracy vs virtual time\n")
-    svg = os.path.join(args.dir, "accuracy.svg")
-    out_dir = os.path.dirname(args.out) or "."
-    plot_name = os.path.splitext(os.path.basename(args.out))[0] + "-accuracy.svg"
-    if os.path.exists(svg):
-        os.makedirs(out_dir, exist_ok=True)
-        shutil.copyfile(svg, os.path.join(out_dir, plot_name))
-        w(f"![test accuracy vs virtual time]({plot_name})\n")
-    else:
-        w(f"No plot: `{svg}` is missing (install gnuplot and run `gnuplot accuracy.gp` in "
-          f"`{args.dir}`).\n")
-
-    os.makedirs(out_dir, exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write("\n".join(out))
-    print(f"wrote {args.out}")
+        tuning = load_json(os.path.join(args.dir, "tuning.json"))
+        timing = load_json(os.path.join(args.dir, "timing.json"))
+        splice(args.out, args.section, image_report(data, path, args, tuning, timing))
+    print(f"wrote section {args.section} of {args.out}")
 
 
 if __name__ == "__main__":
