@@ -46,10 +46,13 @@ float RowMax(const float* z, int64_t k) {
 }
 
 // Logits ranked ahead of label y's: greater, or equal at a lower index (argmax takes the first).
+// Non-finite scores are never a right answer: a NaN logit ranks ahead of the label, and a label
+// whose own logit is not finite ranks last (a NaN model must not score 100%).
 int64_t Rank(const float* z, int64_t k, int32_t y) {
   const float zy = z[y];
-  int32_t ahead = 0;  // k < 2^24
-  for (int64_t j = 0; j < k; ++j) ahead += z[j] > zy;
+  if (!std::isfinite(zy)) return k;
+  int32_t ahead = 0;                                       // k < 2^24
+  for (int64_t j = 0; j < k; ++j) ahead += !(z[j] <= zy);  // greater, or NaN
   for (int64_t j = 0; j < y; ++j) ahead += z[j] == zy;
   return ahead;
 }

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <tuple>
 
@@ -154,6 +155,21 @@ TEST(TrainerTest, LossFallsOnAFixedBatch) {
     float last = first;
     for (int i = 0; i < 30; ++i) last = t.Step(b.x.data(), b.y.data(), 16).loss;
     EXPECT_LT(last, 0.5f * first) << name;
+  }
+}
+
+// Regression (issue 11): NaN logits ranked ahead of nothing, so a NaN model scored 100%.
+TEST(TrainerTest, NonFiniteOutputsAreNeverCountedRight) {
+  auto model = MakeModel("mlp", 1).value();
+  TrainerOptions o;
+  o.batch = 16;
+  Batch b = RandomBatch(*model, 16, 4);
+  for (float bad : {std::nanf(""), INFINITY}) {
+    for (Parameter* p : model->params()) std::fill(p->data(), p->data() + p->numel(), bad);
+    Trainer t(model.get(), o);
+    const StepResult r = t.Evaluate(b.x.data(), b.y.data(), 16);
+    EXPECT_EQ(r.correct, 0) << bad;
+    EXPECT_EQ(r.correct_top3, 0) << bad;
   }
 }
 

@@ -12,9 +12,9 @@ bool FedAsyncStrategy::Receive(const Update& u) {
     return false;
   }
   Observe(u);
+  if (!Apply(Aggregate({u}, {config_.async_alpha * Staleness(tau)}))) return false;
   ++stats_.applied;
   ++stats_.staleness[tau];
-  Apply(Aggregate({u}, {config_.async_alpha * Staleness(tau)}));
   AfterAggregation();
   return true;
 }

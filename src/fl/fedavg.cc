@@ -12,10 +12,10 @@ void FedAvgStrategy::AggregateRound(const std::vector<Update>& updates) {
   for (const Update& u : updates) {
     FTTE_CHECK(u.base_version == version_) << "FedAvg update from another round";
     w.push_back(static_cast<double>(u.num_samples) / total);
-    ++stats_.applied;
-    ++stats_.staleness[0];
   }
-  Apply(Aggregate(updates, w));
+  if (!Apply(Aggregate(updates, w))) return;  // refused: the round's updates are dropped
+  stats_.applied += static_cast<int64_t>(updates.size());
+  stats_.staleness[0] += static_cast<int64_t>(updates.size());
   AfterAggregation();
 }
 

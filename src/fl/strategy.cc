@@ -232,9 +232,17 @@ std::vector<double> Strategy::Aggregate(const std::vector<Update>& updates,
   return agg;
 }
 
-void Strategy::Apply(const std::vector<double>& aggregate) {
-  // Heavy-ball momentum on the aggregate, then the server step where anything moved.
+bool Strategy::Apply(const std::vector<double>& aggregate) {
+  // Heavy-ball momentum on the aggregate, then the server step where anything moved; first
+  // proven finite everywhere, so that a refused aggregate changes nothing.
   const auto lr = static_cast<float>(config_.server_lr);
+  for (size_t i = 0; i < weights_.size(); ++i) {
+    const double m = config_.server_momentum * momentum_[i] + aggregate[i];
+    if (!std::isfinite(m) || !std::isfinite(weights_[i] + lr * static_cast<float>(m))) {
+      ++stats_.refused;
+      return false;
+    }
+  }
   ++version_;
   ++stats_.aggregations;
   size_t i = 0, row = 0;
@@ -251,6 +259,7 @@ void Strategy::Apply(const std::vector<double>& aggregate) {
       if (moved) row_versions_[row] = version_;
     }
   }
+  return true;
 }
 
 bool Strategy::Receive(const Update& u) {
@@ -267,12 +276,14 @@ bool Strategy::Receive(const Update& u) {
   if (static_cast<int64_t>(buffer_.size()) < config_.buffer) return false;
   const std::vector<double> w = BufferWeights(buffer_);
   const std::vector<double> agg = Aggregate(buffer_, w);
-  for (const Update& b : buffer_) {
-    ++stats_.applied;
-    ++stats_.staleness[version_ - b.base_version];
-  }
+  const int64_t at = version_;
+  const std::vector<Update> taken = std::move(buffer_);
   buffer_.clear();
-  Apply(agg);
+  if (!Apply(agg)) return false;  // refused: the buffer is dropped, the model unchanged
+  for (const Update& b : taken) {
+    ++stats_.applied;
+    ++stats_.staleness[at - b.base_version];
+  }
   AfterAggregation();
   return true;
 }

@@ -175,6 +175,34 @@ TEST(StrategyTest, FedAsyncMixesEachUpdateAtOnce) {
   EXPECT_NEAR(Moved(*s, before)[0], 1.0f + 0.5f * 2.0f / std::sqrt(2.0f), 1e-5);
 }
 
+// Regression (issue 11): an aggregate that is not finite is refused and changes nothing.
+TEST(StrategyTest, ANonFiniteAggregationIsRefusedAndNothingChanges) {
+  for (Algorithm a : {Algorithm::kFedBuff, Algorithm::kFedAsync, Algorithm::kFtte}) {
+    ServerConfig c;
+    c.algorithm = a;
+    c.buffer = 1;
+    c.server_lr = 10;  // 10 x 3e38 overflows float
+    auto s = Make(c);
+    const std::vector<float> before = s->weights();
+    EXPECT_FALSE(s->Receive(Uniform(*s, 0, 1, 0, 3e38f))) << AlgorithmName(a);
+    EXPECT_EQ(s->weights(), before);
+    EXPECT_EQ(s->version(), 0);
+    EXPECT_EQ(s->stats().refused, 1);
+    EXPECT_EQ(s->stats().applied, 0);
+    EXPECT_TRUE(s->Receive(Uniform(*s, 0, 1, 0, 1e-3f)));  // the next honest one is applied
+    EXPECT_EQ(s->version(), 1);
+  }
+  ServerConfig c;
+  c.algorithm = Algorithm::kFedAvg;
+  c.server_lr = 10;
+  auto s = Make(c);
+  const std::vector<float> before = s->weights();
+  s->AggregateRound({Uniform(*s, 0, 1, 0, 3e38f), Uniform(*s, 0, 1, 0, 3e38f)});
+  EXPECT_EQ(s->weights(), before);
+  EXPECT_EQ(s->version(), 0);
+  EXPECT_EQ(s->stats().refused, 1);
+}
+
 TEST(StrategyTest, ServerMomentum) {
   ServerConfig c;
   c.algorithm = Algorithm::kFtte;

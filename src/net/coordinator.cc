@@ -168,6 +168,7 @@ Status Coordinator::Restore(const StateStore::Loaded& loaded) {
   st.stats.applied = s.applied();
   st.stats.dropped_stale = s.dropped_stale();
   st.stats.replans = s.replans();
+  st.stats.refused = s.refused_aggregations();
   for (const auto& [tau, n] : s.staleness()) st.stats.staleness[tau] = n;
   FTTE_RETURN_IF_ERROR(RestoreImportance(s, &st.importance));
   FTTE_RETURN_IF_ERROR(strategy_->Restore(std::move(st)));
@@ -264,6 +265,7 @@ state::Snapshot Coordinator::MakeSnapshot() const {
     sp->set_device_peak_bytes(p.device_peak_bytes);
   }
   s.set_replans(st.stats.replans);
+  s.set_refused_aggregations(st.stats.refused);
   if (!st.importance.value.empty()) {
     std::string known;
     size_t row = 0;
@@ -404,6 +406,7 @@ Result<v1::Work> Coordinator::GetWork(int64_t device, const v1::GetWorkRequest& 
   }
   if (fedavg && round_started_ < 0) round_started_ = now;
   d.lease_until = now + config_.lease_s;
+  d.lease_version = strategy_->version();  // the only base version its update may claim
   w.set_kind(v1::Work::TRAIN);
   // The values of the rows changed since the device's version.
   const int64_t known = req.known_version() < 0 || req.known_version() > strategy_->version()
@@ -478,13 +481,13 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
     return resp;
   }
   const int64_t version = strategy_->version();
-  if (u.base_version > version) {
-    return Reject(
-        device, "future version",
-        InvalidArgument("the update is based on version " + std::to_string(u.base_version) +
-                        "; the model is at " + std::to_string(version)));
+  if (u.base_version > version || u.base_version < 0) {
+    return Reject(device, "future version",
+                  InvalidArgument("the update is based on version " +
+                                  std::to_string(u.base_version) + "; the model is at " +
+                                  std::to_string(version) + " and issues versions from 0"));
   }
-  const int64_t tau = version - u.base_version;
+  const int64_t tau = version - u.base_version;  // in [0, version]: no overflow
   const bool fedavg = strategy_->synchronous();
   if ((fedavg && tau > 0) ||
       (config_.strategy.max_staleness >= 0 && tau > config_.strategy.max_staleness)) {
@@ -516,6 +519,24 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
                   InvalidArgument("the update's L2 norm " + std::to_string(std::sqrt(norm2)) +
                                   " exceeds the bound " + std::to_string(config_.max_update_norm)));
   }
+  // Only the version this device's outstanding lease was given: an update without work, after
+  // its lease expired, or claiming another version (to dodge staleness weights) is refused;
+  // an honest device then fetches new work.
+  if (d.lease_until >= 0 && d.lease_until < clock_()) d.lease_until = -1;
+  if (d.lease_until < 0) {
+    return Reject(device, "no lease",
+                  FailedPrecondition("no work is outstanding for this device (none was given, "
+                                     "its lease expired, or the server restarted); fetch new "
+                                     "work"));
+  }
+  if (u.base_version != d.lease_version) {
+    return Reject(device, "version not issued",
+                  FailedPrecondition(
+                      "the update is based on version " + std::to_string(u.base_version) +
+                      ", but this device's work "
+                      "was version " +
+                      std::to_string(d.lease_version) + "; train on the work the server sends"));
+  }
   state::LogRecord rec;
   rec.mutable_update()->set_device_id(device);
   rec.mutable_update()->set_update_id(u.update_id);
@@ -538,12 +559,24 @@ void Coordinator::Apply(const fl::Update& u) {
     if (static_cast<int64_t>(round_.size()) >= config_.strategy.concurrency) CloseRound();
     return;
   }
+  const int64_t refused = strategy_->stats().refused;
   strategy_->Receive(u);
+  if (strategy_->stats().refused > refused) {
+    log_(
+        "refused an aggregation whose result was not finite (its updates are dropped; the "
+        "model stays at version " +
+        std::to_string(strategy_->version()) + ")");
+  }
 }
 
 void Coordinator::CloseRound() {
   if (round_.empty()) return;
+  const int64_t refused = strategy_->stats().refused;
   strategy_->AggregateRound(round_);
+  if (strategy_->stats().refused > refused) {
+    log_("refused a round whose aggregate was not finite (the model stays at version " +
+         std::to_string(strategy_->version()) + ")");
+  }
   round_.clear();
   round_started_ = -1;
   for (DeviceRec& d : devices_) d.lease_until = -1;  // their work is from the old round

@@ -80,7 +80,8 @@ class Coordinator {
     int64_t budget = 0;
     bool eligible = false;
     std::set<int64_t> accepted_ids;
-    double lease_until = -1;  // holds a training slot until then (soft state)
+    double lease_until = -1;     // holds a training slot until then (soft state)
+    int64_t lease_version = -1;  // the model version its outstanding work was given
     bool told_done = false;
   };
 

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "ftte/data/synthetic.h"
 #include "ftte/fl/changed_rows.h"
@@ -60,8 +61,13 @@ struct Harness {
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     return r.ok() ? r->device_id() : -1;
   }
-  // A well-formed update of device d from the current version, every value `value`.
-  fl::Update MakeUpdate(int64_t d, int64_t id, float value = 1e-3f) {
+  // A well-formed update of device d from the current version, every value `value`; with
+  // `lease`, the device first asks for work (as devices do), which leases that version to it.
+  fl::Update MakeUpdate(int64_t d, int64_t id, float value = 1e-3f, bool lease = true) {
+    if (lease) {
+      auto w = c->GetWork(d, {});
+      EXPECT_TRUE(w.ok() && w->kind() == v1::Work::TRAIN) << "device " << d << " got no work";
+    }
     fl::Update u;
     u.device = d;
     u.base_version = c->version();
@@ -125,7 +131,7 @@ TEST(CoordinatorTest, DeviceBelowTheBudgetIsExcluded) {
   auto w = h.c->GetWork(d, {});
   ASSERT_TRUE(w.ok());
   EXPECT_EQ(w->kind(), v1::Work::INELIGIBLE);
-  auto s = h.Submit(h.MakeUpdate(d, 1));
+  auto s = h.Submit(h.MakeUpdate(d, 1, 1e-3f, /*lease=*/false));
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(h.c->rejected().at("ineligible"), 1);
 }
@@ -253,6 +259,7 @@ TEST(CoordinatorTest, HostileUpdatesAreRejectedWithoutChangingTheModel) {
   }
   std::map<std::string, int64_t> want;
   for (const Case& c : cases) {
+    ASSERT_EQ(h.c->GetWork(d, {})->kind(), v1::Work::TRAIN);  // a stale update ends the lease
     auto r = h.c->Submit(d, c.request);
     EXPECT_FALSE(r.ok()) << c.reason;
     ++want[c.reason];
@@ -263,6 +270,52 @@ TEST(CoordinatorTest, HostileUpdatesAreRejectedWithoutChangingTheModel) {
   EXPECT_EQ(h.c->GetStatus().buffered(), 0);
   // An empty request is malformed too, and nothing crashed.
   EXPECT_FALSE(h.c->Submit(d, v1::SubmitRequest()).ok());
+}
+
+// Regression (issue 11): base_version INT64_MIN overflowed the staleness into a NaN weight, the
+// model turned NaN, and evaluation counted NaN logits as right (100% accuracy).
+TEST(CoordinatorTest, OnlyTheVersionLeasedToTheDeviceIsAccepted) {
+  Harness h("versions", fl::Algorithm::kFtte);
+  h.config.strategy.buffer = 1;
+  ASSERT_TRUE(h.Start().ok());
+  const int64_t d = h.Enroll("attacker");
+  ASSERT_TRUE(h.Submit(h.MakeUpdate(d, 1)).ok());  // version 1
+  ASSERT_TRUE(h.Submit(h.MakeUpdate(d, 2)).ok());  // version 2
+  ASSERT_EQ(h.c->version(), 2);
+  const std::vector<float> before = h.c->weights();
+  auto expect_refused = [&](fl::Update u, const std::string& reason, StatusCode code) {
+    auto r = h.Submit(u);
+    ASSERT_FALSE(r.ok()) << reason;
+    EXPECT_EQ(r.status().code(), code) << reason << ": " << r.status().ToString();
+    EXPECT_EQ(h.c->rejected().at(reason) > 0, true) << reason;
+    EXPECT_EQ(h.c->weights(), before) << reason;
+    EXPECT_EQ(h.c->version(), 2) << reason;
+  };
+  fl::Update u = h.MakeUpdate(d, 10);
+  u.base_version = std::numeric_limits<int64_t>::min();
+  expect_refused(u, "future version", StatusCode::kInvalidArgument);
+  u.base_version = -1;
+  u.update_id = 11;
+  expect_refused(u, "future version", StatusCode::kInvalidArgument);
+  // A version the server did issue, but not to this lease (to dodge the staleness weight).
+  u = h.MakeUpdate(d, 12);
+  u.base_version = 1;
+  expect_refused(u, "version not issued", StatusCode::kFailedPrecondition);
+  // No work asked for: nothing to answer.
+  const int64_t idle = h.Enroll("idle");
+  expect_refused(h.MakeUpdate(idle, 13, 1e-3f, /*lease=*/false), "no lease",
+                 StatusCode::kFailedPrecondition);
+  // A lease that expired.
+  u = h.MakeUpdate(idle, 14);
+  h.now += h.config.lease_s + 1;
+  expect_refused(u, "no lease", StatusCode::kFailedPrecondition);
+  // An accepted update ends the lease: a second update of the same work is refused.
+  u = h.MakeUpdate(d, 15);
+  ASSERT_TRUE(h.Submit(u).ok());
+  u.update_id = 16;
+  auto again = h.Submit(u);
+  EXPECT_EQ(again.status().code(), StatusCode::kFailedPrecondition);
+  for (float w : h.c->weights()) ASSERT_TRUE(std::isfinite(w));
 }
 
 TEST(CoordinatorTest, UpdateOfOnlyTheChangedRowsEqualsTheDenseOne) {

@@ -77,11 +77,13 @@ struct Plan {
 };
 
 struct ServerStats {
-  int64_t received = 0;                  // updates that reached Receive / AggregateRound
-  int64_t aggregations = 0;              // model versions produced
-  int64_t applied = 0;                   // updates that went into an aggregation
-  int64_t dropped_stale = 0;             // older than max_staleness
-  int64_t replans = 0;                   // plans after the first
+  int64_t received = 0;       // updates that reached Receive / AggregateRound
+  int64_t aggregations = 0;   // model versions produced
+  int64_t applied = 0;        // updates that went into an aggregation
+  int64_t dropped_stale = 0;  // older than max_staleness
+  int64_t replans = 0;        // plans after the first
+  int64_t refused = 0;        // aggregations refused because their result was not finite (their
+                              // updates are dropped; the model is unchanged)
   std::map<int64_t, int64_t> staleness;  // tau -> count, of applied updates
 };
 
@@ -195,8 +197,10 @@ class Strategy {
   // of the updates that trained it): the plain weighted sum when all share one mask.
   std::vector<double> Aggregate(const std::vector<Update>& updates,
                                 const std::vector<double>& w) const;
-  // Heavy-ball momentum on the aggregate, then the server step; bumps the version.
-  void Apply(const std::vector<double>& aggregate);
+  // Heavy-ball momentum on the aggregate, then the server step; bumps the version. An aggregate
+  // that would make any momentum or weight non-finite is refused: nothing changes (not even the
+  // version), stats().refused counts it, and the result is false.
+  bool Apply(const std::vector<double>& aggregate);
   // A plan for `mask` (the model's current mask is left as it was), predicted for the inputs'
   // client config; budget plans also carry the planner's selection and micro-batch.
   Plan MakePlan(const Mask& mask, const Selection& selection, int64_t micro_batch) const;
