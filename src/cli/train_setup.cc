@@ -98,7 +98,8 @@ Status MapFrozenRows(Setup* s) {
 std::map<std::string, bool> CommonTrainFlags() {
   return {{"model", true},    {"batch", true},  {"micro-batch", true}, {"threads", true},
           {"mask", true},     {"frozen", true}, {"optimizer", true},   {"lr", true},
-          {"momentum", true}, {"seed", true},   {"json", false},       {"help", false}};
+          {"momentum", true}, {"seed", true},   {"cut", true},         {"json", false},
+          {"help", false}};
 }
 
 std::string PlanJson(const Setup& s) {
