@@ -4,14 +4,8 @@
 namespace ftte::fl {
 
 bool FedAsyncStrategy::Receive(const Update& u) {
-  FTTE_CHECK(u.base_version <= version_) << "update from the future";
-  ++stats_.received;
+  if (!Admit(u)) return false;
   const int64_t tau = version_ - u.base_version;
-  if (config_.max_staleness >= 0 && tau > config_.max_staleness) {
-    ++stats_.dropped_stale;
-    return false;
-  }
-  Observe(u);
   if (!Apply(Aggregate({u}, {config_.async_alpha * Staleness(tau)}))) return false;
   ++stats_.applied;
   ++stats_.staleness[tau];

@@ -262,16 +262,20 @@ bool Strategy::Apply(const std::vector<double>& aggregate) {
   return true;
 }
 
-bool Strategy::Receive(const Update& u) {
-  FTTE_CHECK(!synchronous()) << AlgorithmName(config_.algorithm) << " aggregates whole rounds";
+bool Strategy::Admit(const Update& u) {
   FTTE_CHECK(u.base_version <= version_) << "update from the future";
   ++stats_.received;
-  const int64_t tau = version_ - u.base_version;
-  if (config_.max_staleness >= 0 && tau > config_.max_staleness) {
+  if (config_.max_staleness >= 0 && version_ - u.base_version > config_.max_staleness) {
     ++stats_.dropped_stale;
     return false;
   }
   Observe(u);
+  return true;
+}
+
+bool Strategy::Receive(const Update& u) {
+  FTTE_CHECK(!synchronous()) << AlgorithmName(config_.algorithm) << " aggregates whole rounds";
+  if (!Admit(u)) return false;
   buffer_.push_back(u);
   if (static_cast<int64_t>(buffer_.size()) < config_.buffer) return false;
   const std::vector<double> w = BufferWeights(buffer_);

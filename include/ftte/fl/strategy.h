@@ -192,6 +192,9 @@ class Strategy {
   virtual void AfterAggregation() {}
   // Called for every accepted update before aggregation (FTTE: federated importance).
   virtual void Observe(const Update& u) {}
+  // What every single-update algorithm does first: counts the update, drops it if older than
+  // max_staleness (false), else Observes it (true).
+  bool Admit(const Update& u);
 
   // sum_i w_i delta_i in model coordinates, each row scaled by (sum of all w) / (sum of the w
   // of the updates that trained it): the plain weighted sum when all share one mask.
