@@ -23,7 +23,9 @@ std::string PlanKey(const PlanningInputs& in, const ClientConfig& c) {
         static_cast<double>(c.optimizer.kind), static_cast<double>(c.optimizer.lr),
         static_cast<double>(c.optimizer.momentum), static_cast<double>(c.optimizer.weight_decay),
         static_cast<double>(in.proxy.n)}) {
-    k.append("|").append(std::to_string(v));
+    char buf[32];  // every digit: %f would read lr 1e-7 and 2e-7 as the same "0.000000"
+    std::snprintf(buf, sizeof buf, "|%.17g", v);
+    k.append(buf);
   }
   char ptr[40];
   std::snprintf(ptr, sizeof ptr, "|%p|%p", static_cast<const void*>(in.proxy.x),

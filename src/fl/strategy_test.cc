@@ -142,6 +142,11 @@ TEST(StrategyTest, APlanCacheGivesTheSamePlanForTheSameInputsOnly) {
   in.seed = 2;
   Make(c, in);
   EXPECT_EQ(cache.size(), 3u);
+  in.client.optimizer.lr = 1e-7f;  // small learning rates are told apart too
+  Make(c, in);
+  in.client.optimizer.lr = 2e-7f;
+  Make(c, in);
+  EXPECT_EQ(cache.size(), 5u);
 }
 
 TEST(StrategyTest, FtteAgeWeightAndMaxStaleness) {
