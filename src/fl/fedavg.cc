@@ -3,9 +3,15 @@
 
 namespace ftte::fl {
 
-void FedAvgStrategy::AggregateRound(const std::vector<Update>& updates) {
-  stats_.received += static_cast<int64_t>(updates.size());
-  if (updates.empty()) return;
+void FedAvgStrategy::AggregateRound(const std::vector<Update>& round) {
+  stats_.received += static_cast<int64_t>(round.size());
+  if (round.empty()) return;
+  std::vector<Update> bounded;  // a copy only when there are bounds to apply
+  if (config_.clip_multiplier > 0 || config_.sample_cap_multiplier > 0) {
+    bounded = round;
+    for (Update& u : bounded) Bound(&u);
+  }
+  const std::vector<Update>& updates = bounded.empty() ? round : bounded;
   double total = 0;
   for (const Update& u : updates) total += static_cast<double>(u.num_samples);
   std::vector<double> w;
@@ -13,7 +19,7 @@ void FedAvgStrategy::AggregateRound(const std::vector<Update>& updates) {
     FTTE_CHECK(u.base_version == version_) << "FedAvg update from another round";
     w.push_back(static_cast<double>(u.num_samples) / total);
   }
-  if (!Apply(Aggregate(updates, w))) return;  // refused: the round's updates are dropped
+  if (!Apply(Combine(updates, w))) return;  // refused: the round's updates are dropped
   stats_.applied += static_cast<int64_t>(updates.size());
   stats_.staleness[0] += static_cast<int64_t>(updates.size());
   AfterAggregation();

@@ -76,8 +76,59 @@ Result<Reselect> ParseReselect(const std::string& s) {
   return InvalidArgument("unknown reselection '" + s + "'; use fixed, periodic or rotating");
 }
 
+const char* RuleName(Rule r) {
+  switch (r) {
+    case Rule::kMean:
+      return "mean";
+    case Rule::kMedian:
+      return "median";
+    case Rule::kTrimmedMean:
+      return "trimmed_mean";
+    case Rule::kKrum:
+      return "krum";
+  }
+  return "unknown";
+}
+
+Result<Rule> ParseRule(const std::string& s) {
+  for (Rule r : {Rule::kMean, Rule::kMedian, Rule::kTrimmedMean, Rule::kKrum}) {
+    if (s == RuleName(r)) return r;
+  }
+  return InvalidArgument("unknown aggregation rule '" + s +
+                         "'; use mean, median, trimmed_mean or krum");
+}
+
+Status ValidateServerConfig(const ServerConfig& c) {
+  if (!(c.trim_fraction >= 0 && c.trim_fraction < 0.5)) {
+    return InvalidArgument("trim_fraction " + std::to_string(c.trim_fraction) +
+                           " is outside [0, 0.5); 0.1 drops a tenth of the values at each end");
+  }
+  if (c.krum_f < 0 || c.robust_window < 1 || c.clip_multiplier < 0 || c.sample_cap_multiplier < 0) {
+    return InvalidArgument(
+        "krum_f must be >= 0, robust_window >= 1, clip_multiplier and sample_cap_multiplier "
+        ">= 0 (0 = off)");
+  }
+  if (c.rule == Rule::kMean) return Status::Ok();
+  if (c.algorithm == Algorithm::kFedAsync) {
+    return InvalidArgument(std::string("aggregation rule ") + RuleName(c.rule) +
+                           " combines several updates, but fedasync applies them one at a "
+                           "time; use rule mean with clip_multiplier (and "
+                           "sample_cap_multiplier) to bound each update");
+  }
+  const int64_t n =
+      c.algorithm == Algorithm::kFedAvg ? c.concurrency : c.buffer;  // updates per aggregation
+  if (c.rule == Rule::kKrum && n < 2 * c.krum_f + 3) {
+    return InvalidArgument("krum with krum_f = " + std::to_string(c.krum_f) + " needs at least " +
+                           std::to_string(2 * c.krum_f + 3) + " updates per aggregation, but " +
+                           (c.algorithm == Algorithm::kFedAvg ? "concurrency" : "buffer") + " is " +
+                           std::to_string(n) + "; raise it or lower krum_f");
+  }
+  return Status::Ok();
+}
+
 Result<std::unique_ptr<Strategy>> Strategy::Create(const ServerConfig& config,
                                                    const PlanningInputs& inputs) {
+  FTTE_RETURN_IF_ERROR(ValidateServerConfig(config));
   std::unique_ptr<Strategy> s;
   switch (config.algorithm) {
     case Algorithm::kFedAvg:
@@ -264,24 +315,180 @@ bool Strategy::Apply(const std::vector<double>& aggregate) {
   return true;
 }
 
-bool Strategy::Admit(const Update& u) {
-  FTTE_CHECK(u.base_version <= version_) << "update from the future";
+bool Strategy::Admit(Update* u) {
+  FTTE_CHECK(u->base_version <= version_) << "update from the future";
   ++stats_.received;
-  if (config_.max_staleness >= 0 && version_ - u.base_version > config_.max_staleness) {
+  if (config_.max_staleness >= 0 && version_ - u->base_version > config_.max_staleness) {
     ++stats_.dropped_stale;
     return false;
   }
-  Observe(u);
+  Bound(u);
+  Observe(*u);
   return true;
+}
+
+namespace {
+
+template <typename T>
+T Median(std::vector<T> v) {
+  std::nth_element(v.begin(), v.begin() + static_cast<int64_t>(v.size() / 2), v.end());
+  return v[v.size() / 2];
+}
+
+template <typename T>
+void Remember(T value, int64_t window, std::vector<T>* recent) {
+  recent->push_back(value);
+  if (static_cast<int64_t>(recent->size()) > window) {
+    recent->erase(recent->begin(), recent->end() - window);
+  }
+}
+
+}  // namespace
+
+void Strategy::Bound(Update* u) {
+  const int64_t warm = ServerConfig::kRobustWarmup;
+  if (config_.sample_cap_multiplier > 0) {
+    const int64_t claimed = u->num_samples;
+    if (static_cast<int64_t>(recent_samples_.size()) >= warm) {
+      const double cap =
+          config_.sample_cap_multiplier * static_cast<double>(Median(recent_samples_));
+      if (static_cast<double>(u->num_samples) > cap) {
+        u->num_samples = std::max<int64_t>(1, static_cast<int64_t>(cap));
+        ++stats_.samples_capped;
+      }
+    }
+    Remember(claimed, config_.robust_window, &recent_samples_);
+  }
+  if (config_.clip_multiplier > 0) {
+    double sq = 0;
+    for (float v : u->delta) sq += static_cast<double>(v) * v;
+    const double norm = std::sqrt(sq);
+    if (static_cast<int64_t>(recent_norms_.size()) >= warm) {
+      const double bound = config_.clip_multiplier * Median(recent_norms_);
+      if (!(norm <= bound)) {  // a NaN norm is clipped to nothing below
+        const float scale = std::isfinite(norm) && norm > 0 ? static_cast<float>(bound / norm) : 0;
+        for (float& v : u->delta) v = std::isfinite(v) ? v * scale : 0.0f;
+        ++stats_.clipped;
+      }
+    }
+    if (std::isfinite(norm)) Remember(norm, config_.robust_window, &recent_norms_);
+  }
+}
+
+std::vector<double> Strategy::Combine(const std::vector<Update>& updates,
+                                      const std::vector<double>& w) {
+  if (config_.rule == Rule::kMean || updates.size() < 2) return Aggregate(updates, w);
+  const size_t n = updates.size();
+  double total = 0;
+  for (double x : w) total += x;
+  // Where each update holds each row of the model (-1: not in its mask).
+  int64_t rows = 0;
+  for (const ParamLayout& p : layout_) rows += p.rows;
+  std::vector<std::vector<int64_t>> at(n, std::vector<int64_t>(static_cast<size_t>(rows), -1));
+  for (size_t i = 0; i < n; ++i) {
+    const Mask& mask = PlanAt(updates[i].base_version).mask;
+    FTTE_CHECK(static_cast<int64_t>(updates[i].delta.size()) == mask.Numel(layout_))
+        << "update does not match the mask of its plan";
+    int64_t off = 0;
+    size_t row = 0;
+    for (size_t k = 0; k < layout_.size(); ++k) {
+      for (int64_t r = 0; r < layout_[k].rows; ++r, ++row) {
+        if (!mask.rows[k][r]) continue;
+        at[i][row] = off;
+        off += layout_[k].row_size;
+      }
+    }
+  }
+  if (config_.rule == Rule::kKrum) {
+    // Squared distances in model coordinates (a row an update did not train counts as zero).
+    std::vector<std::vector<double>> dist(n, std::vector<double>(n, 0.0));
+    for (size_t i = 0; i < n; ++i) {
+      for (size_t j = i + 1; j < n; ++j) {
+        double d2 = 0;
+        size_t row = 0;
+        for (const ParamLayout& p : layout_) {
+          for (int64_t r = 0; r < p.rows; ++r, ++row) {
+            const int64_t a = at[i][row], b = at[j][row];
+            if (a < 0 && b < 0) continue;
+            for (int64_t c = 0; c < p.row_size; ++c) {
+              const double x = a < 0 ? 0.0 : updates[i].delta[a + c];
+              const double y = b < 0 ? 0.0 : updates[j].delta[b + c];
+              d2 += (x - y) * (x - y);
+            }
+          }
+        }
+        dist[i][j] = dist[j][i] = std::isfinite(d2) ? d2 : HUGE_VAL;
+      }
+    }
+    // With fewer updates than the configured f needs (a short round), f shrinks to fit.
+    const auto f = static_cast<size_t>(
+        std::min<int64_t>(config_.krum_f, std::max<int64_t>(0, (static_cast<int64_t>(n) - 3) / 2)));
+    const size_t neighbours = n >= f + 3 ? n - f - 2 : 1;
+    std::vector<std::pair<double, size_t>> score;
+    for (size_t i = 0; i < n; ++i) {
+      std::vector<double> d;
+      for (size_t j = 0; j < n; ++j) {
+        if (j != i) d.push_back(dist[i][j]);
+      }
+      std::sort(d.begin(), d.end());
+      double s = 0;
+      for (size_t k = 0; k < std::min(neighbours, d.size()); ++k) s += d[k];
+      score.emplace_back(s, i);
+    }
+    std::sort(score.begin(), score.end());
+    std::vector<Update> kept;
+    std::vector<double> kw;
+    double kept_total = 0;
+    for (size_t k = 0; k < n - f; ++k) {
+      kept.push_back(updates[score[k].second]);
+      kw.push_back(w[score[k].second]);
+      kept_total += kw.back();
+    }
+    stats_.filtered += static_cast<int64_t>(f);
+    if (kept_total > 0) {
+      for (double& x : kw) x *= total / kept_total;
+    }
+    return Aggregate(kept, kw);
+  }
+  // Median / trimmed mean, coordinate by coordinate among the updates that trained the row.
+  std::vector<double> agg(weights_.size(), 0.0);
+  std::vector<double> values;
+  size_t base = 0, row = 0;
+  for (const ParamLayout& p : layout_) {
+    for (int64_t r = 0; r < p.rows; ++r, ++row) {
+      for (int64_t c = 0; c < p.row_size; ++c) {
+        values.clear();
+        for (size_t i = 0; i < n; ++i) {
+          if (at[i][row] >= 0) values.push_back(updates[i].delta[at[i][row] + c]);
+        }
+        if (values.empty()) continue;
+        std::sort(values.begin(), values.end());
+        const size_t m = values.size();
+        double loc;
+        if (config_.rule == Rule::kMedian) {
+          loc = m % 2 == 1 ? values[m / 2] : 0.5 * (values[m / 2 - 1] + values[m / 2]);
+        } else {
+          const auto cut = static_cast<size_t>(config_.trim_fraction * static_cast<double>(m));
+          double sum = 0;
+          for (size_t k = cut; k < m - cut; ++k) sum += values[k];
+          loc = sum / static_cast<double>(m - 2 * cut);
+        }
+        agg[base + static_cast<size_t>(r * p.row_size + c)] = total * loc;
+      }
+    }
+    base += static_cast<size_t>(p.numel());
+  }
+  return agg;
 }
 
 bool Strategy::Receive(const Update& u) {
   FTTE_CHECK(!synchronous()) << AlgorithmName(config_.algorithm) << " aggregates whole rounds";
-  if (!Admit(u)) return false;
-  buffer_.push_back(u);
+  Update v = u;
+  if (!Admit(&v)) return false;
+  buffer_.push_back(std::move(v));
   if (static_cast<int64_t>(buffer_.size()) < config_.buffer) return false;
   const std::vector<double> w = BufferWeights(buffer_);
-  const std::vector<double> agg = Aggregate(buffer_, w);
+  const std::vector<double> agg = Combine(buffer_, w);
   const int64_t at = version_;
   const std::vector<Update> taken = std::move(buffer_);
   buffer_.clear();
@@ -303,7 +510,8 @@ void Strategy::AggregateRound(const std::vector<Update>& updates) {
 }
 
 ServerState Strategy::State() const {
-  return {version_, weights_, momentum_, buffer_, stats_, plans_, importance_, row_versions_};
+  return {version_, weights_,    momentum_,     buffer_,       stats_,
+          plans_,   importance_, row_versions_, recent_norms_, recent_samples_};
 }
 
 Status Strategy::Restore(ServerState state) {
@@ -335,6 +543,8 @@ Status Strategy::Restore(ServerState state) {
   stats_ = std::move(state.stats);
   importance_ = std::move(state.importance);
   row_versions_ = std::move(state.row_versions);
+  recent_norms_ = std::move(state.recent_norms);
+  recent_samples_ = std::move(state.recent_samples);
   return Status::Ok();
 }
 

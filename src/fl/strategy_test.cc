@@ -287,6 +287,115 @@ TEST(StrategyTest, StateRoundTripsWithPlansAndImportance) {
   EXPECT_FALSE(b->Restore(bad).ok());
 }
 
+// Robust aggregation (issue 11): one update far from the others moves the model by little.
+TEST(StrategyTest, MedianAndTrimmedMeanIgnoreOneOutlierCoordinateWise) {
+  for (Rule rule : {Rule::kMedian, Rule::kTrimmedMean}) {
+    ServerConfig c;
+    c.algorithm = Algorithm::kFedBuff;
+    c.buffer = 5;
+    c.rule = rule;
+    c.trim_fraction = 0.2;  // 5 values: drops one at each end
+    auto s = Make(c);
+    const std::vector<float> before = s->weights();
+    for (float v : {1.0f, 2.0f, 3.0f, 4.0f, 1000.0f}) s->Receive(Uniform(*s, 0, 1, 0, v));
+    ASSERT_EQ(s->version(), 1);
+    // FedBuff's weights (all fresh) sum to 1: median 3, trimmed mean (2 + 3 + 4) / 3 = 3.
+    for (float d : Moved(*s, before)) ASSERT_NEAR(d, 3.0f, 1e-4) << RuleName(rule);
+  }
+}
+
+TEST(StrategyTest, KrumLeavesOutTheUpdateFarthestFromTheRest) {
+  ServerConfig c;
+  c.algorithm = Algorithm::kFedAvg;
+  c.concurrency = 5;
+  c.rule = Rule::kKrum;
+  c.krum_f = 1;
+  auto s = Make(c);
+  const std::vector<float> before = s->weights();
+  s->AggregateRound({Uniform(*s, 0, 1, 0, 1.0f), Uniform(*s, 0, 1, 0, 1.1f),
+                     Uniform(*s, 0, 1, 0, 0.9f), Uniform(*s, 0, 1, 0, 1.0f),
+                     Uniform(*s, 0, 1, 0, -50.0f)});
+  EXPECT_EQ(s->stats().filtered, 1);
+  for (float d : Moved(*s, before)) ASSERT_NEAR(d, 1.0f, 1e-4);  // mean of the four kept
+}
+
+TEST(StrategyTest, RobustRulesWorkOnSparseMasksAndLeaveUntrainedRowsAlone) {
+  // FTTE's budget plan trains a subset of rows: the median moves those rows and no other.
+  ServerConfig c;
+  c.algorithm = Algorithm::kFtte;
+  c.buffer = 3;
+  c.mask = "budget";
+  c.frozen = FrozenStorage::kInt8;
+  c.rule = Rule::kMedian;
+  c.use_variance = false;
+  auto s = Make(c, Inputs(LastLayerBudget()));
+  const std::vector<float> before = s->weights();
+  for (float v : {1.0f, 5.0f, 2.0f}) s->Receive(Uniform(*s, 0, 1, 0, v));
+  ASSERT_EQ(s->version(), 1);
+  int64_t changed = 0;
+  for (float d : Moved(*s, before)) {
+    if (d == 0) continue;
+    ++changed;
+    ASSERT_NEAR(d, 2.0f, 1e-5);
+  }
+  EXPECT_EQ(changed, s->plan().mask.Numel(s->layout()));
+}
+
+TEST(StrategyTest, ClipAndSampleCapBoundAnUpdateRelativeToRecentOnes) {
+  ServerConfig c;
+  c.algorithm = Algorithm::kFedAsync;
+  c.async_alpha = 1;
+  c.staleness_exponent = 0;
+  c.clip_multiplier = 2;
+  c.sample_cap_multiplier = 3;
+  auto s = Make(c);
+  const double dim = static_cast<double>(s->weights().size());
+  // Warm-up: honest updates of norm 0.01 * sqrt(dim), 10 samples each, are left as they are.
+  for (int64_t i = 0; i < ServerConfig::kRobustWarmup; ++i) {
+    s->Receive(Uniform(*s, s->version(), 10, 0, 0.01f));
+  }
+  EXPECT_EQ(s->stats().clipped, 0);
+  EXPECT_EQ(s->stats().samples_capped, 0);
+  // An update 1000x larger (within any fixed bound a server would set) moves by 2x an honest one.
+  const std::vector<float> before = s->weights();
+  s->Receive(Uniform(*s, s->version(), 1 << 20, 0, 10.0f));
+  EXPECT_EQ(s->stats().clipped, 1);
+  EXPECT_EQ(s->stats().samples_capped, 1);
+  double sq = 0;
+  for (float d : Moved(*s, before)) sq += static_cast<double>(d) * d;
+  EXPECT_NEAR(std::sqrt(sq), 2 * 0.01 * std::sqrt(dim), 1e-3 * std::sqrt(dim));
+  // The window keeps the raw values: state round-trips them, and one outlier moves no median.
+  const ServerState st = s->State();
+  EXPECT_EQ(st.recent_norms.size(), static_cast<size_t>(ServerConfig::kRobustWarmup + 1));
+  EXPECT_EQ(st.recent_samples.back(), 1 << 20);
+  auto t = Make(c);
+  ASSERT_TRUE(t->Restore(st).ok());
+  EXPECT_EQ(t->State().recent_norms, st.recent_norms);
+}
+
+TEST(StrategyTest, RobustSettingsThatCannotWorkAreRefusedWithTheFix) {
+  ServerConfig c;
+  c.algorithm = Algorithm::kFedBuff;
+  c.buffer = 4;
+  c.rule = Rule::kKrum;
+  c.krum_f = 1;
+  auto s = Strategy::Create(c, Inputs());
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("needs at least 5 updates"), std::string::npos);
+  c.rule = Rule::kMedian;
+  c.algorithm = Algorithm::kFedAsync;
+  s = Strategy::Create(c, Inputs());
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("clip_multiplier"), std::string::npos);
+  c.algorithm = Algorithm::kFedBuff;
+  c.rule = Rule::kTrimmedMean;
+  c.trim_fraction = 0.5;
+  EXPECT_FALSE(Strategy::Create(c, Inputs()).ok());
+  EXPECT_EQ(ParseRule("trimmed_mean").value(), Rule::kTrimmedMean);
+  EXPECT_NE(ParseRule("mode").status().message().find("mean, median, trimmed_mean or krum"),
+            std::string::npos);
+}
+
 TEST(StrategyTest, ParseAlgorithmAndReselect) {
   EXPECT_EQ(ParseAlgorithm("fedbuff").value(), Algorithm::kFedBuff);
   auto bad = ParseAlgorithm("fedprox");

@@ -169,6 +169,11 @@ Status Coordinator::Restore(const StateStore::Loaded& loaded) {
   st.stats.dropped_stale = s.dropped_stale();
   st.stats.replans = s.replans();
   st.stats.refused = s.refused_aggregations();
+  st.stats.clipped = s.clipped();
+  st.stats.samples_capped = s.samples_capped();
+  st.stats.filtered = s.filtered();
+  st.recent_norms.assign(s.recent_norms().begin(), s.recent_norms().end());
+  st.recent_samples.assign(s.recent_samples().begin(), s.recent_samples().end());
   for (const auto& [tau, n] : s.staleness()) st.stats.staleness[tau] = n;
   FTTE_RETURN_IF_ERROR(RestoreImportance(s, &st.importance));
   FTTE_RETURN_IF_ERROR(strategy_->Restore(std::move(st)));
@@ -266,6 +271,11 @@ state::Snapshot Coordinator::MakeSnapshot() const {
   }
   s.set_replans(st.stats.replans);
   s.set_refused_aggregations(st.stats.refused);
+  s.set_clipped(st.stats.clipped);
+  s.set_samples_capped(st.stats.samples_capped);
+  s.set_filtered(st.stats.filtered);
+  for (double n : st.recent_norms) s.add_recent_norms(n);
+  for (int64_t n : st.recent_samples) s.add_recent_samples(n);
   if (!st.importance.value.empty()) {
     std::string known;
     size_t row = 0;

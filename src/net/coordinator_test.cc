@@ -405,6 +405,44 @@ TEST(CoordinatorTest, CrashLosesNoAcceptedUpdateAndAppliesNoneTwice) {
   }
 }
 
+// Regression (issue 11): one update within every fixed bound (norm 999 of 1,000, the maximum
+// sample count) took a trained model from 75% to 9%. With the robust bounds on, it counts as
+// much as a few honest ones, and the bounds' memory survives a restart.
+TEST(CoordinatorTest, RobustBoundsLimitAnInBoundsUpdateAcrossRestarts) {
+  auto run = [](Harness& h, bool restart) {
+    h.config.strategy.clip_multiplier = 3;
+    h.config.strategy.sample_cap_multiplier = 4;
+    EXPECT_TRUE(h.Start().ok());
+    const int64_t d = h.Enroll("phone");
+    for (int64_t i = 1; i <= 12; ++i) EXPECT_TRUE(h.Submit(h.MakeUpdate(d, i)).ok());
+    if (restart) {
+      EXPECT_TRUE(h.c->Checkpoint().ok());
+      h.c.reset();
+      EXPECT_TRUE(h.Start().ok());
+    }
+    const std::vector<float> before = h.c->weights();
+    const double n = static_cast<double>(h.c->mask().Numel(h.c->layout()));
+    for (int64_t i = 13; i <= 14; ++i) {  // one attack and one honest update: a full buffer
+      fl::Update u = h.MakeUpdate(d, i, i == 13 ? static_cast<float>(999 / std::sqrt(n)) : 1e-3f);
+      if (i == 13) u.num_samples = h.config.max_samples_per_update;
+      EXPECT_TRUE(h.Submit(u).ok());
+    }
+    double moved = 0;
+    const std::vector<float> after = h.c->weights();  // a copy per call
+    for (size_t k = 0; k < before.size(); ++k) {
+      const double x = after[k] - before[k];
+      moved += x * x;
+    }
+    return std::make_pair(std::sqrt(moved), 1e-3 * std::sqrt(n));  // and one honest norm
+  };
+  Harness straight("robust", fl::Algorithm::kFedBuff),
+      restarted("robust_r", fl::Algorithm::kFedBuff);
+  const auto [moved, honest] = run(straight, false);
+  EXPECT_LE(moved, 3 * honest);  // clipped to 3x the median norm, then averaged with one honest
+  EXPECT_EQ(run(restarted, true).first, moved);
+  EXPECT_EQ(restarted.c->weights(), straight.c->weights());
+}
+
 TEST(CoordinatorTest, StateOfAnotherFederationIsRefused) {
   Harness h("other", fl::Algorithm::kFedBuff);
   ASSERT_TRUE(h.Start().ok());

@@ -137,6 +137,22 @@ const std::vector<Key>& Keys() {
        }},
       {"strategy.reselect_every",
        Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.strategy.reselect_every; }, 0, 1e9)},
+      {"strategy.aggregation",
+       [](ServeConfig& c, const std::string& v) -> Status {
+         FTTE_ASSIGN_OR_RETURN(c.strategy.rule, fl::ParseRule(v));
+         return Status::Ok();
+       }},
+      {"strategy.trim_fraction",
+       Num<double>([](ServeConfig& c) -> double& { return c.strategy.trim_fraction; }, 0, 0.499)},
+      {"strategy.krum_f",
+       Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.strategy.krum_f; }, 0, 1e6)},
+      {"strategy.clip_multiplier",
+       Num<double>([](ServeConfig& c) -> double& { return c.strategy.clip_multiplier; }, 0, 1e6)},
+      {"strategy.sample_cap_multiplier",
+       Num<double>([](ServeConfig& c) -> double& { return c.strategy.sample_cap_multiplier; }, 0,
+                   1e6)},
+      {"strategy.robust_window",
+       Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.strategy.robust_window; }, 1, 1e6)},
       {"strategy.federated_importance",
        Flag([](ServeConfig& c) -> bool& { return c.strategy.federated_importance; })},
       {"client.local_epochs",

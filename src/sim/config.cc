@@ -14,6 +14,7 @@
 
 namespace ftte::sim {
 
+using internal::AttackFields;
 using internal::CheckPartition;
 using internal::ClientFields;
 using internal::DeviceFields;
@@ -272,6 +273,20 @@ Result<MethodConfig> ParseMethod(const toml::table& t, size_t index, const std::
 // image data (text runs hold out per-user text already; tuning them is not built yet).
 Status CheckMethods(const SimConfig& c) {
   for (const MethodConfig& m : c.methods) {
+    if (Status s = fl::ValidateServerConfig(m.server); !s.ok()) {
+      return InvalidArgument("method '" + m.name + "': " + s.message());
+    }
+  }
+  if (c.attack.Enabled() && c.attack.fraction <= 0) {
+    return InvalidArgument("[attack] kind = \"" + c.attack.kind +
+                           "\" with fraction = 0 attacks nobody; set fraction > 0 (e.g. 0.1) "
+                           "or kind = \"none\"");
+  }
+  if (c.attack.kind == "label_flip" && IsTextDataset(c.dataset)) {
+    return InvalidArgument("[attack] label_flip is for image datasets; on " + c.dataset +
+                           " use sign_flip, scale, random or samples");
+  }
+  for (const MethodConfig& m : c.methods) {
     if (m.tune_like.empty()) continue;
     const auto like = std::find_if(c.methods.begin(), c.methods.end(),
                                    [&](const MethodConfig& o) { return o.name == m.tune_like; });
@@ -352,7 +367,12 @@ namespace internal {
 bool Shown(const SimConfig& config, const std::string& section, const std::string& key,
            const MethodConfig* method) {
   if (section == "tune") return config.tune.Enabled();
+  if (section == "attack") return config.attack.Enabled();
   if (section == "method" && method != nullptr) {
+    for (const char* k : {"aggregation", "trim_fraction", "krum_f", "clip_multiplier",
+                          "sample_cap_multiplier", "robust_window"}) {
+      if (key == k) return method->server.robust();
+    }
     if (key == std::string("batch")) return method->batch != 0;
     if (key == std::string("local_steps")) return method->local_steps != 0;
     if (key == std::string("tune_like")) return !method->tune_like.empty();
@@ -418,13 +438,14 @@ Result<SimConfig> ParseSimConfig(const std::string& toml_text, const std::string
   }
   SimConfig c;
   std::vector<std::string> top_keys = KeyNames(TopFields());
-  for (const char* section : {"client", "devices", "personalize", "tune", "method"}) {
+  for (const char* section : {"client", "devices", "personalize", "tune", "attack", "method"}) {
     top_keys.push_back(section);
   }
   for (auto&& [k, node] : root) {
     const std::string key(k.str());
     const std::string at = Location(origin, node.source());
-    if (key == "client" || key == "devices" || key == "personalize" || key == "tune") {
+    if (key == "client" || key == "devices" || key == "personalize" || key == "tune" ||
+        key == "attack") {
       const toml::table* t = node.as_table();
       if (!t) {
         return InvalidArgument(at + ": " + key + " must be a table: write [" + key +
@@ -433,6 +454,7 @@ Result<SimConfig> ParseSimConfig(const std::string& toml_text, const std::string
       const auto& fields = key == "client"    ? ClientFields()
                            : key == "devices" ? DeviceFields()
                            : key == "tune"    ? TuneFields()
+                           : key == "attack"  ? AttackFields()
                                               : PersonalizeFields();
       FTTE_RETURN_IF_ERROR(ApplyTable(*t, fields, c, key + ".", "[" + key + "]", origin));
     } else if (key == "method") {
@@ -514,10 +536,12 @@ Status ApplyOverride(SimConfig* config, const std::string& key, const std::strin
     FTTE_RETURN_IF_ERROR(set(PersonalizeFields(), c, key.substr(12), "[personalize]"));
   } else if (key.rfind("tune.", 0) == 0) {
     FTTE_RETURN_IF_ERROR(set(TuneFields(), c, key.substr(5), "[tune]"));
+  } else if (key.rfind("attack.", 0) == 0) {
+    FTTE_RETURN_IF_ERROR(set(AttackFields(), c, key.substr(7), "[attack]"));
   } else {
     std::vector<std::string> accepted = KeyNames(TopFields());
     for (const char* p : {"client.<key>", "devices.<key>", "personalize.<key>", "tune.<key>",
-                          "method.<name>.<key>"}) {
+                          "attack.<key>", "method.<name>.<key>"}) {
       accepted.push_back(p);
     }
     const auto* f = FindField(TopFields(), key);
@@ -627,6 +651,7 @@ std::vector<ConfigSection> DescribeSimConfig(const SimConfig& config) {
   section("devices", DeviceFields(), config, nullptr);
   section("personalize", PersonalizeFields(), config, nullptr);
   section("tune", TuneFields(), config, nullptr);
+  section("attack", AttackFields(), config, nullptr);
   for (const MethodConfig& m : config.methods) section("method", MethodFields(), m, &m);
   return out;
 }

@@ -216,11 +216,12 @@ struct Range {
 };
 constexpr Range kPositive{0, true};
 constexpr Range kNonNegative{0, false};
-constexpr Range kUnitOpenClosed{0, true, 1, false};  // (0, 1]
-constexpr Range kUnitClosed{0, false, 1, false};     // [0, 1]
-constexpr Range kUnitClosedOpen{0, false, 1, true};  // [0, 1)
-constexpr Range kUnitOpenOpen{0, true, 1, true};     // (0, 1)
-constexpr Range kAtLeastOne{1, false};               // [1, inf)
+constexpr Range kUnitOpenClosed{0, true, 1, false};    // (0, 1]
+constexpr Range kUnitClosed{0, false, 1, false};       // [0, 1]
+constexpr Range kUnitClosedOpen{0, false, 1, true};    // [0, 1)
+constexpr Range kHalfClosedOpen{0, false, 0.5, true};  // [0, 0.5)
+constexpr Range kUnitOpenOpen{0, true, 1, true};       // (0, 1)
+constexpr Range kAtLeastOne{1, false};                 // [1, inf)
 constexpr double kMiB = 1024.0 * 1024.0;
 constexpr double kMbps = 1e6 / 8;  // bytes/s per megabit/s
 constexpr int64_t kNoMax = std::numeric_limits<int64_t>::max();
@@ -448,6 +449,21 @@ const std::vector<Field<SimConfig>>& TuneFields() {
   return kFields;
 }
 
+const std::vector<Field<SimConfig>>& AttackFields() {
+  using C = SimConfig;
+  static const std::vector<Field<C>> kFields = {
+      StringKey<C>(
+          "kind", FTTE_REF(attack.kind),
+          [](const ConfigValue& v) {
+            return OneOf(v, {"none", "sign_flip", "scale", "random", "label_flip", "samples"});
+          }),
+      FloatKey<C>("fraction", FTTE_REF(attack.fraction), kUnitClosed),
+      FloatKey<C>("scale", FTTE_REF(attack.scale), kPositive),
+      IntKey<C>("max_updates", FTTE_REF(attack.max_updates), 0),
+  };
+  return kFields;
+}
+
 const std::vector<Field<SimConfig>>& PersonalizeFields() {
   using C = SimConfig;
   static const std::vector<Field<C>> kFields = {
@@ -502,6 +518,17 @@ const std::vector<Field<MethodConfig>>& MethodFields() {
        },
        [](const M& m) { return Str(fl::ReselectName(m.server.reselect)); }},
       IntKey<M>("reselect_every", FTTE_REF(server.reselect_every), 0),
+      {"aggregation", Kind::kString,
+       [](M& m, const ConfigValue& v) {
+         FTTE_ASSIGN_OR_RETURN(m.server.rule, fl::ParseRule(v.s));
+         return Status::Ok();
+       },
+       [](const M& m) { return Str(fl::RuleName(m.server.rule)); }},
+      FloatKey<M>("trim_fraction", FTTE_REF(server.trim_fraction), kHalfClosedOpen),
+      IntKey<M>("krum_f", FTTE_REF(server.krum_f), 0),
+      FloatKey<M>("clip_multiplier", FTTE_REF(server.clip_multiplier), kNonNegative),
+      FloatKey<M>("sample_cap_multiplier", FTTE_REF(server.sample_cap_multiplier), kNonNegative),
+      IntKey<M>("robust_window", FTTE_REF(server.robust_window), 1),
       BoolKey<M>("federated_importance", FTTE_REF(server.federated_importance)),
       FloatKey<M>("importance_decay", FTTE_REF(server.importance_decay), kUnitClosedOpen),
       StringKey<M>("mask", FTTE_REF(server.mask),

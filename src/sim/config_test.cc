@@ -9,6 +9,7 @@ namespace ftte::sim {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr char kOneMethod[] = "[[method]]\nname = \"ftte\"\n";
 
@@ -209,6 +210,37 @@ TEST(ConfigTest, FormatReadsBackToTheSameConfig) {
   }
   // Floats are written in their shortest form, never as 0.1000000014901161.
   EXPECT_THAT(FormatSimConfig(Parse(kEveryKey).value()), HasSubstr("\nlr = 0.1\n"));
+}
+
+TEST(ConfigTest, AttackAndRobustKeysReadBackAndAreHiddenWhenOff) {
+  const char* text =
+      "[attack]\nkind = \"sign_flip\"\nfraction = 0.1\nscale = 5\nmax_updates = 1\n"
+      "[[method]]\nname = \"fedbuff\"\nbuffer = 5\naggregation = \"krum\"\nkrum_f = 1\n"
+      "clip_multiplier = 3\nsample_cap_multiplier = 4\nrobust_window = 50\n"
+      "trim_fraction = 0.2\n";
+  Result<SimConfig> c = Parse(text);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->attack.kind, "sign_flip");
+  EXPECT_EQ(c->attack.max_updates, 1);
+  const fl::ServerConfig& s = c->methods[0].server;
+  EXPECT_EQ(s.rule, fl::Rule::kKrum);
+  EXPECT_EQ(s.clip_multiplier, 3);
+  EXPECT_EQ(s.robust_window, 50);
+  const std::string formatted = FormatSimConfig(c.value());
+  EXPECT_THAT(formatted, HasSubstr("[attack]\nkind = \"sign_flip\""));
+  EXPECT_THAT(formatted, HasSubstr("aggregation = \"krum\""));
+  EXPECT_EQ(FormatSimConfig(ParseSimConfig(formatted, "x").value()), formatted);
+  // Off (the defaults): neither appears, so earlier runs' configs and digests stay the same.
+  const std::string plain = FormatSimConfig(Parse("[[method]]\nname = \"fedbuff\"\n").value());
+  EXPECT_THAT(plain, Not(HasSubstr("attack")));
+  EXPECT_THAT(plain, Not(HasSubstr("aggregation")));
+  // Settings that cannot work are refused before any work, naming the fix.
+  EXPECT_THAT(ErrorOf("[[method]]\nname = \"fedbuff\"\nbuffer = 4\naggregation = \"krum\"\n"),
+              HasSubstr("needs at least 5 updates per aggregation"));
+  EXPECT_THAT(ErrorOf("[attack]\nkind = \"scale\"\n[[method]]\nname = \"fedbuff\"\n"),
+              HasSubstr("attacks nobody"));
+  EXPECT_THAT(ErrorOf("[attack]\nkind = \"backdoor\"\n[[method]]\nname = \"fedbuff\"\n"),
+              HasSubstr("label_flip"));
 }
 
 TEST(ConfigTest, UnknownKeysNameTheKeyTheTableAndTheAcceptedKeys) {

@@ -52,8 +52,8 @@ void JobRunner::WorkerLoop() {
       queue_.pop_front();
     }
     const Job& j = item.second;
-    fl::ClientResult r = trainer.value()->Train(*j.weights, j.plan->mask, *train_, *j.indices,
-                                                j.plan->client, j.seed);
+    fl::ClientResult r = trainer.value()->Train(
+        *j.weights, j.plan->mask, j.data ? *j.data : *train_, *j.indices, j.plan->client, j.seed);
     {
       std::lock_guard<std::mutex> lock(mu_);
       done_.emplace(item.first, std::move(r));

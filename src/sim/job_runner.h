@@ -22,6 +22,8 @@ struct Job {
   std::shared_ptr<const fl::Plan> plan;  // the mask and local training of the work
   const std::vector<int64_t>* indices = nullptr;
   uint64_t seed = 0;
+  const data::ImageDataset* data = nullptr;  // the samples `indices` point into; null: the
+                                             // runner's training set
 };
 
 class JobRunner {

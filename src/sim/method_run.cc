@@ -159,7 +159,64 @@ Status MethodRun::Setup() {
   res_.mask_update_bytes = Current().up_bytes;
   runner_ = std::make_unique<JobRunner>(config_.threads, spec_, &env_.train);
   eval_ = std::make_unique<Evaluator>(spec_, &env_.test, config_.threads);
+  res_.robust_report = method_.server.robust() || config_.attack.Enabled();
+  SetupAttack();
   return Status::Ok();
+}
+
+void MethodRun::SetupAttack() {
+  const AttackConfig& a = config_.attack;
+  attacker_.assign(env_.devices.size(), 0);
+  if (!a.Enabled()) return;
+  const auto n = static_cast<int64_t>(env_.devices.size());
+  const int64_t count =
+      std::clamp<int64_t>(std::llround(a.fraction * static_cast<double>(n)), 1, n);
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[i] = i;
+  Rng rng = Rng(config_.seed).Fork(0xa77ac4);
+  for (int64_t i = n - 1; i > 0; --i) {
+    std::swap(order[i], order[rng.Below(static_cast<uint64_t>(i + 1))]);
+  }
+  for (int64_t i = 0; i < count; ++i) attacker_[order[i]] = 1;
+  if (a.kind != "label_flip") return;
+  // Only the attackers' samples are copied (label y becomes C-1-y), not the whole set.
+  std::vector<int64_t> all;
+  for (int64_t d = 0; d < n; ++d) {
+    if (!attacker_[d]) continue;
+    std::vector<int64_t>& mine = flipped_at_[d];
+    for (int64_t idx : env_.partition[d]) {
+      mine.push_back(static_cast<int64_t>(all.size()));
+      all.push_back(idx);
+    }
+  }
+  flipped_ = env_.train.Subset(all);
+  for (int32_t& y : flipped_.labels) y = flipped_.num_classes - 1 - y;
+}
+
+void MethodRun::Corrupt(int64_t ticket, fl::Update* u) const {
+  const AttackConfig& a = config_.attack;
+  const auto s = static_cast<float>(a.scale);
+  if (a.kind == "sign_flip") {
+    for (float& v : u->delta) v *= -s;
+  } else if (a.kind == "scale") {
+    for (float& v : u->delta) v *= s;
+  } else if (a.kind == "random") {
+    // A random direction with scale x the honest change's norm.
+    double sq = 0;
+    for (float v : u->delta) sq += static_cast<double>(v) * v;
+    Rng rng = Rng(config_.seed).Fork(0xa77ac5 + static_cast<uint64_t>(ticket));
+    std::vector<double> g(u->delta.size());
+    double gsq = 0;
+    for (double& x : g) {
+      x = rng.Normal();
+      gsq += x * x;
+    }
+    const double k = gsq > 0 ? a.scale * std::sqrt(sq / gsq) : 0.0;
+    for (size_t i = 0; i < g.size(); ++i) u->delta[i] = static_cast<float>(k * g[i]);
+  } else if (a.kind == "samples") {
+    u->num_samples =
+        std::max<int64_t>(1, std::llround(static_cast<double>(u->num_samples) * a.scale));
+  }  // label_flip: the job trained on flipped labels (Start)
 }
 
 const MethodRun::PlanCosts& MethodRun::Current() {
@@ -237,8 +294,19 @@ Event MethodRun::Start(int64_t device, double t) {
   }
   const uint64_t seed =
       Rng(config_.seed).Fork(static_cast<uint64_t>(device) * 1000003 + rounds_[device]++).Next();
-  const int64_t ticket =
-      runner_->Submit(Job{snapshot_, costs.run_plan, &env_.partition[device], seed});
+  const AttackConfig& attack = config_.attack;
+  const bool malicious =
+      attacker_[device] && (attack.max_updates == 0 || malicious_launched_ < attack.max_updates);
+  Job job{snapshot_, costs.run_plan, &env_.partition[device], seed};
+  if (malicious && attack.kind == "label_flip") {
+    job.indices = &flipped_at_.at(device);
+    job.data = &flipped_;
+  }
+  const int64_t ticket = runner_->Submit(job);
+  if (malicious) {
+    malicious_.insert(ticket);
+    ++malicious_launched_;
+  }
   ticket_peak_[ticket] = costs.measured_peak;
   const DeviceProfile& p = env_.devices[device];
   const double trained = t + 2 * p.latency_s + static_cast<double>(down) / p.downlink_bytes_per_s +
@@ -278,6 +346,10 @@ fl::Update MethodRun::Take(const Event& e) {
   }
   r.update.base_version = e.base_version;
   r.update.device = e.device;
+  if (malicious_.erase(e.ticket) > 0) {
+    Corrupt(e.ticket, &r.update);
+    ++res_.malicious_updates;
+  }
   res_.peak_device_memory_bytes =
       std::max(res_.peak_device_memory_bytes, ticket_peak_.at(e.ticket));
   ticket_peak_.erase(e.ticket);
@@ -394,6 +466,9 @@ void MethodRun::Finish() {
   res_.dropped_stale = st.dropped_stale;
   res_.versions = st.aggregations;
   res_.replans = st.replans;
+  res_.clipped = st.clipped;
+  res_.samples_capped = st.samples_capped;
+  res_.filtered = st.filtered;
   res_.staleness = st.staleness;
   res_.final_weights = strategy_->weights();
 }

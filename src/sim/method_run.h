@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <queue>
+#include <set>
 #include <vector>
 
 #include "ftte/fl/strategy.h"
@@ -77,6 +78,10 @@ class MethodRun {
   Event Start(int64_t device, double t);
   Event Upload(Event e);  // natural sparsity: the real bytes, once training has run
   fl::Update Take(const Event& e);
+  // [attack]: picks the attackers (by the seed, alike for every method) and gives label
+  // flippers their flipped samples; Corrupt turns a malicious job's update into the attack's.
+  void SetupAttack();
+  void Corrupt(int64_t ticket, fl::Update* u) const;
   void RecordUntil(double t);
   void RunRounds();
   void RunAsync();
@@ -102,6 +107,12 @@ class MethodRun {
   int64_t snapshot_version_ = -1;
   int64_t seq_ = 0;
   double next_eval_ = 0;
+  // [attack]
+  std::vector<uint8_t> attacker_;                       // per device
+  data::ImageDataset flipped_;                          // label flippers' samples, flipped
+  std::map<int64_t, std::vector<int64_t>> flipped_at_;  // device -> its samples in flipped_
+  std::set<int64_t> malicious_;                         // tickets of malicious jobs
+  int64_t malicious_launched_ = 0;
 };
 
 }  // namespace ftte::sim::internal

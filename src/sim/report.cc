@@ -166,6 +166,12 @@ Json RunJson(const MethodResult& r) {
   for (const auto& [tau, count] : r.staleness)
     staleness.push_back({{"tau", tau}, {"count", count}});
   j["staleness"] = std::move(staleness);
+  if (r.robust_report) {
+    j["robust"] = {{"clipped", r.clipped},
+                   {"samples_capped", r.samples_capped},
+                   {"filtered", r.filtered},
+                   {"malicious_updates", r.malicious_updates}};
+  }
   if (r.language_model) {
     j["user_top3"] = DistributionJson(r.user_top3);
     if (r.personal_before && r.personal_after) {
@@ -226,6 +232,14 @@ MethodResult RunFrom(const Json& j) {
   r.replans = j.at("replans").get<int64_t>();
   for (const Json& s : j.at("staleness")) {
     r.staleness[s.at("tau").get<int64_t>()] = s.at("count").get<int64_t>();
+  }
+  if (j.contains("robust")) {
+    const Json& b = j.at("robust");
+    r.robust_report = true;
+    r.clipped = b.at("clipped").get<int64_t>();
+    r.samples_capped = b.at("samples_capped").get<int64_t>();
+    r.filtered = b.at("filtered").get<int64_t>();
+    r.malicious_updates = b.at("malicious_updates").get<int64_t>();
   }
   if (r.language_model) {
     r.user_top3 = DistributionFrom(j.at("user_top3"));

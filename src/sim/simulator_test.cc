@@ -117,6 +117,44 @@ TEST(SimulatorMethodsTest, DevicesBelowTheTrainingPeakAreExcluded) {
   EXPECT_EQ(r.excluded_devices, below);
 }
 
+// The attack study's mechanics (issue 11): attackers hurt plain FedBuff; a robust rule holds.
+TEST(SimulatorAttackTest, SignFlippersBreakTheMeanAndTheMedianHolds) {
+  SimConfig c = SmallConfig(fl::Algorithm::kFedBuff);
+  c.methods[0].server.buffer = 5;
+  c.methods[0].server.concurrency = 6;
+  Environment env = SmallEnvironment(c);
+  const MethodResult clean = RunMethod(c, c.methods[0], env).value();
+  EXPECT_FALSE(clean.robust_report);
+  c.attack.kind = "sign_flip";
+  c.attack.fraction = 0.17;  // 2 of 12 devices
+  c.attack.scale = 10;
+  const MethodResult hit = RunMethod(c, c.methods[0], env).value();
+  EXPECT_TRUE(hit.robust_report);
+  EXPECT_GT(hit.malicious_updates, 0);
+  EXPECT_LT(hit.final_accuracy, clean.final_accuracy - 0.15);
+  c.methods[0].server.rule = fl::Rule::kMedian;
+  c.threads = 1;
+  const MethodResult held = RunMethod(c, c.methods[0], env).value();
+  EXPECT_GT(held.final_accuracy, clean.final_accuracy - 0.15);
+  EXPECT_GT(held.final_accuracy, hit.final_accuracy + 0.2) << hit.final_accuracy;
+  c.threads = 2;  // attacks and rules are as deterministic as the rest
+  ExpectSame(held, RunMethod(c, c.methods[0], env).value());
+}
+
+TEST(SimulatorAttackTest, EveryAttackRunsAndMaxUpdatesLimitsIt) {
+  for (const char* kind : {"scale", "random", "label_flip", "samples"}) {
+    SimConfig c = SmallConfig(fl::Algorithm::kFtte);
+    c.duration_s = 20;
+    c.attack.kind = kind;
+    c.attack.fraction = 0.5;
+    c.attack.max_updates = 1;
+    Environment env = SmallEnvironment(c);
+    auto r = RunMethod(c, c.methods[0], env);
+    ASSERT_TRUE(r.ok()) << kind << ": " << r.status().ToString();
+    EXPECT_EQ(r->malicious_updates, 1) << kind;
+  }
+}
+
 TEST(DevicesTest, StragglerFractionAndDeterminism) {
   PopulationConfig p;
   p.devices = 200;

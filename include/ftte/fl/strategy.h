@@ -36,6 +36,18 @@ enum class Reselect {
 const char* ReselectName(Reselect r);  // "fixed", "periodic", "rotating"
 Result<Reselect> ParseReselect(const std::string& s);
 
+// How the updates of one aggregation (a buffer, a round) are combined (DESIGN.md §7). Every rule
+// works row by row over sparse masks: a row is combined among the updates that trained it.
+enum class Rule {
+  kMean,         // the algorithm's weighted mean
+  kMedian,       // coordinate-wise median (unweighted), scaled by the sum of the weights
+  kTrimmedMean,  // coordinate-wise mean after dropping trim_fraction of the values at each end
+  kKrum,         // multi-Krum: the n - f updates closest to their n - f - 2 nearest neighbours,
+                 // weighted mean of those (Blanchard et al. 2017); needs n >= 2f + 3
+};
+const char* RuleName(Rule r);  // "mean", "median", "trimmed_mean", "krum"
+Result<Rule> ParseRule(const std::string& s);
+
 struct ServerConfig {
   Algorithm algorithm = Algorithm::kFtte;
   int64_t concurrency = 10;  // C: devices training at once (FedAvg: sampled per round)
@@ -64,7 +76,24 @@ struct ServerConfig {
   // comes from the proxy set alone.
   bool federated_importance = true;
   double importance_decay = 0.5;
+
+  // Robust aggregation (off by default: the paper's algorithms as published). Bounds are
+  // relative to what honest devices sent lately: the median over the last robust_window
+  // admitted updates (before any bound), applied once at least kRobustWarmup are known.
+  Rule rule = Rule::kMean;
+  double trim_fraction = 0.1;        // trimmed_mean: [0, 0.5)
+  int64_t krum_f = 1;                // krum: updates per aggregation assumed malicious, >= 0
+  double clip_multiplier = 0;        // > 0: L2 norm of each update clipped to this x median norm
+  double sample_cap_multiplier = 0;  // > 0: claimed samples capped at this x median claim
+  int64_t robust_window = 100;       // updates the medians look back over, >= 1
+  static constexpr int64_t kRobustWarmup = 10;
+  bool robust() const {
+    return rule != Rule::kMean || clip_multiplier > 0 || sample_cap_multiplier > 0;
+  }
 };
+// A configuration error a Strategy cannot run with (krum with too small a buffer or round, a
+// trim fraction outside [0, 0.5), ...), naming the setting and the fix; Ok otherwise.
+Status ValidateServerConfig(const ServerConfig& c);
 
 // What devices train, fixed from version `from_version` until the next plan.
 struct Plan {
@@ -77,13 +106,16 @@ struct Plan {
 };
 
 struct ServerStats {
-  int64_t received = 0;       // updates that reached Receive / AggregateRound
-  int64_t aggregations = 0;   // model versions produced
-  int64_t applied = 0;        // updates that went into an aggregation
-  int64_t dropped_stale = 0;  // older than max_staleness
-  int64_t replans = 0;        // plans after the first
-  int64_t refused = 0;        // aggregations refused because their result was not finite (their
-                              // updates are dropped; the model is unchanged)
+  int64_t received = 0;        // updates that reached Receive / AggregateRound
+  int64_t aggregations = 0;    // model versions produced
+  int64_t applied = 0;         // updates that went into an aggregation
+  int64_t dropped_stale = 0;   // older than max_staleness
+  int64_t replans = 0;         // plans after the first
+  int64_t refused = 0;         // aggregations refused because their result was not finite (their
+                               // updates are dropped; the model is unchanged)
+  int64_t clipped = 0;         // updates whose norm the robust bound clipped
+  int64_t samples_capped = 0;  // updates whose claimed sample count the robust cap lowered
+  int64_t filtered = 0;        // updates Krum left out of their aggregation
   std::map<int64_t, int64_t> staleness;  // tau -> count, of applied updates
 };
 
@@ -106,6 +138,10 @@ struct ServerState {
   std::vector<Plan> plans;  // every plan so far (a new one from each re-plan)
   ImportanceTable importance;
   std::vector<int64_t> row_versions;
+  // Robust bounds: the raw L2 norms and sample claims of the last robust_window admitted
+  // updates, oldest first (empty unless clip or sample cap is on).
+  std::vector<double> recent_norms;
+  std::vector<int64_t> recent_samples;
 };
 
 // First plans already made, by everything that decides them: the simulator shares one cache
@@ -193,8 +229,13 @@ class Strategy {
   // Called for every accepted update before aggregation (FTTE: federated importance).
   virtual void Observe(const Update& u) {}
   // What every single-update algorithm does first: counts the update, drops it if older than
-  // max_staleness (false), else Observes it (true).
-  bool Admit(const Update& u);
+  // max_staleness (false), else applies the robust bounds to it and Observes it (true).
+  bool Admit(Update* u);
+  // The robust bounds on one admitted update: sample claim capped, norm clipped (each relative
+  // to the window before this update), then the update's raw values join the window.
+  void Bound(Update* u);
+  // The config's rule over `updates` with the algorithm's weights `w`.
+  std::vector<double> Combine(const std::vector<Update>& updates, const std::vector<double>& w);
 
   // sum_i w_i delta_i in model coordinates, each row scaled by (sum of all w) / (sum of the w
   // of the updates that trained it): the plain weighted sum when all share one mask.
@@ -222,6 +263,8 @@ class Strategy {
   std::vector<Plan> plans_;
   ImportanceTable importance_;  // FTTE
   std::vector<int64_t> row_versions_;
+  std::vector<double> recent_norms_;
+  std::vector<int64_t> recent_samples_;
 };
 
 }  // namespace ftte::fl

@@ -83,6 +83,18 @@
 //   upload_int8 = false
 //   upload_changed_rows = false  # upload only rows whose change is not all zero (natural
 //                                # sparsity of embeddings); bytes counted per update
+//   aggregation = "mean"         # mean | median | trimmed_mean | krum (robust aggregation)
+//   trim_fraction = 0.1          # [0, 0.5)
+//   krum_f = 1                   # >= 0; krum needs buffer (FedAvg: concurrency) >= 2f + 3
+//   clip_multiplier = 0          # >= 0 (0 = off): norm bound, x the recent median norm
+//   sample_cap_multiplier = 0    # >= 0 (0 = off): sample-claim cap, x the recent median claim
+//   robust_window = 100          # >= 1
+//
+//   [attack]                     # malicious devices, the same for every method of a seed
+//   kind = "none"                # none | sign_flip | scale | random | label_flip | samples
+//   fraction = 0.0               # [0, 1]; > 0 when kind is not none
+//   scale = 10.0                 # > 0
+//   max_updates = 0              # >= 0 (0 = unlimited)
 //
 // Algorithm defaults: ftte -> mask "budget", frozen "int8", upload_sparse true; fedavg, fedasync,
 // fedbuff -> mask "full", frozen "float32", upload_sparse false (dense updates).
@@ -95,8 +107,9 @@
 // natural or [personalize] on images, vocab/context as model options) name the fix.
 //
 // Text-only keys ([personalize], tokenizer, vocab, context, holdout, target_metric) and
-// upload_changed_rows = false are left out of DescribeSimConfig for image datasets, so image
-// runs write the same config and results files as before these keys existed.
+// upload_changed_rows = false are left out of DescribeSimConfig for image datasets, and the
+// robust keys and [attack] when they are off, so runs write the same config and results files
+// (and run digests) as before these keys existed.
 #ifndef FTTE_SIM_CONFIG_H_
 #define FTTE_SIM_CONFIG_H_
 

@@ -99,6 +99,20 @@ struct PersonalizeConfig {
   int64_t users = 0;  // personalise this many devices, evenly spaced over the devices; 0 = all
 };
 
+// Malicious devices (issue 11's attack study): a fraction of the population, drawn by the seed,
+// whose updates are corrupted. Every method of a run faces the same attackers.
+struct AttackConfig {
+  // none | sign_flip (sends -scale x its change) | scale (scale x its change) | random (a random
+  // direction, scale x its change's norm) | label_flip (trains on label C-1-y; images only) |
+  // samples (claims scale x its sample count, to dominate sample-weighted means)
+  std::string kind = "none";
+  double fraction = 0;      // of devices, [0, 1]; at least one device when > 0
+  double scale = 10;        // > 0
+  int64_t max_updates = 0;  // malicious updates over the whole run; 0 = every attacker's every
+                            // update (1: the effect of one update)
+  bool Enabled() const { return kind != "none"; }
+};
+
 struct SimConfig {
   std::string model = "cnn";
   std::string dataset = "fashion-mnist";
@@ -127,6 +141,7 @@ struct SimConfig {
   int threads = 1;
   uint64_t seed = 0;
   TuneConfig tune;
+  AttackConfig attack;
   // Not a config key: the run evaluates on tune.validation training samples (held out of the
   // devices' data) instead of the test set. Tuning trials set it.
   bool on_validation = false;
@@ -202,7 +217,11 @@ struct MethodResult {
   int64_t mask_update_bytes = 0;
   int64_t excluded_devices = 0;  // memory below this method's training peak
   int64_t updates_received = 0, updates_applied = 0, dropped_stale = 0, versions = 0;
-  int64_t replans = 0;                   // plans after the first (FTTE's reselection)
+  int64_t replans = 0;  // plans after the first (FTTE's reselection)
+  // Robust aggregation and attacks (reported when either is on): updates clipped, sample
+  // claims capped, updates Krum left out, and malicious updates the attackers sent.
+  bool robust_report = false;
+  int64_t clipped = 0, samples_capped = 0, filtered = 0, malicious_updates = 0;
   std::map<int64_t, int64_t> staleness;  // tau -> count
   double wall_s = 0;
   std::vector<SeriesPoint> series;
