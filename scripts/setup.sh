@@ -15,6 +15,7 @@ packages=(
   gnuplot-nox           # plots of simulation results
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # ftte serve/client
   libssl-dev openssl    # TLS test certificates
+  libsodium-dev         # device tokens: random generation and hashing (BLAKE2b)
   bible-kjv bible-kjv-text  # text corpus for the language-model experiments
   dataset-fashion-mnist # /usr/share/datasets/fashion-mnist
   clang-format

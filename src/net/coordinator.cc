@@ -1,5 +1,7 @@
 #include "coordinator.h"
 
+#include <sodium.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -18,23 +20,47 @@ namespace {
 
 constexpr uint32_t kSnapshotFormat = 2;  // 2: plans, FTTE's importance, momentum per value
 
+// 256 random bits as hex (libsodium's CSPRNG).
 std::string NewToken() {
-  std::random_device rd;
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string t;
-  for (int i = 0; i < 8; ++i) {  // 256 bits
-    const uint32_t v = rd();
-    for (int shift = 28; shift >= 0; shift -= 4) t.push_back(kHex[(v >> shift) & 0xf]);
-  }
-  return t;
+  unsigned char raw[32];
+  randombytes_buf(raw, sizeof raw);
+  char hex[2 * sizeof raw + 1];
+  sodium_bin2hex(hex, sizeof hex, raw, sizeof raw);
+  return hex;
+}
+
+// What the server keeps of a token: its BLAKE2b-256 hash (tokens are 256 random bits, so no
+// salt is needed), so that the state directory alone does not let anyone act as a device.
+std::string TokenHash(const std::string& token) {
+  unsigned char h[crypto_generichash_BYTES];
+  crypto_generichash(h, sizeof h, reinterpret_cast<const unsigned char*>(token.data()),
+                     token.size(), nullptr, 0);
+  return std::string(reinterpret_cast<const char*>(h), sizeof h);
 }
 
 // Compares secrets in time independent of where they differ.
 bool SameSecret(const std::string& a, const std::string& b) {
   if (a.size() != b.size() || b.empty()) return false;
-  unsigned diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
+  return sodium_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+// A string a device chose, made safe for a log line: control characters, quotes and
+// backslashes as \xNN (a name cannot forge lines or break out of its quotes), at most 64
+// bytes of it, in single quotes.
+std::string LogQuoted(const std::string& s) {
+  std::string out = "'";
+  for (size_t i = 0; i < s.size() && i < 64; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == 0x7f || c == '\'' || c == '\\') {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (s.size() > 64) out += "...";
+  return out + "'";
 }
 
 std::string Encode(const fl::Update& u, const fl::Mask& mask,
@@ -54,6 +80,9 @@ Coordinator::~Coordinator() = default;
 Result<std::unique_ptr<Coordinator>> Coordinator::Create(const ServeConfig& config,
                                                          data::ImageDataset eval, Clock clock,
                                                          Logger log) {
+  if (sodium_init() < 0) {
+    return Status(StatusCode::kInternal, "libsodium could not initialise (no entropy source?)");
+  }
   if (config.enroll_key.empty()) {
     return InvalidArgument(
         "no enrolment key: set [auth] enroll_key (a secret shipped with the "
@@ -236,13 +265,14 @@ void Coordinator::AddDevice(const state::Device& d) {
   const auto id = static_cast<size_t>(d.id());
   if (devices_.size() <= id) devices_.resize(id + 1);
   DeviceRec& rec = devices_[id];
-  if (!rec.token.empty()) by_token_.erase(rec.token);
+  if (!rec.token_hash.empty()) by_token_.erase(rec.token_hash);
   rec.name = d.name();
-  rec.token = d.token();
+  // State written before tokens were hashed holds the token itself: hashed on the way in.
+  rec.token_hash = d.token_hash().empty() ? TokenHash(d.token()) : d.token_hash();
   rec.budget = d.memory_budget_bytes();
   rec.eligible = d.eligible();
   for (int64_t u : d.accepted_update_ids()) rec.accepted_ids.insert(u);
-  by_token_[rec.token] = d.id();
+  by_token_[rec.token_hash] = d.id();
   by_name_[rec.name] = d.id();
 }
 
@@ -294,7 +324,7 @@ state::Snapshot Coordinator::MakeSnapshot() const {
     state::Device* p = s.add_devices();
     p->set_id(static_cast<int64_t>(i));
     p->set_name(d.name);
-    p->set_token(d.token);
+    p->set_token_hash(d.token_hash);
     p->set_memory_budget_bytes(d.budget);
     p->set_eligible(d.eligible);
     for (int64_t u : d.accepted_ids) p->add_accepted_update_ids(u);
@@ -326,11 +356,17 @@ Result<v1::EnrollResponse> Coordinator::Enroll(const v1::EnrollRequest& req) {
   if (!SameSecret(req.enroll_key(), config_.enroll_key)) {
     std::lock_guard<std::mutex> lock(mu_);
     ++rejected_["enrol: bad key"];
-    log_("refused an enrolment as '" + req.device_name().substr(0, 64) + "': wrong enrolment key");
+    log_("refused an enrolment as " + LogQuoted(req.device_name()) + ": wrong enrolment key");
     return Unauthenticated("enrolment key refused; use the key provisioned with this app");
   }
-  if (req.device_name().empty() || req.device_name().size() > 128) {
-    return InvalidArgument("device name must have 1 to 128 characters");
+  if (req.device_name().empty() || req.device_name().size() > 128 ||
+      std::any_of(req.device_name().begin(), req.device_name().end(), [](char ch) {
+        const auto c = static_cast<unsigned char>(ch);
+        return c < 0x20 || c == 0x7f;
+      })) {
+    return InvalidArgument(
+        "device name must have 1 to 128 bytes and no control characters (newlines, tabs, ...); "
+        "use a stable install id such as a UUID");
   }
   if (req.memory_budget_bytes() <= 0) {
     return InvalidArgument("memory budget must be > 0 bytes");
@@ -338,9 +374,22 @@ Result<v1::EnrollResponse> Coordinator::Enroll(const v1::EnrollRequest& req) {
   std::lock_guard<std::mutex> lock(mu_);
   state::Device d;
   auto it = by_name_.find(req.device_name());
+  // A known name is re-enrolled only by the device that holds its current token (proof of
+  // possession); another device choosing the same name never revokes it.
+  if (it != by_name_.end() &&
+      !SameSecret(TokenHash(req.token()), devices_[static_cast<size_t>(it->second)].token_hash)) {
+    ++rejected_["enrol: name taken"];
+    log_("refused an enrolment as " + LogQuoted(req.device_name()) +
+         ": the name is enrolled and the request does not hold its token");
+    return FailedPrecondition(
+        "the device name is enrolled by another device; re-enrolling it needs "
+        "that device's current token (EnrollRequest.token), otherwise choose "
+        "another name (a stable install id such as a UUID)");
+  }
   d.set_id(it != by_name_.end() ? it->second : static_cast<int64_t>(devices_.size()));
   d.set_name(req.device_name());
-  d.set_token(NewToken());
+  const std::string token = NewToken();
+  d.set_token_hash(TokenHash(token));
   d.set_memory_budget_bytes(req.memory_budget_bytes());
   const int64_t need = strategy_->plan().device_peak_bytes;
   d.set_eligible(strategy_->Eligible(req.memory_budget_bytes()));
@@ -348,14 +397,14 @@ Result<v1::EnrollResponse> Coordinator::Enroll(const v1::EnrollRequest& req) {
   *rec.mutable_enroll() = d;
   FTTE_RETURN_IF_ERROR(store_->Append(rec));
   AddDevice(d);
-  log_("enrolled device " + std::to_string(d.id()) + " '" + d.name() + "' (budget " +
+  log_("enrolled device " + std::to_string(d.id()) + " " + LogQuoted(d.name()) + " (budget " +
        std::to_string(d.memory_budget_bytes() >> 10) + " KiB" +
        (d.eligible() ? ""
                      : ", below the " + std::to_string(need >> 10) + " KiB a job needs: excluded") +
        ")");
   v1::EnrollResponse resp;
   resp.set_device_id(d.id());
-  resp.set_token(d.token());
+  resp.set_token(token);
   resp.set_model(config_.model);
   LayoutToProto(layout_, resp.mutable_layout());
   resp.set_predicted_peak_bytes(need);
@@ -375,7 +424,7 @@ Result<int64_t> Coordinator::Authenticate(const std::string& token) const {
     return Unauthenticated("no bearer token; enrol first and send 'authorization: Bearer <token>'");
   }
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = by_token_.find(token);
+  auto it = by_token_.find(TokenHash(token));
   if (it == by_token_.end()) return Unauthenticated("unknown or revoked token; enrol again");
   return it->second;
 }
@@ -488,6 +537,11 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
     ++duplicates_;
     resp.set_outcome(v1::SubmitResponse::DUPLICATE);
     resp.set_version(strategy_->version());
+    // The original may still be on its way to disk (its own submission waits for the flush):
+    // a duplicate is acknowledged no earlier than the original would be.
+    const int64_t appended = store_->appended();
+    lock.unlock();
+    FTTE_RETURN_IF_ERROR(store_->WaitDurable(appended));
     return resp;
   }
   const int64_t version = strategy_->version();

@@ -76,7 +76,7 @@ class Coordinator {
  private:
   struct DeviceRec {
     std::string name;
-    std::string token;
+    std::string token_hash;  // BLAKE2b-256 of its current token
     int64_t budget = 0;
     bool eligible = false;
     std::set<int64_t> accepted_ids;
@@ -108,7 +108,7 @@ class Coordinator {
   mutable std::mutex mu_;
   std::unique_ptr<fl::Strategy> strategy_;
   std::vector<DeviceRec> devices_;
-  std::unordered_map<std::string, int64_t> by_token_, by_name_;
+  std::unordered_map<std::string, int64_t> by_token_, by_name_;  // by token hash, by name
   std::vector<fl::Update> round_;  // FedAvg: accepted updates of the round in progress
   double round_started_ = -1;
   int64_t duplicates_ = 0;

@@ -116,12 +116,67 @@ TEST(CoordinatorTest, EnrolmentNeedsTheKeyAndTheSchemaRevision) {
   EXPECT_EQ(h.c->Authenticate(ok->token()).value(), ok->device_id());
   EXPECT_EQ(h.c->Authenticate("").status().code(), StatusCode::kUnauthenticated);
   EXPECT_EQ(h.c->Authenticate("forged").status().code(), StatusCode::kUnauthenticated);
-  // Enrolling again by name keeps the id and revokes the old token.
+  // Re-enrolling a name needs its current token: then the id stays and the old token is revoked.
+  req.set_token(ok->token());
   auto again = h.c->Enroll(req);
-  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_EQ(again->device_id(), ok->device_id());
   EXPECT_FALSE(h.c->Authenticate(ok->token()).ok());
   EXPECT_TRUE(h.c->Authenticate(again->token()).ok());
+}
+
+// Regression (issue 11): enrolling under another device's name revoked that device's token, so
+// two devices could knock each other out in a loop. A name collision now revokes nothing.
+TEST(CoordinatorTest, ANameCollisionNeverRevokesTheDeviceThatHoldsIt) {
+  Harness h("collide", fl::Algorithm::kFedBuff);
+  ASSERT_TRUE(h.Start().ok());
+  v1::EnrollRequest req;
+  req.set_schema_revision(kSchemaRevision);
+  req.set_device_name("victim");
+  req.set_enroll_key("secret");
+  req.set_memory_budget_bytes(1 << 26);
+  auto victim = h.c->Enroll(req);
+  ASSERT_TRUE(victim.ok());
+  for (const char* proof : {"", "0000", "not-the-token"}) {
+    req.set_token(proof);
+    auto thief = h.c->Enroll(req);
+    ASSERT_FALSE(thief.ok()) << proof;
+    EXPECT_EQ(thief.status().code(), StatusCode::kFailedPrecondition);
+    EXPECT_NE(thief.status().message().find("choose another name"), std::string::npos);
+  }
+  EXPECT_EQ(h.c->Authenticate(victim->token()).value(), victim->device_id());
+  EXPECT_EQ(h.c->rejected().at("enrol: name taken"), 3);
+  // The state directory holds no token a thief could use: only hashes, across restarts too.
+  ASSERT_TRUE(h.c->Checkpoint().ok());
+  for (const auto& e : std::filesystem::recursive_directory_iterator(h.dir)) {
+    if (!e.is_regular_file()) continue;
+    std::ifstream f(e.path(), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(bytes.find(victim->token()), std::string::npos) << e.path();
+  }
+  h.c.reset();
+  ASSERT_TRUE(h.Start().ok());
+  EXPECT_EQ(h.c->Authenticate(victim->token()).value(), victim->device_id());
+}
+
+TEST(CoordinatorTest, DeviceNamesCannotForgeLogLines) {
+  Harness h("lognames", fl::Algorithm::kFedBuff);
+  ASSERT_TRUE(h.Start().ok());
+  const std::string forged = "phone\n[ftte serve] target accuracy reached 'x' \\";
+  v1::EnrollRequest req;
+  req.set_schema_revision(kSchemaRevision);
+  req.set_device_name(forged);
+  req.set_enroll_key("secret");
+  req.set_memory_budget_bytes(1 << 26);
+  auto refused = h.c->Enroll(req);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("no control characters"), std::string::npos);
+  req.set_enroll_key("guess");
+  ASSERT_FALSE(h.c->Enroll(req).ok());
+  for (const std::string& line : h.log) EXPECT_EQ(line.find('\n'), std::string::npos) << line;
+  EXPECT_NE(h.log.back().find("'phone\\x0a[ftte serve] target accuracy reached \\x27x\\x27 \\x5c'"),
+            std::string::npos)
+      << h.log.back();
 }
 
 TEST(CoordinatorTest, DeviceBelowTheBudgetIsExcluded) {

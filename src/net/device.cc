@@ -26,6 +26,7 @@ struct Device::Impl {
 
   // Enrolment.
   std::string token;
+  std::string last_token;  // the latest token the server gave, kept to re-enrol this name
   int64_t device_id = -1;
   std::string model;
   std::vector<fl::ParamLayout> layout;
@@ -83,6 +84,7 @@ struct Device::Impl {
     req.set_device_name(o.name);
     req.set_enroll_key(o.enroll_key);
     req.set_memory_budget_bytes(o.memory_budget_bytes);
+    req.set_token(last_token);  // proves this name is ours when re-enrolling
     req.mutable_capabilities()->set_threads(o.threads);
     req.mutable_capabilities()->set_platform("ftte-device");
     v1::EnrollResponse resp;
@@ -121,6 +123,7 @@ struct Device::Impl {
                                 std::to_string(numel));
     }
     token = resp.token();
+    last_token = token;
     device_id = resp.device_id();
     model = resp.model();
     layout = std::move(theirs);
