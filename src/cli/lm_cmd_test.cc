@@ -184,6 +184,22 @@ TEST_F(LmCliTest, TrainErrorsNameTheProblem) {
   EXPECT_NE(t.err.find("budget:0.2 or budget:24MiB"), std::string::npos) << t.err;
 }
 
+// Regression (issue 12): --lr -0.1 trained into NaN, and an unwritable --save failed only after
+// the whole training. Both are refused before any work now.
+TEST_F(LmCliTest, NonsenseAndUnwritableOutputsAreRefusedBeforeTraining) {
+  Output t = Train("lstm_lm", {"--lr", "-0.1"});
+  EXPECT_EQ(t.code, 1);
+  EXPECT_NE(t.err.find("--lr must be in (0, 100]"), std::string::npos) << t.err;
+  t = Train("lstm_lm", {"--momentum", "1.5"});
+  EXPECT_NE(t.err.find("--momentum must be in [0, 1)"), std::string::npos) << t.err;
+  t = Train("lstm_lm", {"--save", Path("no/such/folder/model.safetensors")});
+  EXPECT_EQ(t.code, 1);
+  EXPECT_NE(t.err.find("Checked before training"), std::string::npos) << t.err;
+  EXPECT_EQ(t.err.find("epoch 1/"), std::string::npos) << "trained first: " << t.err;
+  t = Capture(RunTrain, {"--model", "mlp", "--data", "fashion-mnist", "--save", Path("")});
+  EXPECT_NE(t.err.find("--save needs a file path"), std::string::npos) << t.err;
+}
+
 TEST_F(LmCliTest, PredictErrorsNameTheProblem) {
   Output p = Capture(RunPredict, {"--model", Path("absent.safetensors"), "hi"});
   EXPECT_EQ(p.code, 1);

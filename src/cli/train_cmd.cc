@@ -84,6 +84,7 @@ int RunTrain(const std::vector<std::string>& args) {
   }
   auto model_probe = MakeModel(f.Get("model", "cnn"));
   if (!model_probe.ok()) return Fail(model_probe.status());
+  if (Status st = CheckSavePath(f); !st.ok()) return Fail(st);
   if (model_probe.value()->sample_shape().size() == 1) return RunTrainText(f);
   for (const auto& [name, takes_value] : TextTrainFlags()) {
     if (f.Has(name)) {

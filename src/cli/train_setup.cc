@@ -3,10 +3,14 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <numeric>
 #include <vector>
 
@@ -155,6 +159,14 @@ Result<Setup> MakeSetup(const Flags& f, const std::string& model_spec, const flo
                         OptimizerConfig::ParseKind(f.Get("optimizer", defaults.optimizer)));
   FTTE_ASSIGN_OR_RETURN(double lr, f.GetDouble("lr", defaults.lr));
   FTTE_ASSIGN_OR_RETURN(double momentum, f.GetDouble("momentum", 0.9));
+  if (!(lr > 0 && lr <= 100)) {
+    return InvalidArgument("--lr must be in (0, 100], got " + f.Get("lr", "") +
+                           " (a step against the gradient needs a positive rate; try 0.01)");
+  }
+  if (!(momentum >= 0 && momentum < 1)) {
+    return InvalidArgument("--momentum must be in [0, 1), got " + f.Get("momentum", "") +
+                           " (0.9 is common; 0 turns it off)");
+  }
   s.options.optimizer.lr = static_cast<float>(lr);
   s.options.optimizer.momentum = static_cast<float>(momentum);
   FTTE_ASSIGN_OR_RETURN(s.model, MakeModel(model_spec, s.options.seed));
@@ -234,6 +246,11 @@ EpochsResult TrainEpochs(Trainer& trainer, const data::ImageDataset& train, int6
         std::copy(train.label(idx), train.label(idx) + per, yb.begin() + j * per);
       }
       StepResult r = trainer.Step(xb.data(), yb.data(), n);
+      if (r.status.ok() && !std::isfinite(r.loss)) {
+        r.status = FailedPrecondition("training diverged in epoch " + std::to_string(e + 1) +
+                                      " (the loss is " + std::to_string(r.loss) +
+                                      "); lower --lr or try --optimizer adam. Nothing was saved");
+      }
       if (!r.status.ok()) {
         std::fprintf(stderr, "\n");
         out.status = r.status;
@@ -261,6 +278,29 @@ EpochsResult TrainEpochs(Trainer& trainer, const data::ImageDataset& train, int6
   }
   out.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return out;
+}
+
+Status CheckSavePath(const Flags& f) {
+  if (!f.Has("save")) return Status::Ok();
+  const std::string path = f.Get("save", "");
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (path.empty() || fs::is_directory(path, ec)) {
+    return InvalidArgument("--save needs a file path (e.g. out/model.safetensors), got '" + path +
+                           "'");
+  }
+  // Checkpoints are written to PATH.tmp and renamed: that file must be creatable.
+  const std::string probe = path + ".tmp";
+  const bool existed = fs::exists(probe, ec);
+  {
+    std::ofstream out(probe, std::ios::app);
+    if (!out) {
+      return IoError("--save " + path + ": cannot write there (" + std::strerror(errno) +
+                     "); pick a writable path. Checked before training, so nothing was lost");
+    }
+  }
+  if (!existed) fs::remove(probe, ec);
+  return Status::Ok();
 }
 
 int Fail(const Status& s) {

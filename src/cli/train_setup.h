@@ -72,6 +72,9 @@ struct EpochsResult {
 EpochsResult TrainEpochs(Trainer& trainer, const data::ImageDataset& train, int64_t epochs,
                          uint64_t seed, const std::string& unit);
 
+// Whether --save (if given) names a file ftte can write, checked before any training.
+Status CheckSavePath(const Flags& f);
+
 int Fail(const Status& s);   // prints "ftte: <status>" on stderr, returns 1
 std::string Json(double v);  // %.6g
 int64_t PeakRssBytes();      // this process's peak RSS

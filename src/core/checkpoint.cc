@@ -1,5 +1,6 @@
 #include "ftte/core/checkpoint.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "ftte/core/safetensors.h"
@@ -26,6 +27,13 @@ Status SaveCheckpoint(Model& model, const std::string& path,
       dense.emplace_back(static_cast<size_t>(p->numel()));
       p->ReadRows(0, p->rows(), dense.back().data());
       data = dense.back().data();
+    }
+    for (int64_t i = 0; i < p->numel(); ++i) {
+      if (!std::isfinite(data[i])) {
+        return FailedPrecondition("not saving " + path + ": tensor '" + p->name() +
+                                  "' holds a non-finite value (training diverged); lower the "
+                                  "learning rate and train again");
+      }
     }
     records.push_back({p->name(), DType::kF32, p->shape(), data,
                        static_cast<size_t>(p->numel()) * sizeof(float)});
@@ -63,6 +71,16 @@ Status LoadCheckpoint(Model& model, const SafetensorsFile& file, const std::stri
     if (p->quantized()) {
       return FailedPrecondition(path + ": cannot load into int8-stored parameter '" + p->name() +
                                 "'; load before choosing frozen storage");
+    }
+    const size_t n = t->second.data.size() / sizeof(float);
+    for (size_t i = 0; i < n; ++i) {
+      float v;
+      std::memcpy(&v, t->second.data.data() + i * sizeof(float), sizeof v);
+      if (!std::isfinite(v)) {
+        return InvalidArgument(path + ": tensor '" + p->name() + "' holds a non-finite value " +
+                               "at index " + std::to_string(i) +
+                               "; the checkpoint is from a diverged run and cannot be used");
+      }
     }
   }
   if (file.tensors.size() != model.params().size()) {

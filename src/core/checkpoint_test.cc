@@ -10,6 +10,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <string>
 #include <string_view>
@@ -252,6 +253,28 @@ TEST_F(CheckpointErrorTest, Int8StoredTarget) {
   before_ = Snapshot(*target_);
   EXPECT_TRUE(FailsWith(LoadCheckpoint(*target_, path), StatusCode::kFailedPrecondition,
                         {path, "int8-stored parameter '0.weight'"}));
+}
+
+// Regression (issue 12): a diverged run ended with exit 0 and a NaN checkpoint that predict
+// used. A non-finite model is never saved, and a non-finite checkpoint never loads.
+TEST_F(CheckpointErrorTest, NonFiniteValuesAreNeitherSavedNorLoaded) {
+  auto diverged = MakeModel("lenet5", 1).value();
+  diverged->params()[0]->data()[3] = std::numeric_limits<float>::quiet_NaN();
+  const std::string refused = TempPath("diverged");
+  std::filesystem::remove(refused);
+  EXPECT_TRUE(FailsWith(SaveCheckpoint(*diverged, refused), StatusCode::kFailedPrecondition,
+                        {"non-finite", "lower the learning rate"}));
+  EXPECT_FALSE(std::filesystem::exists(refused));
+  const std::string path = Write("non_finite", [](std::vector<TensorRecord>* r) {
+    static std::vector<float> bad;
+    const TensorRecord& t = r->back();
+    bad.assign(static_cast<const float*>(t.data),
+               static_cast<const float*>(t.data) + t.bytes / sizeof(float));
+    bad[1] = std::numeric_limits<float>::infinity();
+    r->back().data = bad.data();
+  });
+  EXPECT_TRUE(FailsWith(LoadCheckpoint(*target_, path), StatusCode::kInvalidArgument,
+                        {path, "non-finite value at index 1", "diverged"}));
 }
 
 }  // namespace
