@@ -700,7 +700,11 @@ Status Coordinator::Tick() {
       last_snapshot_ = now;
     }
     version = strategy_->version();
-    if (done_ || (last_eval_version_ >= 0 && version - last_eval_version_ < config_.eval_every)) {
+    // The last version is evaluated whatever the evaluation grid, so max_versions = 2 stops at
+    // version 2, not at the next multiple of eval_every.
+    const bool last = config_.max_versions > 0 && version >= config_.max_versions;
+    if (done_ ||
+        (!last && last_eval_version_ >= 0 && version - last_eval_version_ < config_.eval_every)) {
       return Status::Ok();
     }
     weights = strategy_->weights();

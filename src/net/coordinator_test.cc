@@ -554,6 +554,26 @@ TEST(CoordinatorTest, LeasesLimitConcurrencyAndExpire) {
   EXPECT_EQ(h.c->GetWork(b, {})->kind(), v1::Work::TRAIN);
 }
 
+// Regression (issue 12): stop.max_versions = 2 stopped at version 5 (the next evaluation).
+TEST(CoordinatorTest, MaxVersionsStopsAtThatVersionWhateverTheEvaluationGrid) {
+  Harness h("maxversions", fl::Algorithm::kFedBuff);
+  h.config.eval_every = 5;
+  h.config.max_versions = 2;
+  h.config.target_accuracy = 0;
+  ASSERT_TRUE(h.Start().ok());
+  const int64_t d = h.Enroll("phone");
+  ASSERT_TRUE(h.c->Tick().ok());  // evaluates version 0; the next evaluation would be at 5
+  for (int64_t i = 1; i <= 4; ++i) {
+    ASSERT_TRUE(h.Submit(h.MakeUpdate(d, i)).ok());
+    ASSERT_TRUE(h.c->Tick().ok());
+    EXPECT_EQ(h.c->done(), i == 4) << i;
+  }
+  ASSERT_EQ(h.c->version(), 2);
+  auto w = h.c->GetWork(d, {});
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(w->kind(), v1::Work::DONE);
+}
+
 TEST(CoordinatorTest, EvaluationEndsTheFederationAtTheTarget) {
   Harness h("target", fl::Algorithm::kFedBuff);
   h.config.target_accuracy = 0.01;  // any model beats 1% on 10 classes
