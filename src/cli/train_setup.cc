@@ -1,6 +1,7 @@
 #include "train_setup.h"
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -228,6 +229,7 @@ EpochsResult TrainEpochs(Trainer& trainer, const data::ImageDataset& train, int6
   std::vector<float> xb(static_cast<size_t>(batch * sample));
   std::vector<int32_t> yb(static_cast<size_t>(batch * per));
   EpochsResult out;
+  const bool tty = isatty(2) != 0;
   const auto start = Clock::now();
   auto last_report = start;
   const int64_t total = epochs * train.size;
@@ -261,19 +263,22 @@ EpochsResult TrainEpochs(Trainer& trainer, const data::ImageDataset& train, int6
       out.positions += r.positions;
       seen += n;
       const auto now = Clock::now();
-      if (now - last_report >= std::chrono::seconds(1) || seen == train.size) {
+      // A terminal gets one line rewritten every second; a log a line per tenth of an epoch.
+      const bool report = tty ? now - last_report >= std::chrono::seconds(1) || seen == train.size
+                              : seen * 10 / train.size > (seen - n) * 10 / train.size;
+      if (report) {
         last_report = now;
         const double secs = std::chrono::duration<double>(now - start).count();
         const int64_t done = e * train.size + seen;
         const double rate = (tokens ? out.positions : done) / std::max(secs, 1e-9);
         const double left = secs / done * (total - done);
-        std::fprintf(stderr, "\repoch %lld/%lld  %3.0f%%  loss %.4f  %.0f %s/s  %s left   ",
-                     static_cast<long long>(e + 1), static_cast<long long>(epochs),
+        std::fprintf(stderr, "%sepoch %lld/%lld  %3.0f%%  loss %.4f  %.0f %s/s  %s left%s",
+                     tty ? "\r" : "", static_cast<long long>(e + 1), static_cast<long long>(epochs),
                      100.0 * seen / train.size, loss_sum / std::max<int64_t>(positions, 1), rate,
-                     unit.c_str(), FormatDuration(left).c_str());
+                     unit.c_str(), FormatDuration(left).c_str(), tty ? "   " : "\n");
       }
     }
-    std::fprintf(stderr, "\n");
+    if (tty) std::fprintf(stderr, "\n");
     out.last_epoch_loss = loss_sum / std::max<int64_t>(positions, 1);
   }
   out.seconds = std::chrono::duration<double>(Clock::now() - start).count();
