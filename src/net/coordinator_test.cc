@@ -50,14 +50,18 @@ struct Harness {
     c = std::move(r).value();
     return Status::Ok();
   }
-  // Enrols a device and returns its id.
-  int64_t Enroll(const std::string& name, int64_t budget = 64 << 20) {
+  // A well-formed enrolment request with the right key.
+  static v1::EnrollRequest EnrollRequest(const std::string& name, int64_t budget = 64 << 20) {
     v1::EnrollRequest req;
     req.set_schema_revision(kSchemaRevision);
     req.set_device_name(name);
     req.set_enroll_key("secret");
     req.set_memory_budget_bytes(budget);
-    auto r = c->Enroll(req);
+    return req;
+  }
+  // Enrols a device and returns its id.
+  int64_t Enroll(const std::string& name, int64_t budget = 64 << 20) {
+    auto r = c->Enroll(EnrollRequest(name, budget));
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     return r.ok() ? r->device_id() : -1;
   }
@@ -94,11 +98,8 @@ struct Harness {
 TEST(CoordinatorTest, EnrolmentNeedsTheKeyAndTheSchemaRevision) {
   Harness h("enrol", fl::Algorithm::kFedBuff);
   ASSERT_TRUE(h.Start().ok());
-  v1::EnrollRequest req;
-  req.set_schema_revision(kSchemaRevision);
-  req.set_device_name("phone");
+  v1::EnrollRequest req = Harness::EnrollRequest("phone");
   req.set_enroll_key("guess");
-  req.set_memory_budget_bytes(1 << 26);
   auto bad = h.c->Enroll(req);
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().code(), StatusCode::kUnauthenticated);
@@ -130,11 +131,7 @@ TEST(CoordinatorTest, EnrolmentNeedsTheKeyAndTheSchemaRevision) {
 TEST(CoordinatorTest, ANameCollisionNeverRevokesTheDeviceThatHoldsIt) {
   Harness h("collide", fl::Algorithm::kFedBuff);
   ASSERT_TRUE(h.Start().ok());
-  v1::EnrollRequest req;
-  req.set_schema_revision(kSchemaRevision);
-  req.set_device_name("victim");
-  req.set_enroll_key("secret");
-  req.set_memory_budget_bytes(1 << 26);
+  v1::EnrollRequest req = Harness::EnrollRequest("victim");
   auto victim = h.c->Enroll(req);
   ASSERT_TRUE(victim.ok());
   for (const char* proof : {"", "0000", "not-the-token"}) {
@@ -163,11 +160,7 @@ TEST(CoordinatorTest, DeviceNamesCannotForgeLogLines) {
   Harness h("lognames", fl::Algorithm::kFedBuff);
   ASSERT_TRUE(h.Start().ok());
   const std::string forged = "phone\n[ftte serve] target accuracy reached 'x' \\";
-  v1::EnrollRequest req;
-  req.set_schema_revision(kSchemaRevision);
-  req.set_device_name(forged);
-  req.set_enroll_key("secret");
-  req.set_memory_budget_bytes(1 << 26);
+  v1::EnrollRequest req = Harness::EnrollRequest(forged);
   auto refused = h.c->Enroll(req);
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("no control characters"), std::string::npos);
