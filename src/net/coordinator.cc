@@ -429,6 +429,20 @@ Result<int64_t> Coordinator::Authenticate(const std::string& token) const {
   return it->second;
 }
 
+Status Coordinator::AuthenticateAdmin(const std::string& token) const {
+  if (config_.admin_token.empty()) {
+    return Unauthenticated(
+        "federation status needs the operator's credential, and this server has none: set "
+        "[auth] admin_token (or admin_token_file)");
+  }
+  if (!SameSecret(TokenHash(token), TokenHash(config_.admin_token))) {
+    return Unauthenticated(
+        "federation status needs the operator's credential ([auth] admin_token); device "
+        "tokens cannot read it");
+  }
+  return Status::Ok();
+}
+
 int64_t Coordinator::ActiveLeases(double now) {
   int64_t n = 0;
   for (DeviceRec& d : devices_) {

@@ -48,6 +48,9 @@ class Coordinator {
   Result<v1::EnrollResponse> Enroll(const v1::EnrollRequest& request);
   // The device id a bearer token belongs to, or Unauthenticated.
   Result<int64_t> Authenticate(const std::string& token) const;
+  // Ok for the operator's credential ([auth] admin_token), Unauthenticated for anything else
+  // (device tokens included).
+  Status AuthenticateAdmin(const std::string& token) const;
   Result<v1::Work> GetWork(int64_t device, const v1::GetWorkRequest& request);
   // Validates and, if valid, durably accepts an update. A rejection is an error naming the
   // reason; it is counted by reason and logged, and changes nothing.

@@ -172,6 +172,24 @@ TEST(CoordinatorTest, DeviceNamesCannotForgeLogLines) {
       << h.log.back();
 }
 
+// Issue 11: an admin credential for Status; a device's token cannot read federation status.
+TEST(CoordinatorTest, OnlyTheAdminCredentialReadsStatus) {
+  Harness none("noadmin", fl::Algorithm::kFedBuff);
+  ASSERT_TRUE(none.Start().ok());
+  EXPECT_NE(none.c->AuthenticateAdmin("").message().find("set [auth] admin_token"),
+            std::string::npos);
+  Harness h("admin", fl::Algorithm::kFedBuff);
+  h.config.admin_token = "operator-secret";
+  ASSERT_TRUE(h.Start().ok());
+  auto device = h.c->Enroll(Harness::EnrollRequest("phone"));
+  ASSERT_TRUE(device.ok());
+  const Status refused = h.c->AuthenticateAdmin(device->token());
+  EXPECT_EQ(refused.code(), StatusCode::kUnauthenticated);
+  EXPECT_NE(refused.message().find("device tokens cannot read it"), std::string::npos);
+  EXPECT_FALSE(h.c->AuthenticateAdmin("operator-secre").ok());
+  EXPECT_TRUE(h.c->AuthenticateAdmin("operator-secret").ok());
+}
+
 TEST(CoordinatorTest, DeviceBelowTheBudgetIsExcluded) {
   Harness h("excluded", fl::Algorithm::kFtte);
   ASSERT_TRUE(h.Start().ok());

@@ -37,6 +37,17 @@ Result<bool> Bool(const std::string& v) {
   return InvalidArgument("'" + v + "' is not true or false");
 }
 
+// A secret read from the first line of a file (kept out of configs and command lines).
+Setter SecretFile(std::string ServeConfig::*m, const std::string& what) {
+  return [m, what](ServeConfig& c, const std::string& v) -> Status {
+    std::ifstream in(v);
+    if (!in) return NotFound("cannot open " + what + " file '" + v + "'");
+    std::getline(in, c.*m);
+    if ((c.*m).empty()) return InvalidArgument(what + " file '" + v + "' is empty");
+    return Status::Ok();
+  };
+}
+
 Setter Str(std::string ServeConfig::*m) {
   return [m](ServeConfig& c, const std::string& v) {
     c.*m = v;
@@ -85,15 +96,9 @@ const std::vector<Key>& Keys() {
       {"server.insecure", Flag([](ServeConfig& c) -> bool& { return c.insecure; })},
       {"server.max_message", Bytes([](ServeConfig& c) -> int64_t& { return c.max_message_bytes; })},
       {"auth.enroll_key", Str(&ServeConfig::enroll_key)},
-      {"auth.enroll_key_file",
-       [](ServeConfig& c, const std::string& v) -> Status {
-         std::ifstream in(v);
-         if (!in) return NotFound("cannot open enrolment key file '" + v + "'");
-         std::getline(in, c.enroll_key);
-         if (c.enroll_key.empty())
-           return InvalidArgument("enrolment key file '" + v + "' is empty");
-         return Status::Ok();
-       }},
+      {"auth.enroll_key_file", SecretFile(&ServeConfig::enroll_key, "enrolment key")},
+      {"auth.admin_token", Str(&ServeConfig::admin_token)},
+      {"auth.admin_token_file", SecretFile(&ServeConfig::admin_token, "admin token")},
       {"model.name", Str(&ServeConfig::model)},
       {"model.seed", Num<uint64_t>([](ServeConfig& c) -> uint64_t& { return c.seed; }, 0, 1e15)},
       {"model.mask",

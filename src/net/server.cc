@@ -55,8 +55,7 @@ class Service final : public v1::Federation::Service {
   }
   grpc::Status Status(grpc::ServerContext* ctx, const v1::StatusRequest*,
                       v1::StatusResponse* resp) override {
-    auto device = c_->Authenticate(BearerToken(*ctx));
-    if (!device.ok()) return ToGrpc(device.status());
+    if (ftte::Status s = c_->AuthenticateAdmin(BearerToken(*ctx)); !s.ok()) return ToGrpc(s);
     *resp = c_->GetStatus();
     return grpc::Status::OK;
   }

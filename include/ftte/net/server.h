@@ -31,6 +31,9 @@ struct ServeConfig {
   int64_t max_message_bytes = 64 << 20;
   // [auth]
   std::string enroll_key;  // given to devices with the app; required
+  // The operator's credential for Status (device tokens cannot read federation status); empty:
+  // Status is refused to everyone.
+  std::string admin_token;
   // [model]
   std::string model = "mlp";
   uint64_t seed = 1;
