@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 namespace ftte::net {
@@ -95,16 +96,40 @@ Result<StateStore::Loaded> StateStore::Load() {
     std::stringstream ss;
     ss << in.rdbuf();
     const std::string bytes = ss.str();
-    size_t at = 0;
-    while (at + 8 <= bytes.size()) {
+    // The record at `at`, if it is whole and intact.
+    auto record = [&](size_t at, state::LogRecord* r) -> std::optional<size_t> {
+      if (at + 8 > bytes.size()) return std::nullopt;
       const uint32_t len = GetU32(bytes.data() + at);
       const uint32_t crc = GetU32(bytes.data() + at + 4);
-      if (at + 8 + len > bytes.size()) break;
-      std::string payload = bytes.substr(at + 8, len);
+      if (at + 8 + len > bytes.size()) return std::nullopt;
+      const std::string payload = bytes.substr(at + 8, len);
+      if (Crc(payload) != crc || !r->ParseFromString(payload)) return std::nullopt;
+      return at + 8 + len;
+    };
+    size_t at = 0;
+    while (at < bytes.size()) {
       state::LogRecord r;
-      if (Crc(payload) != crc || !r.ParseFromString(payload)) break;
+      const std::optional<size_t> next = record(at, &r);
+      if (!next) break;
       loaded.log.push_back(std::move(r));
-      at += 8 + len;
+      at = *next;
+    }
+    // A crash mid-append leaves a torn last record; an intact record *after* a bad one means
+    // the bad one is damage in the middle of the log, and those after it were acknowledged:
+    // starting would silently drop them.
+    if (at + 8 <= bytes.size()) {
+      const size_t skip = at + 8 + GetU32(bytes.data() + at);
+      state::LogRecord r;
+      if (skip < bytes.size() && record(skip, &r)) {
+        return DataLoss("state log '" + path + "' has a damaged record at byte " +
+                        std::to_string(at) + " followed by intact ones (" +
+                        std::to_string(loaded.log.size()) +
+                        " records before it are fine); the server will not start and drop "
+                        "acknowledged updates silently. Restore the state directory from a "
+                        "backup, or accept the loss of that record and all after it with: "
+                        "truncate -s " +
+                        std::to_string(at) + " '" + path + "'");
+      }
     }
     valid = static_cast<int64_t>(at);
     loaded.torn_bytes = static_cast<int64_t>(bytes.size()) - valid;

@@ -84,6 +84,37 @@ TEST(StateStoreTest, CorruptRecordEndsTheLog) {
   EXPECT_GT(loaded.torn_bytes, 0);
 }
 
+// Regression (issue 11): replay stopped at the first bad record in the middle of the log and
+// silently dropped the acknowledged updates after it. Now start-up stops with the file, the
+// offset and the recovery command.
+TEST(StateStoreTest, DamageInTheMiddleOfTheLogStopsStartUpAndSaysHowToRecover) {
+  const std::string dir = FreshDir("middle");
+  int64_t second = 0;
+  {
+    auto s = StateStore::Open(dir, false).value();
+    ASSERT_TRUE(s->Load().ok());
+    ASSERT_TRUE(s->Append(Enroll(0)).ok());
+    second = s->log_bytes();
+    ASSERT_TRUE(s->Append(Enroll(1)).ok());
+    ASSERT_TRUE(s->Append(Enroll(2)).ok());
+  }
+  {
+    std::fstream f(dir + "/log-0.wal", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(second + 9);
+    f.put('X');  // inside the second record's payload
+  }
+  auto loaded = StateStore::Open(dir, false).value()->Load();
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), StatusCode::kDataLoss);
+  const std::string m = loaded.status().message();
+  EXPECT_NE(m.find("log-0.wal' has a damaged record at byte " + std::to_string(second)),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("truncate -s " + std::to_string(second)), std::string::npos) << m;
+  // The file is left as it was (nothing cut off): the operator decides.
+  EXPECT_GT(std::filesystem::file_size(dir + "/log-0.wal"), static_cast<uintmax_t>(second + 16));
+}
+
 TEST(StateStoreTest, SnapshotStartsAFreshLog) {
   const std::string dir = FreshDir("snapshot");
   {
