@@ -271,7 +271,12 @@ void Coordinator::AddDevice(const state::Device& d) {
   rec.token_hash = d.token_hash().empty() ? TokenHash(d.token()) : d.token_hash();
   rec.budget = d.memory_budget_bytes();
   rec.eligible = d.eligible();
-  for (int64_t u : d.accepted_update_ids()) rec.accepted_ids.insert(u);
+  // (An enrolment record carries neither: the device's history stays.) State written before
+  // the count existed holds every id ever accepted.
+  if (d.accepted_count() > 0 || d.accepted_update_ids_size() > 0) {
+    rec.recent_ids.assign(d.accepted_update_ids().begin(), d.accepted_update_ids().end());
+    rec.accepted = d.accepted_count() > 0 ? d.accepted_count() : d.accepted_update_ids_size();
+  }
   by_token_[rec.token_hash] = d.id();
   by_name_[rec.name] = d.id();
 }
@@ -327,7 +332,8 @@ state::Snapshot Coordinator::MakeSnapshot() const {
     p->set_token_hash(d.token_hash);
     p->set_memory_budget_bytes(d.budget);
     p->set_eligible(d.eligible);
-    for (int64_t u : d.accepted_ids) p->add_accepted_update_ids(u);
+    for (int64_t u : d.recent_ids) p->add_accepted_update_ids(u);
+    p->set_accepted_count(d.accepted);
   }
   *s.mutable_row_versions() = {st.row_versions.begin(), st.row_versions.end()};
   s.set_received(st.stats.received);
@@ -547,7 +553,7 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
                   InvalidArgument("the update's id differs from the request's"));
   }
   v1::SubmitResponse resp;
-  if (d.accepted_ids.count(u.update_id) > 0) {
+  if (std::find(d.recent_ids.begin(), d.recent_ids.end(), u.update_id) != d.recent_ids.end()) {
     ++duplicates_;
     resp.set_outcome(v1::SubmitResponse::DUPLICATE);
     resp.set_version(strategy_->version());
@@ -631,7 +637,10 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
 }
 
 void Coordinator::Apply(const fl::Update& u) {
-  devices_[static_cast<size_t>(u.device)].accepted_ids.insert(u.update_id);
+  DeviceRec& d = devices_[static_cast<size_t>(u.device)];
+  d.recent_ids.push_back(u.update_id);
+  if (d.recent_ids.size() > kRecentIds) d.recent_ids.pop_front();
+  ++d.accepted;
   if (strategy_->synchronous()) {
     round_.push_back(u);
     if (static_cast<int64_t>(round_.size()) >= config_.strategy.concurrency) CloseRound();
@@ -786,7 +795,7 @@ std::map<std::string, int64_t> Coordinator::rejected() const {
 
 int64_t Coordinator::AcceptedLocked() const {
   int64_t n = 0;
-  for (const DeviceRec& d : devices_) n += static_cast<int64_t>(d.accepted_ids.size());
+  for (const DeviceRec& d : devices_) n += d.accepted;
   return n;
 }
 

@@ -13,6 +13,7 @@
 #ifndef FTTE_NET_COORDINATOR_H_
 #define FTTE_NET_COORDINATOR_H_
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -77,12 +78,17 @@ class Coordinator {
   int64_t accepted() const;
 
  private:
+  static constexpr size_t kRecentIds = 8;
   struct DeviceRec {
     std::string name;
     std::string token_hash;  // BLAKE2b-256 of its current token
     int64_t budget = 0;
     bool eligible = false;
-    std::set<int64_t> accepted_ids;
+    // The last kRecentIds accepted update ids, oldest first: a retried submission (its
+    // acknowledgement lost) can only be of these, since an update answers the device's one
+    // outstanding lease. Bounded, unlike the set of every id ever accepted.
+    std::deque<int64_t> recent_ids;
+    int64_t accepted = 0;        // updates accepted from this device, ever
     double lease_until = -1;     // holds a training slot until then (soft state)
     int64_t lease_version = -1;  // the model version its outstanding work was given
     bool told_done = false;

@@ -509,6 +509,31 @@ TEST(CoordinatorTest, RobustBoundsLimitAnInBoundsUpdateAcrossRestarts) {
   EXPECT_EQ(restarted.c->weights(), straight.c->weights());
 }
 
+// Regression (issue 11): the snapshot kept every accepted update id forever. It keeps the last
+// few per device (a retry can only be of those) and a count.
+TEST(CoordinatorTest, TheSnapshotKeepsABoundedIdWindowPerDeviceAndACount) {
+  Harness h("idwindow", fl::Algorithm::kFedBuff);
+  ASSERT_TRUE(h.Start().ok());
+  const int64_t d = h.Enroll("phone");
+  for (int64_t i = 1; i <= 20; ++i) ASSERT_TRUE(h.Submit(h.MakeUpdate(d, i)).ok());
+  ASSERT_TRUE(h.c->Checkpoint().ok());
+  state::Snapshot snap;
+  std::ifstream in(h.dir + "/snapshot.pb", std::ios::binary);
+  ASSERT_TRUE(snap.ParseFromIstream(&in));
+  ASSERT_EQ(snap.devices_size(), 1);
+  EXPECT_EQ(snap.devices(0).accepted_count(), 20);
+  EXPECT_EQ(snap.devices(0).accepted_update_ids_size(), 8);
+  EXPECT_EQ(snap.devices(0).accepted_update_ids(7), 20);
+  h.c.reset();
+  ASSERT_TRUE(h.Start().ok());
+  EXPECT_EQ(h.c->accepted(), 20);
+  // The last update, retried after the restart, is still recognised.
+  fl::Update last = h.MakeUpdate(d, 20, 1e-3f, /*lease=*/false);
+  auto retry = h.Submit(last);
+  ASSERT_TRUE(retry.ok()) << retry.status().ToString();
+  EXPECT_EQ(retry->outcome(), v1::SubmitResponse::DUPLICATE);
+}
+
 TEST(CoordinatorTest, StateOfAnotherFederationIsRefused) {
   Harness h("other", fl::Algorithm::kFedBuff);
   ASSERT_TRUE(h.Start().ok());

@@ -269,7 +269,7 @@ TEST_F(E2eTest, KillNineOfTheServerLosesNoAcceptedUpdate) {
   std::ifstream in(dir_ + "/state/snapshot.pb", std::ios::binary);
   ASSERT_TRUE(snap.ParseFromIstream(&in));
   int64_t stored = 0;
-  for (const state::Device& d : snap.devices()) stored += d.accepted_update_ids_size();
+  for (const state::Device& d : snap.devices()) stored += d.accepted_count();
   EXPECT_EQ(stored, acknowledged);
   EXPECT_GE(snap.version(), 60);
 }
