@@ -2,7 +2,7 @@
 """Turns the results of `ftte simulate` into a section of a Markdown report (docs/results.md).
 
     python3 scripts/results_md.py [DIR (default out/sim)] [--out FILE (default DIR/results.md)]
-        [--section NAME]
+        [--section NAME] [--ablations DIR2]
 
 Reads DIR/results.json (format 2: several seeds, held times to several targets), and, when
 present, DIR/tuning.json and DIR/timing.json, and replaces the part of --out between the lines
@@ -410,20 +410,29 @@ def image_report(data, path, args, tuning, timing):
         w(f"| {m['name']} | " + " | ".join(cells) + " |")
     w("")
 
-    ablations = [m for m in methods if m["algorithm"] == "ftte" and m is not ftte]
     w("### FTTE ablations\n")
-    if not ablations or ftte is None:
+    ab_methods, ab_note = methods, ""
+    if args.ablations_data is not None:
+        # From another run (fewer seeds, say, when compute is short): its own FTTE is the
+        # reference, so every difference is between runs of the same seeds.
+        ab_methods = args.ablations_data["methods"]
+        ab_note = (f" From `{args.ablations_path}`, seeds "
+                   f"{', '.join(str(x) for x in args.ablations_data['seeds'])}: its own `ftte` "
+                   f"runs are the reference.")
+    ab_ftte = find(ab_methods, "ftte", "ftte")
+    ablations = [m for m in ab_methods if m["algorithm"] == "ftte" and m is not ab_ftte]
+    if not ablations or ab_ftte is None:
         w("No ablations in this run (methods with algorithm `ftte` besides `ftte`).\n")
     else:
-        af = stat(ftte, "final_accuracy")
+        af = stat(ab_ftte, "final_accuracy")
         w("Each row switches one FTTE component off, at FTTE's tuned setting; differences are "
-          "against `ftte` (means over seeds).\n")
+          "against `ftte` (means over seeds)." + ab_note + "\n")
         w("| method | final acc | vs ftte | held time to " + tgt(targets[0]) +
           " | peak device memory | upload / update | excluded devices |")
         w("|---|---|---|---|---|---|---|")
-        for m in [ftte] + ablations:
+        for m in [ab_ftte] + ablations:
             a = stat(m, "final_accuracy")
-            d = "" if m is ftte else f"{100 * (a[0] - af[0]):+.2f} points"
+            d = "" if m is ab_ftte else f"{100 * (a[0] - af[0]):+.2f} points"
             w(f"| {m['name']} | {fmt_stat(a, pct)} | {d} | {fmt_held(m, 0)} | "
               f"{fmt_stat(stat(m, 'peak_device_memory_bytes'), fmt_bytes)} | "
               f"{fmt_stat(stat(m, 'upload_per_update_bytes'), fmt_bytes)} | "
@@ -447,28 +456,39 @@ def image_report(data, path, args, tuning, timing):
     return out
 
 
+def load_results(path, d):
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as e:
+        sys.exit(f"results_md: cannot read {path}: {e.strerror}; run `ftte simulate --out "
+                 f"{d}` first")
+    except json.JSONDecodeError as e:
+        sys.exit(f"results_md: {path} is not valid JSON ({e}); rerun ftte simulate")
+    if data.get("format") != "ftte-sim-results/2":
+        sys.exit(f"results_md: {path}: format {data.get('format')!r}; this script reads "
+                 f"ftte-sim-results/2 (rerun the experiment with this ftte)")
+    return data
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dir", nargs="?", default="out/sim", help="output folder of ftte simulate")
     ap.add_argument("--out", help="Markdown file to write a section of (default DIR/results.md)")
     ap.add_argument("--section", help="the marked section of --out to replace (default: paper "
                     "for image runs, keyboard for text)")
+    ap.add_argument("--ablations", metavar="DIR2", help="take the FTTE ablation table from "
+                    "DIR2/results.json instead (e.g. ablations run on fewer seeds)")
     args = ap.parse_args()
     if args.out is None:
         args.out = os.path.join(args.dir, "results.md")
+    args.ablations_data, args.ablations_path = None, None
+    if args.ablations:
+        args.ablations_path = os.path.join(args.ablations, "results.json")
+        args.ablations_data = load_results(args.ablations_path, args.ablations)
 
     path = os.path.join(args.dir, "results.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except OSError as e:
-        sys.exit(f"results_md: cannot read {path}: {e.strerror}; run `ftte simulate --out "
-                 f"{args.dir}` first")
-    except json.JSONDecodeError as e:
-        sys.exit(f"results_md: {path} is not valid JSON ({e}); rerun ftte simulate")
-    if data.get("format") != "ftte-sim-results/2":
-        sys.exit(f"results_md: {path}: format {data.get('format')!r}; this script reads "
-                 f"ftte-sim-results/2 (rerun the experiment with this ftte)")
+    data = load_results(path, args.dir)
 
     cfg = data["config"]
     text = cfg["dataset"] in TEXT_DATASETS

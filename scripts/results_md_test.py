@@ -121,6 +121,23 @@ class ResultsMdTest(unittest.TestCase):
         self.assertIn("keep me", md)
         self.assertIn("results_md:paper end", md)
 
+    def test_ablations_can_come_from_another_run(self):
+        self.write("results.json", self.results([600.0, 600.0]))
+        other = os.path.join(self.dir, "ablations")
+        os.makedirs(other)
+        data = self.results([600.0, 600.0])
+        data["seeds"] = [0]
+        data["methods"][0] = method("ftte", "ftte", 0.60, 2e6, 1e5, [60.0, 120.0])
+        data["methods"].append(method("ftte-no-variance", "ftte", 0.50, 2e6, 1e5, [None, None]))
+        with open(os.path.join(other, "results.json"), "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        r = self.run_script("--ablations", other)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        md = self.read()
+        self.assertIn("seeds 0: its own `ftte` runs are the reference", md)
+        self.assertIn("| ftte-no-variance | 50.00% ± 1.00% | -10.00 points |", md)
+        self.assertIn("| ftte-no-age | 75.00% ± 1.00% | +15.00 points |", md)
+
     def test_an_old_format_is_refused_with_the_fix(self):
         self.write("results.json", {"format": "ftte-sim-results/1", "config": CONFIG})
         p = self.run_script()
