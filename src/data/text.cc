@@ -164,6 +164,37 @@ Result<TextCorpus> LoadBibleKjv(BibleGranularity granularity, const std::string&
   return ParseBibleVerses(output, granularity);
 }
 
+size_t Utf8ErrorAt(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t len = 1;
+    uint32_t cp = c;
+    if (c >= 0x80) {
+      if (c >= 0xC2 && c <= 0xDF) {
+        len = 2, cp = c & 0x1F;
+      } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3, cp = c & 0x0F;
+      } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4, cp = c & 0x07;
+      } else {
+        return i;
+      }
+      if (i + len > s.size()) return i;
+      for (size_t k = 1; k < len; ++k) {
+        const auto b = static_cast<unsigned char>(s[i + k]);
+        if ((b & 0xC0) != 0x80) return i;
+        cp = (cp << 6) | (b & 0x3F);
+      }
+      if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+          (cp >= 0xD800 && cp <= 0xDFFF)) {
+        return i;
+      }
+    }
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
 Result<TextCorpus> LoadTextDirectory(const std::string& dir) {
   std::error_code ec;
   const fs::file_status st = fs::status(dir, ec);
@@ -202,7 +233,25 @@ Result<TextCorpus> LoadTextDirectory(const std::string& dir) {
     std::ostringstream text;
     text << in.rdbuf();
     if (in.bad()) return IoError("cannot read " + path.string());
-    corpus.users.push_back({name, std::move(text).str()});
+    std::string content = std::move(text).str();
+    const size_t bad = Utf8ErrorAt(content);
+    const size_t nul = content.find('\0');
+    if (bad != std::string::npos || nul != std::string::npos) {
+      const size_t at = std::min(bad, nul);
+      const auto line =
+          1 + std::count(content.begin(), content.begin() + static_cast<std::ptrdiff_t>(at), '\n');
+      char byte[8];
+      std::snprintf(byte, sizeof byte, "0x%02x", static_cast<unsigned char>(content[at]));
+      return InvalidArgument(path.string() + " is not UTF-8 text: " +
+                             (at == nul ? std::string("a NUL byte (binary data)")
+                                        : std::string("byte ") + byte +
+                                              " starts no valid UTF-8 "
+                                              "character") +
+                             " at offset " + std::to_string(at) + ", line " + std::to_string(line) +
+                             "; give the folder only UTF-8 text files (convert others, e.g. "
+                             "iconv -f LATIN1 -t UTF-8, or move them out)");
+    }
+    corpus.users.push_back({name, std::move(content)});
   }
   return corpus;
 }

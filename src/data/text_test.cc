@@ -191,5 +191,34 @@ TEST_F(TextFileTest, DirectoryErrorsSayWhatToPass) {
   EXPECT_NE(file.status().message().find("is not a directory"), std::string::npos);
 }
 
+TEST_F(TextFileTest, BinaryOrNonUtf8FilesAreRefusedNamingFileLineAndFix) {
+  Write("a.txt", "caf\xc3\xa9 ok\n");  // valid UTF-8 (é)
+  Write("b.bin", std::string("line one\nab\xff\xfe", 13));
+  Result<TextCorpus> c = LoadTextDirectory(dir_.string());
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  const std::string& m = c.status().message();
+  for (const char* part : {"b.bin is not UTF-8 text", "0xff", "offset 11", "line 2", "iconv"}) {
+    EXPECT_NE(m.find(part), std::string::npos) << part << " in " << m;
+  }
+  fs::remove(dir_ / "b.bin");
+  Write("c.dat", std::string("abc\0def", 7));
+  c = LoadTextDirectory(dir_.string());
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("a NUL byte (binary data) at offset 3"), std::string::npos)
+      << c.status().message();
+  fs::remove(dir_ / "c.dat");
+  ASSERT_TRUE(LoadTextDirectory(dir_.string()).ok());
+}
+
+TEST(Utf8Test, FindsTheFirstByteOutsideStrictUtf8) {
+  EXPECT_EQ(Utf8ErrorAt("plain"), std::string_view::npos);
+  EXPECT_EQ(Utf8ErrorAt("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"), std::string_view::npos);
+  EXPECT_EQ(Utf8ErrorAt("ab\xc3"), 2u);             // truncated
+  EXPECT_EQ(Utf8ErrorAt("a\xc0\xaf"), 1u);          // overlong
+  EXPECT_EQ(Utf8ErrorAt("\xed\xa0\x80"), 0u);       // surrogate
+  EXPECT_EQ(Utf8ErrorAt("x\xf4\x90\x80\x80"), 1u);  // above U+10FFFF
+}
+
 }  // namespace
 }  // namespace ftte::data

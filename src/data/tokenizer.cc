@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "ftte/core/check.h"
+#include "ftte/data/text.h"
 
 namespace ftte::data {
 
@@ -93,44 +94,11 @@ bool IsSpecial(std::string_view piece) {
   return piece == Tokenizer::kUnk || piece == Tokenizer::kEos;
 }
 
-// Strict UTF-8 (no overlong forms, surrogates or code points above U+10FFFF), the rule JSON
-// writers such as the safetensors metadata enforce.
-bool IsStrictUtf8(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    size_t len = 1;
-    uint32_t cp = c;
-    if (c >= 0x80) {
-      if (c >= 0xC2 && c <= 0xDF) {
-        len = 2, cp = c & 0x1F;
-      } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3, cp = c & 0x0F;
-      } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4, cp = c & 0x07;
-      } else {
-        return false;
-      }
-      if (i + len > s.size()) return false;
-      for (size_t k = 1; k < len; ++k) {
-        const auto b = static_cast<unsigned char>(s[i + k]);
-        if ((b & 0xC0) != 0x80) return false;
-        cp = (cp << 6) | (b & 0x3F);
-      }
-      if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-          (cp >= 0xD800 && cp <= 0xDFFF)) {
-        return false;
-      }
-    }
-    i += len;
-  }
-  return true;
-}
-
 // Bytes <= 0x20, 0x7f and '\' become \xHH; so do bytes >= 0x80 of a piece that is not valid
 // UTF-8, so that a serialized vocabulary is always valid UTF-8.
 std::string Escape(const std::string& piece) {
   static constexpr char kHex[] = "0123456789abcdef";
-  const bool escape_high = !IsStrictUtf8(piece);
+  const bool escape_high = Utf8ErrorAt(piece) != std::string_view::npos;
   std::string out;
   for (char ch : piece) {
     const auto c = static_cast<unsigned char>(ch);

@@ -59,11 +59,17 @@ Result<TextCorpus> LoadBibleKjv(BibleGranularity granularity,
 // that reappears after another one, or no verses at all.
 Result<TextCorpus> ParseBibleVerses(std::string_view output, BibleGranularity granularity);
 
+// Offset of the first byte of `s` that is not part of strict UTF-8 (no overlong forms,
+// surrogates or code points above U+10FFFF: the rule JSON writers such as the safetensors
+// metadata enforce), or std::string_view::npos when all of `s` is valid.
+size_t Utf8ErrorAt(std::string_view s);
+
 // One user per regular file directly in `dir` (symlinks to files count; subdirectories and names
 // starting with '.' are skipped), named by its file name and sorted by name (bytewise), so the
 // order does not depend on the file system. Empty files are kept as users with empty text.
 // Errors: `dir` missing (NotFound), not a directory or without any file (InvalidArgument), a file
-// unreadable (IoError).
+// that is not UTF-8 text (InvalidArgument naming the file, offset, line and byte; a NUL byte
+// counts as binary), a file unreadable (IoError).
 Result<TextCorpus> LoadTextDirectory(const std::string& dir);
 
 }  // namespace ftte::data
