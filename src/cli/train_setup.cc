@@ -238,8 +238,8 @@ EpochsResult TrainEpochs(Trainer& trainer, const data::ImageDataset& train, int6
     for (int64_t i = train.size - 1; i > 0; --i) {
       std::swap(order[i], order[shuffle_rng.Below(static_cast<uint64_t>(i + 1))]);
     }
-    double loss_sum = 0;
-    int64_t seen = 0, positions = 0;
+    double loss_sum = 0, window_loss = 0;
+    int64_t seen = 0, positions = 0, window_positions = 0;
     for (int64_t b = 0; b < train.size; b += batch) {
       const int64_t n = std::min(batch, train.size - b);
       for (int64_t j = 0; j < n; ++j) {
@@ -259,9 +259,31 @@ EpochsResult TrainEpochs(Trainer& trainer, const data::ImageDataset& train, int6
         return out;
       }
       loss_sum += static_cast<double>(r.loss) * r.positions;
+      window_loss += static_cast<double>(r.loss) * r.positions;
       positions += r.positions;
+      window_positions += r.positions;
       out.positions += r.positions;
       seen += n;
+      // A finite runaway: over a tenth of the epoch, a loss far above guessing (ln classes).
+      if (seen * 10 / train.size > (seen - n) * 10 / train.size) {
+        const double mean =
+            window_loss / static_cast<double>(std::max<int64_t>(window_positions, 1));
+        const double chance = std::log(static_cast<double>(trainer.model().num_classes()));
+        if (mean > std::max(5 * chance, 10.0)) {
+          std::fprintf(stderr, "\n");
+          char msg[320];
+          std::snprintf(msg, sizeof msg,
+                        "training diverged in epoch %lld: the mean loss over the last tenth of "
+                        "the epoch is %.4g, far above guessing (ln %d = %.2f); lower --lr (now "
+                        "%g) or try --optimizer adam. Nothing was saved",
+                        static_cast<long long>(e + 1), mean, trainer.model().num_classes(), chance,
+                        static_cast<double>(trainer.options().optimizer.lr));
+          out.status = FailedPrecondition(msg);
+          return out;
+        }
+        window_loss = 0;
+        window_positions = 0;
+      }
       const auto now = Clock::now();
       // A terminal gets one line rewritten every second; a log a line per tenth of an epoch.
       const bool report = tty ? now - last_report >= std::chrono::seconds(1) || seen == train.size

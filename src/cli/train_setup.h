@@ -69,6 +69,9 @@ struct EpochsResult {
 // Trains `epochs` passes over `train` in a seeded shuffled order, printing a progress line on
 // stderr about once a second (epoch, percent, mean loss, rate in `unit`/s, time left); `unit`
 // is "samples" (rate counts samples) or "tokens" (rate counts label positions).
+// Stops with FailedPrecondition (status set, nothing saved by the callers) when a step's loss is
+// not finite, or when the mean loss over a tenth of an epoch exceeds max(5 ln classes, 10):
+// far worse than guessing, training has run away (too high a learning rate).
 EpochsResult TrainEpochs(Trainer& trainer, const data::ImageDataset& train, int64_t epochs,
                          uint64_t seed, const std::string& unit);
 
