@@ -164,6 +164,27 @@ def lm_report(data, path, args, plot_name):
           f"{fmt_bytes(payload(m))} ({fmt_bytes(m.get('mask_update_bytes'))}) | "
           f"{fmt_bytes(m['bytes_up'])} | {m['excluded_devices']} | {m['updates_applied']} |")
     w("")
+    ref = data.get("reference") or next((m["reference"] for m in methods if "reference" in m), None)
+    if ref:
+        keep = 1 - ref["unk_rate"]
+        w(f"Next-word accuracy with and without `<unk>`: {100 * ref['unk_rate']:.1f}% of the "
+          "held-out targets are words outside the vocabulary (`<unk>`). A keyboard never suggests "
+          "`<unk>`, so the accuracies above leave those targets out and never count a predicted "
+          "`<unk>`; the second pair of columns counts them as wrong instead (accuracy x "
+          f"{keep:.3f}). The 3-gram is an interpolated Kneser-Ney model counted centrally on the "
+          "same training text and scored on the same positions: the reference a federated "
+          "model has to beat.\n")
+        w("| model | top-1 | top-3 | top-1, `<unk>` counted wrong | top-3, `<unk>` counted wrong "
+          "| perplexity |")
+        w("|---|---|---|---|---|---|")
+        rows = [(m["name"], m["final_accuracy"], m.get("final_top3", 0),
+                 m.get("final_perplexity", 0)) for m in methods]
+        rows.append(("3-gram (Kneser-Ney)", ref["ngram_top1"], ref["ngram_top3"],
+                     ref["ngram_perplexity"]))
+        for name, t1, t3, ppl in rows:
+            w(f"| {name} | {fmt_pct(t1)} | {fmt_pct(t3)} | {fmt_pct(t1 * keep)} | "
+              f"{fmt_pct(t3 * keep)} | {ppl:.1f} |")
+        w("")
     w("Upload / update is bytes uploaded over updates received; in brackets, the size of one "
       "update over the method's whole mask. They differ with natural sparsity "
       "(`upload_changed_rows`), and for FedAvg, whose uploads in the round cut by the horizon "

@@ -138,6 +138,34 @@ class ResultsMdTest(unittest.TestCase):
         self.assertIn("| ftte-no-variance | 50.00% ± 1.00% | -10.00 points |", md)
         self.assertIn("| ftte-no-age | 75.00% ± 1.00% | +15.00 points |", md)
 
+    def test_keyboard_page_shows_the_three_gram_with_and_without_unk(self):
+        cfg = dict(CONFIG, dataset="bible-chapters", model="lstm_lm", tokenizer="word",
+                   vocab=2000, context=16, holdout=0.1, target_accuracy=0.2, personalize={})
+        ref = {"unk_rate": 0.2, "ngram": "interpolated Kneser-Ney 3-gram", "ngram_top1": 0.3,
+               "ngram_top3": 0.5, "ngram_perplexity": 40.0}
+
+        def lm(name, acc):
+            run = {"seed": 0, "name": name, "algorithm": name, "final_accuracy": acc,
+                   "final_top3": acc + 0.1, "final_perplexity": 100.0, "time_to_target_s": None,
+                   "peak_device_memory_bytes": 1 << 23, "trainable_params": 10,
+                   "bytes_up": 100, "updates_received": 10, "mask_update_bytes": 10,
+                   "excluded_devices": 0, "updates_applied": 10, "user_top3": None,
+                   "personalization": None, "reference": ref, "series": []}
+            return {"name": name, "algorithm": name, "summary": {}, "runs": [run]}
+
+        self.write("results.json", {"format": "ftte-sim-results/2", "config": cfg, "seeds": [0],
+                                    "reference": ref,
+                                    "methods": [lm("ftte", 0.25), lm("fedbuff", 0.2),
+                                                lm("fedavg", 0.15)]})
+        p = self.run_script()
+        self.assertEqual(p.returncode, 0, p.stderr)
+        md = self.read()
+        self.assertIn("20.0% of the held-out targets are words outside the vocabulary", md)
+        # top-1, top-3, then both with <unk> counted wrong (x 0.8), perplexity.
+        self.assertIn("| ftte | 25.00% | 35.00% | 20.00% | 28.00% | 100.0 |", md)
+        self.assertIn("| fedavg | 15.00% | 25.00% | 12.00% | 20.00% | 100.0 |", md)
+        self.assertIn("| 3-gram (Kneser-Ney) | 30.00% | 50.00% | 24.00% | 40.00% | 40.0 |", md)
+
     def test_an_old_format_is_refused_with_the_fix(self):
         self.write("results.json", {"format": "ftte-sim-results/1", "config": CONFIG})
         p = self.run_script()

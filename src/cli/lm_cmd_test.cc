@@ -108,6 +108,12 @@ TEST_F(LmCliTest, TrainsOnADirectoryReportsHeldOutMetricsAndSavesAPredictableMod
   EXPECT_GE(JsonNumber(t.out, "test_top3"), JsonNumber(t.out, "test_top1"));
   EXPECT_GT(JsonNumber(t.out, "test_top1"), 0.3);  // the corpus is very predictable
   EXPECT_GT(JsonNumber(t.out, "test_perplexity"), 1);
+  // The 3-gram reference on the same text, and the share of unscored <unk> targets.
+  EXPECT_GE(JsonNumber(t.out, "ngram_top3"), JsonNumber(t.out, "ngram_top1"));
+  EXPECT_GT(JsonNumber(t.out, "ngram_top1"), 0.3);
+  EXPECT_GT(JsonNumber(t.out, "ngram_perplexity"), 1);
+  EXPECT_GE(JsonNumber(t.out, "test_unk_rate"), 0);
+  EXPECT_LT(JsonNumber(t.out, "test_unk_rate"), 1);
   EXPECT_EQ(JsonNumber(t.out, "peak_bytes"), JsonNumber(t.out, "predicted_peak_bytes"));
   EXPECT_GT(JsonNumber(t.out, "tokens_per_s"), 0);
   ASSERT_TRUE(fs::exists(ckpt));
@@ -198,6 +204,13 @@ TEST_F(LmCliTest, NonsenseAndUnwritableOutputsAreRefusedBeforeTraining) {
   EXPECT_EQ(t.err.find("epoch 1/"), std::string::npos) << "trained first: " << t.err;
   t = Capture(RunTrain, {"--model", "mlp", "--data", "fashion-mnist", "--save", Path("")});
   EXPECT_NE(t.err.find("--save needs a file path"), std::string::npos) << t.err;
+  // A learning rate in range that still runs away (finite or not) stops training, saves nothing.
+  t = Train("lstm_lm", {"--lr", "100", "--optimizer", "sgd", "--epochs", "3", "--save",
+                        Path("runaway.safetensors")});
+  EXPECT_EQ(t.code, 1);
+  EXPECT_NE(t.err.find("training diverged in epoch"), std::string::npos) << t.err;
+  EXPECT_NE(t.err.find("lower --lr"), std::string::npos) << t.err;
+  EXPECT_FALSE(fs::exists(Path("runaway.safetensors")));
 }
 
 TEST_F(LmCliTest, PredictErrorsNameTheProblem) {

@@ -9,6 +9,7 @@
 #include "ftte/core/trainer.h"
 #include "ftte/data/lm_data.h"
 #include "ftte/data/lm_model.h"
+#include "ftte/data/ngram.h"
 #include "ftte/data/text.h"
 #include "ftte/data/tokenizer.h"
 #include "train_setup.h"
@@ -172,6 +173,7 @@ int RunTrainText(const Flags& f) {
                          OptimizerDefaults{"adam", 0.002});
   if (!setup.ok()) return Fail(setup.status());
   Setup& s = setup.value();
+  s.options.unscored_class = data::Tokenizer::kUnkId;  // a keyboard never suggests <unk>
   const bool json = f.Has("json");
   const data::Tokenizer& tok = *run.tokenizer;
   const double unk = static_cast<double>(run.data.unknown_tokens) /
@@ -197,9 +199,14 @@ int RunTrainText(const Flags& f) {
   StepResult ev;
   if (test.size > 0) ev = trainer.Evaluate(test.images.data(), test.labels.data(), test.size);
   if (!ev.status.ok()) return Fail(ev.status);
-  const double pos = static_cast<double>(std::max<int64_t>(ev.positions, 1));
-  const double top1 = static_cast<double>(ev.correct) / pos;
-  const double top3 = static_cast<double>(ev.correct_top3) / pos;
+  // Accuracies are over targets that are not <unk>; the reference is a 3-gram on the same text.
+  const double scored = static_cast<double>(std::max<int64_t>(ev.scored, 1));
+  const double top1 = static_cast<double>(ev.correct) / scored;
+  const double top3 = static_cast<double>(ev.correct_top3) / scored;
+  const double test_unk = static_cast<double>(ev.positions - ev.scored) /
+                          static_cast<double>(std::max<int64_t>(ev.positions, 1));
+  const data::NgramScores ngram =
+      data::KneserNey3(train, tok.size()).Evaluate(test, data::Tokenizer::kUnkId);
   const std::string save = f.Get("save", "");
   if (f.Has("save")) {
     Status st = data::SaveLanguageModel(*s.model, tok, save);
@@ -212,7 +219,8 @@ int RunTrainText(const Flags& f) {
         "\"epochs\": %lld, \"batch\": %lld, \"threads\": %d, \"users\": %lld, \"tokens\": %lld, "
         "\"unknown_fraction\": %s, \"train_samples\": %lld, \"train_tokens\": %lld, "
         "\"test_tokens\": %lld, \"test_top1\": %s, \"test_top3\": %s, \"test_loss\": %s, "
-        "\"test_perplexity\": %s, \"train_loss\": %s, \"peak_bytes\": %lld, "
+        "\"test_perplexity\": %s, \"test_unk_rate\": %s, \"ngram_top1\": %s, "
+        "\"ngram_top3\": %s, \"ngram_perplexity\": %s, \"train_loss\": %s, \"peak_bytes\": %lld, "
         "\"predicted_peak_bytes\": %lld, \"full_training_peak_bytes\": %lld, "
         "\"peak_by_category\": %s, \"trainable_params\": %lld, \"params\": %lld, "
         "\"train_seconds\": %s, \"tokens_per_s\": %s, \"checkpoint\": \"%s\", %s}\n",
@@ -223,10 +231,11 @@ int RunTrainText(const Flags& f) {
         Json(unk).c_str(), static_cast<long long>(train.size),
         static_cast<long long>(train_targets), static_cast<long long>(ev.positions),
         Json(top1).c_str(), Json(top3).c_str(), Json(ev.loss).c_str(),
-        Json(ev.perplexity()).c_str(), Json(r.last_epoch_loss).c_str(),
-        static_cast<long long>(mem.peak_total), static_cast<long long>(predicted),
-        static_cast<long long>(s.full_peak), CategoriesJson(mem.at_peak).c_str(),
-        static_cast<long long>(s.model->num_trainable()),
+        Json(ev.perplexity()).c_str(), Json(test_unk).c_str(), Json(ngram.top1()).c_str(),
+        Json(ngram.top3()).c_str(), Json(ngram.perplexity()).c_str(),
+        Json(r.last_epoch_loss).c_str(), static_cast<long long>(mem.peak_total),
+        static_cast<long long>(predicted), static_cast<long long>(s.full_peak),
+        CategoriesJson(mem.at_peak).c_str(), static_cast<long long>(s.model->num_trainable()),
         static_cast<long long>(s.model->num_params()), Json(r.seconds).c_str(), Json(tps).c_str(),
         save.c_str(), PlanJson(s).c_str());
     return 0;
@@ -234,9 +243,20 @@ int RunTrainText(const Flags& f) {
   std::printf("model %s, mask %s: %s of %s parameters trained\n", s.model->name().c_str(),
               s.mask.c_str(), WithCommas(s.model->num_trainable()).c_str(),
               WithCommas(s.model->num_params()).c_str());
-  if (ev.positions > 0) {
-    std::printf("held-out        top-1 %.2f%%  top-3 %.2f%%  perplexity %.1f  (%s tokens)\n",
-                100 * top1, 100 * top3, ev.perplexity(), WithCommas(ev.positions).c_str());
+  if (ev.scored > 0) {
+    std::printf(
+        "held-out        top-1 %.2f%%  top-3 %.2f%%  perplexity %.1f  (%s tokens, %.1f%% of "
+        "them <unk>: not scored)\n",
+        100 * top1, 100 * top3, ev.perplexity(), WithCommas(ev.positions).c_str(), 100 * test_unk);
+    std::printf(
+        "3-gram          top-1 %.2f%%  top-3 %.2f%%  perplexity %.1f  (Kneser-Ney, same "
+        "training text: the reference to beat)\n",
+        100 * ngram.top1(), 100 * ngram.top3(), ngram.perplexity());
+  } else if (ev.positions > 0) {
+    std::printf(
+        "held-out        every one of the %s held-out tokens is <unk>: nothing to score "
+        "(raise --vocab)\n",
+        WithCommas(ev.positions).c_str());
   } else {
     std::printf("held-out        no held-out tokens (--test-limit 0 or too little text)\n");
   }

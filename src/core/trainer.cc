@@ -74,25 +74,33 @@ double ExpSum(const float* z, int64_t k, float mx, float* e) {
 // Sums of a softmax cross-entropy pass.
 struct CrossEntropySums {
   double loss = 0;  // sum over counted positions
-  int64_t correct = 0, correct_top3 = 0, positions = 0;
+  int64_t correct = 0, correct_top3 = 0, positions = 0, scored = 0;
 };
+
+// Whether logit `u` (an unscored class, < 0: none) ranks ahead of label y's, as Rank counts it.
+bool AheadOf(const float* z, int32_t u, int32_t y) {
+  return u >= 0 && u != y && (!(z[u] <= z[y]) || (z[u] == z[y] && u < y));
+}
 
 // Softmax cross-entropy of logits [rows, k] over the rows whose label is >= 0; writes
 // dlogits = (softmax - onehot) * inv_positions for those rows and 0 for ignored ones when
 // dlogits is not null (inv_positions is 1 / the counted positions of the whole step, which may
-// span several passes). Rows are split into tasks by the problem size only, and the per-task sums
-// are added in task order, so the result does not depend on the thread count. exp runs once per
-// logit, in float (the sums are double): for a language model this pass over batch x context x
-// vocab logits costs as much as a GEMM otherwise.
+// span several passes). Class `unscored` (< 0: none; a language model's <unk>) is never a
+// right answer: rows labelled with it add to the loss but not to the counts of right answers
+// (`scored` counts the rest), and its logit is passed over when ranking. Rows are split into tasks
+// by the problem size only, and the per-task sums are added in task order, so the result does not
+// depend on the thread count. exp runs once per logit, in float (the sums are double): for a
+// language model this pass over batch x context x vocab logits costs as much as a GEMM otherwise.
 CrossEntropySums SoftmaxCrossEntropy(ThreadPool& pool, const float* logits, const int32_t* labels,
                                      int64_t rows, int64_t k, double inv_positions,
-                                     float* dlogits) {
+                                     int32_t unscored, float* dlogits) {
   constexpr int64_t kMaxTasks = 64;
   CrossEntropySums r;
   for (int64_t i = 0; i < rows; ++i) {
     FTTE_CHECK(labels[i] < k) << "label " << labels[i] << " at position " << i
                               << " out of range [0, " << k << ") (negative labels are ignored)";
     r.positions += labels[i] >= 0;
+    r.scored += labels[i] >= 0 && labels[i] != unscored;
   }
   const int64_t tasks = std::clamp<int64_t>(rows * k / (1 << 15), 1, std::min(rows, kMaxTasks));
   std::array<double, kMaxTasks> loss{};
@@ -107,7 +115,7 @@ CrossEntropySums SoftmaxCrossEntropy(ThreadPool& pool, const float* logits, cons
         continue;
       }
       const float mx = RowMax(z, k);
-      const int64_t rank = Rank(z, k, y);
+      const int64_t rank = Rank(z, k, y) - AheadOf(z, unscored, y);
       double sum = 0;
       if (d != nullptr) {
         sum = ExpSum(z, k, mx, d);
@@ -122,6 +130,7 @@ CrossEntropySums SoftmaxCrossEntropy(ThreadPool& pool, const float* logits, cons
         }
       }
       loss[t] += std::log(sum) - (z[y] - mx);
+      if (y == unscored) continue;
       correct[t] += rank == 0;  // the argmax (first on ties) is the label
       top3[t] += rank < 3;
     }
@@ -347,9 +356,9 @@ Trainer::LossSums Trainer::ForwardLoss(const float* x, const int32_t* labels, in
   model_->net().Forward(xv, yv, ctx);
   const CrossEntropySums c =
       SoftmaxCrossEntropy(pool_, logits_.data(), static_cast<const int32_t*>(labels_.data()), rows,
-                          model_->num_classes(), inv_positions,
+                          model_->num_classes(), inv_positions, options_.unscored_class,
                           training && mode_.backward() ? dlogits_.data() : nullptr);
-  return LossSums{c.loss, c.correct, c.correct_top3, c.positions};
+  return LossSums{c.loss, c.correct, c.correct_top3, c.positions, c.scored};
 }
 
 Status Trainer::CheckMapped() {
@@ -382,6 +391,7 @@ StepResult Trainer::Step(const float* x, const int32_t* labels, int64_t n) {
     r.correct += s.correct;
     r.correct_top3 += s.correct_top3;
     r.positions += s.positions;
+    r.scored += s.scored;
     if (!mode_.backward()) continue;
     ExecContext ctx{&pool_, true, &rng_, static_cast<float*>(workspace_.data()), sink_.get()};
     const Shape out = model_->OutputShape(m);
@@ -427,6 +437,7 @@ StepResult Trainer::Evaluate(const float* x, const int32_t* labels, int64_t n) {
     total.correct += s.correct;
     total.correct_top3 += s.correct_top3;
     total.positions += s.positions;
+    total.scored += s.scored;
   }
   total.loss =
       static_cast<float>(loss / static_cast<double>(std::max<int64_t>(total.positions, 1)));

@@ -171,6 +171,38 @@ TEST(LmTrainerTest, TopThreeCountsEveryPositionOfAThreeWordVocabulary) {
   EXPECT_LT(r.correct, r.positions);
 }
 
+// With an unscored class (a keyboard's <unk>): its positions count for the loss only, and its
+// logit is passed over when ranking, as if the vocabulary did not have it.
+TEST(LmTrainerTest, UnscoredClassIsNeverARightAnswer) {
+  auto model = MakeModel("lstm_lm:vocab=4,context=6", 3).value();
+  TrainerOptions o;
+  o.batch = 1;
+  Batch b = RandomTokens(*model, 1, 9);
+  for (int64_t j = 0; j < 6; j += 2) b.y[j] = 0;  // half the targets are the unscored class
+  Trainer plain(model.get(), o);
+  const StepResult all = plain.Evaluate(b.x.data(), b.y.data(), 1);
+  const std::vector<float> logits(plain.logits(), plain.logits() + 6 * 4);
+  o.unscored_class = 0;
+  Trainer t(model.get(), o);
+  const StepResult r = t.Evaluate(b.x.data(), b.y.data(), 1);
+  EXPECT_EQ(r.positions, 6);
+  EXPECT_EQ(r.scored, 3);
+  EXPECT_EQ(all.scored, 6);
+  EXPECT_FLOAT_EQ(r.loss, all.loss);
+  int64_t correct = 0, top3 = 0;
+  for (int64_t j = 1; j < 6; j += 2) {
+    const float* z = logits.data() + j * 4;
+    const int32_t y = b.y[j];
+    int ahead = 0;  // among classes 1..3 only
+    for (int32_t c = 1; c < 4; ++c) ahead += z[c] > z[y] || (z[c] == z[y] && c < y);
+    correct += ahead == 0;
+    top3 += ahead < 3;
+  }
+  EXPECT_EQ(r.correct, correct);
+  EXPECT_EQ(r.correct_top3, top3);
+  EXPECT_EQ(r.correct_top3, 3);  // three candidates left: every scored position is in the top 3
+}
+
 TEST(LmTrainerTest, SameResultForAnyThreadCount) {
   // The last spec has batch x context x vocab logits large enough for the loss to be split
   // into several tasks.

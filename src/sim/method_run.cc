@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "ftte/core/check.h"
+#include "ftte/data/tokenizer.h"
 #include "ftte/fl/changed_rows.h"
 #include "ftte/fl/encoding.h"
 
@@ -25,8 +26,7 @@ int64_t Quantile(std::vector<int64_t> v, double q) {
 }
 
 double Top3(const StepResult& r) {
-  return r.positions > 0 ? static_cast<double>(r.correct_top3) / static_cast<double>(r.positions)
-                         : 0.0;
+  return r.scored > 0 ? static_cast<double>(r.correct_top3) / static_cast<double>(r.scored) : 0.0;
 }
 
 }  // namespace
@@ -75,7 +75,8 @@ void Personalize(const SimConfig& config, const Environment& env, const fl::Stra
   res->personal_after = Summarize(now);
 }
 
-Evaluator::Evaluator(const std::string& model, const data::ImageDataset* test, int threads)
+Evaluator::Evaluator(const std::string& model, const data::ImageDataset* test, int threads,
+                     bool language_model)
     : test_(test) {
   model_ = MakeModel(model, 0).value();
   model_->SetAllTrainable(false);
@@ -84,6 +85,7 @@ Evaluator::Evaluator(const std::string& model, const data::ImageDataset* test, i
   const int64_t max_batch = model_->label_positions() > 1 ? 16 : 256;
   o.batch = std::min<int64_t>(max_batch, std::max<int64_t>(1, test->size));
   o.threads = threads;
+  if (language_model) o.unscored_class = data::Tokenizer::kUnkId;
   trainer_ = std::make_unique<Trainer>(model_.get(), o);
 }
 
@@ -120,6 +122,7 @@ Status MethodRun::Setup() {
   res_.seed = config_.seed;
   res_.algorithm = fl::AlgorithmName(method_.server.algorithm);
   res_.language_model = env_.language_model;
+  res_.reference = env_.reference;
   FTTE_ASSIGN_OR_RETURN(auto probe, MakeModel(spec_, config_.seed));
   const Shape data_shape = env_.language_model
                                ? Shape{env_.train.width}
@@ -158,7 +161,7 @@ Status MethodRun::Setup() {
   full_down_ = fl::EncodedSize(fl::Mask::Full(layout), layout, {false, false});
   res_.mask_update_bytes = Current().up_bytes;
   runner_ = std::make_unique<JobRunner>(config_.threads, spec_, &env_.train);
-  eval_ = std::make_unique<Evaluator>(spec_, &env_.test, config_.threads);
+  eval_ = std::make_unique<Evaluator>(spec_, &env_.test, config_.threads, env_.language_model);
   res_.robust_report = method_.server.robust() || config_.attack.Enabled();
   SetupAttack();
   return Status::Ok();
@@ -361,10 +364,10 @@ fl::Update MethodRun::Take(const Event& e) {
 void MethodRun::RecordUntil(double t) {
   while (next_eval_ <= t + 1e-9 && next_eval_ <= config_.duration_s + 1e-9) {
     const StepResult& r = eval_->Evaluate(strategy_->weights(), strategy_->version());
-    // Images: of samples (as always); text: of held-out positions.
-    const double acc = static_cast<double>(r.correct) /
-                       static_cast<double>(env_.language_model ? std::max<int64_t>(1, r.positions)
-                                                               : env_.test.size);
+    // Images: of samples (as always); text: of held-out positions whose target is not <unk>.
+    const double acc =
+        static_cast<double>(r.correct) /
+        static_cast<double>(env_.language_model ? std::max<int64_t>(1, r.scored) : env_.test.size);
     SeriesPoint p{next_eval_, acc, r.loss, res_.bytes_up, res_.bytes_down, strategy_->version()};
     if (env_.language_model) {
       p.top3 = Top3(r);

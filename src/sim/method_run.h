@@ -16,10 +16,13 @@
 
 namespace ftte::sim::internal {
 
-// Evaluates weights on the test set (cached by version) or on a subset of a dataset.
+// Evaluates weights on the test set (cached by version) or on a subset of a dataset. For a
+// language model <unk> is never a right answer (TrainerOptions::unscored_class): accuracies
+// are correct / scored.
 class Evaluator {
  public:
-  Evaluator(const std::string& model, const data::ImageDataset* test, int threads);
+  Evaluator(const std::string& model, const data::ImageDataset* test, int threads,
+            bool language_model);
   const StepResult& Evaluate(const std::vector<float>& w, int64_t version);
   StepResult EvaluateSubset(const std::vector<float>& w, const data::ImageDataset& data,
                             const std::vector<int64_t>& indices);

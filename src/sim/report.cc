@@ -135,6 +135,14 @@ Json TargetJson(const TargetTime& t) {
           {"bytes_up_at_held", Optional(t.bytes_up_at_held)}};
 }
 
+Json ReferenceJson(const TextReference& r) {
+  return {{"unk_rate", r.unk_rate},
+          {"ngram", "interpolated Kneser-Ney 3-gram"},
+          {"ngram_top1", r.ngram_top1},
+          {"ngram_top3", r.ngram_top3},
+          {"ngram_perplexity", r.ngram_perplexity}};
+}
+
 Json RunJson(const MethodResult& r) {
   Json j = Json::object();
   j["seed"] = r.seed;
@@ -144,6 +152,7 @@ Json RunJson(const MethodResult& r) {
   if (r.language_model) {
     j["final_top3"] = r.final_top3;
     j["final_perplexity"] = r.final_perplexity;
+    j["reference"] = ReferenceJson(r.reference);
   }
   j["time_to_target_s"] = Optional(r.time_to_target_s);
   Json targets = Json::array();
@@ -209,6 +218,9 @@ MethodResult RunFrom(const Json& j) {
   if (r.language_model) {
     r.final_top3 = j.at("final_top3").get<double>();
     r.final_perplexity = j.at("final_perplexity").get<double>();
+    const Json& ref = j.at("reference");
+    r.reference = {ref.at("unk_rate").get<double>(), ref.at("ngram_top1").get<double>(),
+                   ref.at("ngram_top3").get<double>(), ref.at("ngram_perplexity").get<double>()};
   }
   r.time_to_target_s = OptionalFrom<double>(j.at("time_to_target_s"));
   for (const Json& t : j.at("targets")) {
@@ -428,6 +440,13 @@ std::string ResultsJson(const SimConfig& config, const std::vector<MethodResult>
   j["format"] = "ftte-sim-results/2";
   j["config"] = ConfigJson(config);
   j["seeds"] = config.AllSeeds();
+  // Text: the held-out <unk> share and the 3-gram reference (the same for every run).
+  for (const MethodResult& r : runs) {
+    if (r.language_model) {
+      j["reference"] = ReferenceJson(r.reference);
+      break;
+    }
+  }
   Json methods = Json::array();
   for (const auto& g : ByMethod(runs)) {
     Json m = Json::object();
@@ -491,7 +510,8 @@ std::string PlotScript(const SimConfig& config, const std::vector<MethodResult>&
             std::to_string(config.population.devices) + " devices, partition " + config.partition;
   }
   if (seeds > 1) title += ", mean of " + std::to_string(seeds) + " seeds (band: 95% interval)";
-  const std::string metric = lm ? "held-out next-word top-1 accuracy (%)" : "test accuracy (%)";
+  const std::string metric =
+      lm ? "held-out next-word top-1 accuracy (%, <unk> targets unscored)" : "test accuracy (%)";
   std::string gp =
       "# Written by `ftte simulate` (data inline). Redraw: cd into this folder and run\n"
       "# `gnuplot plots.gp`. Times are virtual minutes.\n"
@@ -545,6 +565,12 @@ std::string PlotScript(const SimConfig& config, const std::vector<MethodResult>&
     plot += std::string(label) + " with lines dt " + std::to_string(dash++) +
             " lw 1.5 lc rgb 'black' title 'target " + label + "%', \\\n     ";
   }
+  if (lm) {  // the reference to beat: the 3-gram on the same positions (flat: it is not trained)
+    const auto r = std::find_if(runs.begin(), runs.end(),
+                                [](const MethodResult& x) { return x.language_model; });
+    plot += FormatDouble(100 * r->reference.ngram_top1) +
+            " with lines lw 2 lc rgb '#888888' title '3-gram (Kneser-Ney)', \\\n     ";
+  }
   gp += plot.substr(0, plot.size() - 9) + "\n";
   // accuracy-vs-upload.svg.
   gp += "set output 'accuracy-vs-upload.svg'\nset title '" + title + "'\n";
@@ -577,7 +603,9 @@ std::string ConfigDigest(const SimConfig& config, const std::string& method) {
     if (m.name == method) mine.push_back(m);
   }
   c.methods = mine;
-  const std::string text = FormatSimConfig(c);
+  std::string text = FormatSimConfig(c);
+  // Next-word results counted <unk> targets before they were unscored: never mix the two.
+  if (IsTextDataset(c.dataset)) text += "\nnext-word metrics: <unk> unscored";
   uint64_t h = 1469598103934665603ull;
   for (unsigned char ch : text) h = (h ^ ch) * 1099511628211ull;
   char buf[32];
@@ -748,6 +776,16 @@ std::string SummaryTable(const std::vector<MethodResult>& runs) {
                   p ? spread(*r.personal_after).c_str() : "-");
     out += line;
   }
+  const auto lm = std::find_if(runs.begin(), runs.end(),
+                               [](const MethodResult& r) { return r.language_model; });
+  const TextReference& ref = lm->reference;
+  std::snprintf(line, sizeof line, "%-*s  %5s%%  %10.1f  (reference: top-1 %s%%)\n", name_width,
+                "3-gram", pct(ref.ngram_top3).c_str(), ref.ngram_perplexity,
+                pct(ref.ngram_top1).c_str());
+  out += line;
+  out += "next-word accuracy is over held-out targets that are not <unk> (" + pct(ref.unk_rate) +
+         "% are; <unk> is never a suggestion); 3-gram: interpolated Kneser-Ney on the same "
+         "training text\n";
   return out;
 }
 

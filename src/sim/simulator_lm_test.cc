@@ -167,6 +167,50 @@ TEST(SimulatorTextTest, ReportsNextWordMetrics) {
   EXPECT_NE(SummaryTable({r.value()}).find("user top-3"), std::string::npos);
 }
 
+// A vocabulary smaller than the corpus's words: some held-out targets are <unk>. They are not
+// scored (the accuracies are over the others), their share is reported, and the 3-gram
+// reference sits beside the model, in the run, results.json and the summary.
+TEST(SimulatorTextTest, UnkTargetsAreUnscoredAndTheThreeGramIsTheReference) {
+  SimConfig c = TextConfig(fl::Algorithm::kFedBuff);
+  c.vocab = 14;
+  const Environment env = MakeEnvironment(c).value();
+  const TextReference& ref = env.reference;
+  EXPECT_GT(ref.unk_rate, 0.05);
+  EXPECT_LT(ref.unk_rate, 0.9);
+  // The corpus is patterned: a 3-gram predicts most of it.
+  EXPECT_GT(ref.ngram_top3, 0.5);
+  EXPECT_GE(ref.ngram_top3, ref.ngram_top1);
+  EXPECT_GT(ref.ngram_perplexity, 1.0);
+  EXPECT_LT(ref.ngram_perplexity, 14.0);
+  auto r = RunMethod(c, c.methods[0], env);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->reference.unk_rate, ref.unk_rate);
+  EXPECT_EQ(r->reference.ngram_top1, ref.ngram_top1);
+  const std::string json = ResultsJson(c, {r.value()});
+  EXPECT_NE(json.find("\"reference\": {\n    \"unk_rate\""), std::string::npos)
+      << json.substr(0, 400);
+  EXPECT_NE(json.find("\"ngram_top3\""), std::string::npos);
+  const std::string table = SummaryTable({r.value()});
+  EXPECT_NE(table.find("3-gram"), std::string::npos) << table;
+  EXPECT_NE(table.find("are not <unk>"), std::string::npos) << table;
+  EXPECT_NE(PlotScript(c, {r.value()}).find("title '3-gram (Kneser-Ney)'"), std::string::npos);
+  // The run file keeps it, so a resumed run reports the same.
+  auto back = ParseRunFile(RunFileText(c, *r), c, "x");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->reference.ngram_top3, ref.ngram_top3);
+  EXPECT_EQ(back->reference.unk_rate, ref.unk_rate);
+}
+
+TEST(SimulatorTextTest, NoScorableHeldOutTextIsAnErrorBeforeAnyTraining) {
+  SimConfig c = TextConfig(fl::Algorithm::kFedBuff);
+  c.holdout = 0.001;  // less than one word per user
+  auto env = MakeEnvironment(c);
+  ASSERT_FALSE(env.ok());
+  EXPECT_NE(env.status().message().find("no next word to score"), std::string::npos)
+      << env.status().message();
+  EXPECT_NE(env.status().message().find("raise holdout"), std::string::npos);
+}
+
 TEST(SimulatorTextTest, TimeToTargetCanUseTopThree) {
   SimConfig c = TextConfig(fl::Algorithm::kFedBuff);
   const Environment env = MakeEnvironment(c).value();

@@ -1,6 +1,7 @@
 #include "text_env.h"
 
 #include "ftte/data/lm_data.h"
+#include "ftte/data/ngram.h"
 #include "ftte/data/text.h"
 #include "ftte/data/tokenizer.h"
 
@@ -55,6 +56,18 @@ Status MakeTextEnvironment(const SimConfig& c, Environment* env) {
   } else {
     env->test = env->user_test;
   }
+  const data::KneserNey3 ngram(env->train, env->vocab);
+  const data::NgramScores ref = ngram.Evaluate(env->test, data::Tokenizer::kUnkId);
+  if (ref.scored == 0) {
+    return InvalidArgument(
+        c.dataset + ": the held-out text (holdout = " + std::to_string(c.holdout) + ") has " +
+        (ref.positions == 0 ? std::string("no next word to score")
+                            : "only <unk> targets (words outside the vocabulary)") +
+        ", so no result could be measured; raise holdout (e.g. 0.1) or vocab");
+  }
+  env->reference = {
+      static_cast<double>(ref.positions - ref.scored) / static_cast<double>(ref.positions),
+      ref.top1(), ref.top3(), ref.perplexity()};
   PopulationConfig population = c.population;
   population.devices = static_cast<int64_t>(env->partition.size());
   FTTE_ASSIGN_OR_RETURN(env->devices, MakeDevices(population, c.seed));

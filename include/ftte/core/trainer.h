@@ -38,6 +38,10 @@ struct TrainerOptions {
   // 2^19 ... 2^10 whose workspace stays within a tenth of the step's peak (judged at one
   // thread, so that every thread count uses the same tiles and gets the same bits).
   int64_t tile_floats = 0;
+  // A class that is never a right answer (a language model's <unk>: a keyboard never suggests
+  // it), or -1 for none. Positions labelled with it count for the loss but not for `correct`,
+  // `correct_top3` and `scored`, and its logit is passed over when ranking the others.
+  int32_t unscored_class = -1;
 
   int64_t micro() const { return micro_batch > 0 && micro_batch < batch ? micro_batch : batch; }
   int64_t passes() const { return (batch + micro() - 1) / micro(); }
@@ -69,9 +73,12 @@ Flops CountTrainingFlops(Model& model, int64_t batch);
 // adds nothing to the loss, its gradient or the counts below.
 struct StepResult {
   float loss = 0;            // mean cross-entropy over the counted positions (0 if none)
-  int64_t correct = 0;       // counted positions whose argmax (first on ties) is the label
-  int64_t correct_top3 = 0;  // counted positions whose label ranks among the 3 top logits
+  int64_t correct = 0;       // scored positions whose argmax (first on ties) is the label
+  int64_t correct_top3 = 0;  // scored positions whose label ranks among the 3 top logits
   int64_t positions = 0;     // counted positions (labels >= 0)
+  // Counted positions whose label is not options.unscored_class (all of them without one):
+  // accuracy is correct / scored; correct / positions counts the unscored ones as wrong.
+  int64_t scored = 0;
   // With gradient_stats: the mean over the step's passes of |g_k|^2, g_k being pass k's own
   // estimate of the mean gradient (its gradient sum over its own counted positions). For one
   // pass, the squared norm of the step's gradient. 0 otherwise.
@@ -118,7 +125,7 @@ class Trainer {
   class Sink;
   struct LossSums {
     double loss = 0;  // summed over counted positions
-    int64_t correct = 0, correct_top3 = 0, positions = 0;
+    int64_t correct = 0, correct_top3 = 0, positions = 0, scored = 0;
   };
   LossSums ForwardLoss(const float* x, const int32_t* labels, int64_t n, double inv_positions,
                        bool training);

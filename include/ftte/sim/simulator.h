@@ -185,6 +185,15 @@ struct SeriesPoint {
   double perplexity = 0;  // language models: exp(loss)
 };
 
+// Text: what every next-word result is read against, on the evaluated held-out positions: the
+// share of their targets that are <unk> (never scored: next-word accuracies are over the other
+// targets, and <unk> is never a prediction, as in `ftte predict`) and an interpolated Kneser-Ney
+// 3-gram counted on the same training samples (data/ngram.h), scored the same way.
+struct TextReference {
+  double unk_rate = 0;
+  double ngram_top1 = 0, ngram_top3 = 0, ngram_perplexity = 0;
+};
+
 // A per-user metric over users: unweighted mean, and the nearest-rank quantiles (the value at
 // index floor(q * (users - 1)) of the sorted values).
 struct Distribution {
@@ -199,6 +208,7 @@ struct MethodResult {
   bool language_model = false;  // the fields marked "LM" are set
   double final_accuracy = 0;
   double final_top3 = 0, final_perplexity = 0;  // LM
+  TextReference reference;                      // LM: the environment's
   // LM: top-3 of the final global model on each device's held-out text (devices with any).
   Distribution user_top3;
   // LM with personalisation: top-3 of the personalised devices before and after fine-tuning.
@@ -246,6 +256,7 @@ struct Environment {
   int64_t skipped_users = 0;                         // users without a training sample
   int64_t vocab = 0;                                 // tokenizer size (specials included)
   std::shared_ptr<const data::Tokenizer> tokenizer;  // text: saved with the final models
+  TextReference reference;                           // text: on `test`
   // First plans of the methods run on this environment (FTTE and its ablations plan alike):
   // the planner's trials run once per distinct plan.
   std::shared_ptr<fl::PlanCache> plans = std::make_shared<fl::PlanCache>();
