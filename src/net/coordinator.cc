@@ -458,6 +458,15 @@ int64_t Coordinator::ActiveLeases(double now) {
   return n;
 }
 
+int64_t Coordinator::ShareCap(double now) const {
+  const int64_t k =
+      strategy_->synchronous() ? config_.strategy.concurrency : config_.strategy.buffer;
+  int64_t active = 0;
+  for (const DeviceRec& d : devices_) active += d.eligible && d.last_seen >= now - config_.lease_s;
+  const auto share = static_cast<int64_t>(std::ceil(config_.max_share * static_cast<double>(k)));
+  return std::max(share, (k + std::max<int64_t>(active, 1) - 1) / std::max<int64_t>(active, 1));
+}
+
 Result<v1::Work> Coordinator::GetWork(int64_t device, const v1::GetWorkRequest& req) {
   std::unique_lock<std::mutex> lock(mu_);
   DeviceRec& d = devices_[static_cast<size_t>(device)];
@@ -475,6 +484,7 @@ Result<v1::Work> Coordinator::GetWork(int64_t device, const v1::GetWorkRequest& 
     return w;
   }
   const double now = clock_();
+  d.last_seen = now;
   const bool fedavg = strategy_->synchronous();
   const int64_t capacity =
       config_.strategy.concurrency - (fedavg ? static_cast<int64_t>(round_.size()) : 0);
@@ -482,6 +492,24 @@ Result<v1::Work> Coordinator::GetWork(int64_t device, const v1::GetWorkRequest& 
     w.set_kind(v1::Work::WAIT);
     w.set_retry_after_ms(250);
     return w;
+  }
+  if (d.lease_until < 0) {  // a new job, not the outstanding one asked again
+    if (const int64_t cap = ShareCap(now); d.pending >= cap) {
+      w.set_kind(v1::Work::WAIT);
+      w.set_retry_after_ms(250);
+      w.set_message("this device has " + std::to_string(d.pending) +
+                    " updates in the aggregation being filled, its share (validation.max_share); "
+                    "more work after the next aggregation");
+      return w;
+    }
+    if (const double wait = d.leased_at + config_.min_interval_s - now; wait > 0) {
+      w.set_kind(v1::Work::WAIT);
+      w.set_retry_after_ms(static_cast<int64_t>(std::ceil(wait * 1000)));
+      w.set_message("one job per " + std::to_string(config_.min_interval_s) +
+                    " s per device (validation.min_interval_s)");
+      return w;
+    }
+    d.leased_at = now;
   }
   if (fedavg && round_started_ < 0) round_started_ = now;
   d.lease_until = now + config_.lease_s;
@@ -641,18 +669,25 @@ void Coordinator::Apply(const fl::Update& u) {
   d.recent_ids.push_back(u.update_id);
   if (d.recent_ids.size() > kRecentIds) d.recent_ids.pop_front();
   ++d.accepted;
+  const int64_t version = strategy_->version(), refused = strategy_->stats().refused;
   if (strategy_->synchronous()) {
     round_.push_back(u);
     if (static_cast<int64_t>(round_.size()) >= config_.strategy.concurrency) CloseRound();
-    return;
+  } else {
+    strategy_->Receive(u);
+    if (strategy_->stats().refused > refused) {
+      log_(
+          "refused an aggregation whose result was not finite (its updates are dropped; the "
+          "model stays at version " +
+          std::to_string(strategy_->version()) + ")");
+    }
   }
-  const int64_t refused = strategy_->stats().refused;
-  strategy_->Receive(u);
-  if (strategy_->stats().refused > refused) {
-    log_(
-        "refused an aggregation whose result was not finite (its updates are dropped; the "
-        "model stays at version " +
-        std::to_string(strategy_->version()) + ")");
+  // The share cap counts updates in the aggregation being filled: a new one starts when the
+  // last one was applied (or refused).
+  if (strategy_->version() != version || strategy_->stats().refused != refused) {
+    for (DeviceRec& r : devices_) r.pending = 0;
+  } else {
+    ++d.pending;
   }
 }
 
@@ -666,7 +701,10 @@ void Coordinator::CloseRound() {
   }
   round_.clear();
   round_started_ = -1;
-  for (DeviceRec& d : devices_) d.lease_until = -1;  // their work is from the old round
+  for (DeviceRec& d : devices_) {
+    d.lease_until = -1;  // their work is from the old round
+    d.pending = 0;
+  }
 }
 
 v1::HeartbeatResponse Coordinator::Heartbeat(int64_t device) {

@@ -90,6 +90,9 @@ class Coordinator {
     std::deque<int64_t> recent_ids;
     int64_t accepted = 0;        // updates accepted from this device, ever
     double lease_until = -1;     // holds a training slot until then (soft state)
+    double leased_at = -1e300;   // when it was last given a new job (soft: the rate cap)
+    double last_seen = -1e300;   // when it last asked for work (soft: counts it as active)
+    int64_t pending = 0;         // its accepted updates in the aggregation being filled
     int64_t lease_version = -1;  // the model version its outstanding work was given
     bool told_done = false;
   };
@@ -105,6 +108,8 @@ class Coordinator {
   void CloseRound();
   Status Reject(int64_t device, const std::string& reason, Status why);
   int64_t ActiveLeases(double now);
+  // Updates one device may have in the aggregation being filled (ServeConfig::max_share).
+  int64_t ShareCap(double now) const;
   // Updates accepted so far: the ids the devices' records hold (kept across restarts).
   int64_t AcceptedLocked() const;
 

@@ -590,6 +590,67 @@ TEST(CoordinatorTest, LeasesLimitConcurrencyAndExpire) {
   EXPECT_EQ(h.c->GetWork(b, {})->kind(), v1::Work::TRAIN);
 }
 
+// Regression (issue 11): one device filled a whole buffer. Its share of one aggregation is
+// capped (max(ceil(max_share * K), ceil(K / active devices))); at the cap it waits for the next
+// aggregation, and a lone device can still fill the buffer alone.
+TEST(CoordinatorTest, OneDeviceGetsAtMostItsShareOfAnAggregation) {
+  Harness h("share", fl::Algorithm::kFtte);
+  h.config.strategy.concurrency = 10;
+  h.config.strategy.buffer = 10;
+  ASSERT_TRUE(h.Start().ok());
+  std::vector<int64_t> ids;
+  for (const char* name : {"a", "b", "c", "d"}) ids.push_back(h.Enroll(name));
+  for (int64_t d : ids) ASSERT_EQ(h.c->GetWork(d, {})->kind(), v1::Work::TRAIN);  // all active
+  const int64_t a = ids[0];
+  int64_t id = 100;
+  // a's first job was leased above; it may have 3 updates (ceil(0.3 * 10), ceil(10 / 4)) in it.
+  auto submit = [&](int64_t d, bool lease) {
+    EXPECT_TRUE(h.Submit(h.MakeUpdate(d, ++id, 1e-3f, lease)).ok());
+  };
+  submit(a, false);
+  submit(a, true);
+  submit(a, true);
+  auto w = h.c->GetWork(a, {});
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(w->kind(), v1::Work::WAIT);
+  EXPECT_NE(w->message().find("validation.max_share"), std::string::npos) << w->message();
+  // The others fill the aggregation; then a gets work again.
+  for (int64_t d : {ids[1], ids[2], ids[3]}) submit(d, false);
+  for (int i = 0; i < 3; ++i) submit(ids[1 + i % 3], true);
+  EXPECT_EQ(h.c->version(), 0);
+  submit(ids[1], true);  // the tenth update
+  EXPECT_EQ(h.c->version(), 1);
+  EXPECT_EQ(h.c->GetWork(a, {})->kind(), v1::Work::TRAIN);
+
+  // Alone (the others silent for lease_s), a device fills an aggregation by itself.
+  Harness alone("share_alone", fl::Algorithm::kFtte);
+  alone.config.strategy.buffer = 3;
+  ASSERT_TRUE(alone.Start().ok());
+  const int64_t x = alone.Enroll("x");
+  alone.Enroll("y");  // enrolled, never asks for work
+  for (int i = 1; i <= 3; ++i) EXPECT_TRUE(alone.Submit(alone.MakeUpdate(x, i)).ok());
+  EXPECT_EQ(alone.c->version(), 1);
+}
+
+TEST(CoordinatorTest, RateCapSpacesOneDevicesJobs) {
+  Harness h("rate", fl::Algorithm::kFtte);
+  h.config.min_interval_s = 10;
+  ASSERT_TRUE(h.Start().ok());
+  const int64_t a = h.Enroll("a");
+  ASSERT_TRUE(h.Submit(h.MakeUpdate(a, 1)).ok());  // leased at t = 0
+  h.now = 4;
+  auto w = h.c->GetWork(a, {});
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(w->kind(), v1::Work::WAIT);
+  EXPECT_EQ(w->retry_after_ms(), 6000);
+  EXPECT_NE(w->message().find("validation.min_interval_s"), std::string::npos);
+  h.now = 10;
+  EXPECT_EQ(h.c->GetWork(a, {})->kind(), v1::Work::TRAIN);
+  // Asking again for the job it holds is not a new job.
+  h.now = 11;
+  EXPECT_EQ(h.c->GetWork(a, {})->kind(), v1::Work::TRAIN);
+}
+
 // Regression (issue 12): stop.max_versions = 2 stopped at version 5 (the next evaluation).
 TEST(CoordinatorTest, MaxVersionsStopsAtThatVersionWhateverTheEvaluationGrid) {
   Harness h("maxversions", fl::Algorithm::kFedBuff);

@@ -56,6 +56,13 @@ struct ServeConfig {
   double max_update_norm = 1000;  // L2 norm of a delta
   int64_t max_samples_per_update = 1 << 20;
   double lease_s = 300;  // a device that holds work this long without submitting frees its slot
+  // Share cap: one device's updates in one aggregation (buffer, or FedAvg round of
+  // `concurrency`) are at most max(ceil(max_share * K), ceil(K / active devices)), active =
+  // eligible devices that asked for work within lease_s; a device at its cap is told to WAIT
+  // until the next aggregation. The second term keeps a federation of few devices going.
+  double max_share = 0.3;
+  // Rate cap: seconds between two jobs given to the same device (0 = none).
+  double min_interval_s = 0;
   // [stop]: the federation is done at the first of these (0 = never)
   double target_accuracy = 0;
   int64_t max_versions = 0;
