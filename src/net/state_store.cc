@@ -206,6 +206,10 @@ Status StateStore::WaitDurable(int64_t sequence) {
 }
 
 Status StateStore::WriteSnapshot(state::Snapshot* snapshot) {
+  // No flush runs during the rotation: one that synced the new, empty log could otherwise mark
+  // records durable that are only in the old log, before the snapshot holding them is on disk.
+  // WaitDurable calls block here until the snapshot covers their records.
+  std::lock_guard<std::mutex> sync_lock(sync_mu_);
   const int64_t next = generation_ + 1;
   snapshot->set_log_generation(next);
   std::string bytes;
@@ -222,6 +226,7 @@ Status StateStore::WriteSnapshot(state::Snapshot* snapshot) {
   const int64_t old_bytes = log_bytes_;
   const std::string old_log = LogPath(old);
   FTTE_RETURN_IF_ERROR(OpenLog(next, false));
+  if (rotation_hook_for_test) rotation_hook_for_test();
   if (::rename(tmp.c_str(), (dir_ + "/snapshot.pb").c_str()) != 0) {
     Status err = Errno("rename " + tmp);
     // Keep appending where a restart will look.

@@ -12,11 +12,13 @@
 // Threading: Load, Append, AppendAsync and WriteSnapshot are serialised by the caller (the
 // coordinator's lock); WaitDurable may run concurrently with them and with itself. Group
 // commit: an fdatasync covers every record appended before it started, so many concurrent
-// submissions share one disk flush.
+// submissions share one disk flush. A snapshot's rotation to a new log excludes flushes: a
+// record is reported durable only once it is on disk in its log or in a durable snapshot.
 #ifndef FTTE_NET_STATE_STORE_H_
 #define FTTE_NET_STATE_STORE_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -56,6 +58,10 @@ class StateStore {
   const std::string& dir() const { return dir_; }
   int64_t log_bytes() const { return log_bytes_; }
   int64_t syncs() const { return syncs_; }  // fdatasync calls so far
+
+  // Tests: runs inside WriteSnapshot once the new log is open, before the snapshot is renamed
+  // into place (the window a crash-consistency bug would use).
+  std::function<void()> rotation_hook_for_test;
 
  private:
   StateStore(std::string dir, bool fsync) : dir_(std::move(dir)), fsync_(fsync) {}

@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 namespace ftte::net {
 namespace {
@@ -133,6 +136,38 @@ TEST(StateStoreTest, SnapshotStartsAFreshLog) {
   EXPECT_EQ(loaded.snapshot->version(), 7);
   ASSERT_EQ(loaded.log.size(), 1u);  // only what came after the snapshot
   EXPECT_EQ(loaded.log[0].enroll().id(), 1);
+}
+
+// Regression (issue 11): a flush during the rotation synced the new, empty log and reported
+// records durable that were only in the old log, before the snapshot holding them was in place.
+// Now a waiter returns only once the rotation is complete.
+TEST(StateStoreTest, AFlushDuringTheRotationWaitsForTheSnapshot) {
+  const std::string dir = FreshDir("rotation");
+  auto s = StateStore::Open(dir, true).value();
+  ASSERT_TRUE(s->Load().ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(s->AppendAsync(Enroll(i)).ok());  // not yet on disk
+  const int64_t last = s->appended();
+  std::atomic<bool> waiter_done{false}, renamed{false}, early{false};
+  std::thread waiter;
+  s->rotation_hook_for_test = [&] {
+    waiter = std::thread([&] {
+      EXPECT_TRUE(s->WaitDurable(last).ok());
+      early = !renamed.load();
+      waiter_done = true;
+    });
+    // Give the waiter every chance to (wrongly) return while the new log is open but the
+    // snapshot is not in place.
+    for (int i = 0; i < 50 && !waiter_done; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    renamed = true;  // (set just before the rename: a waiter seeing false returned too early)
+  };
+  state::Snapshot snap;
+  ASSERT_TRUE(s->WriteSnapshot(&snap).ok());
+  waiter.join();
+  EXPECT_TRUE(waiter_done);
+  EXPECT_FALSE(early)
+      << "WaitDurable returned before the snapshot covering its records was in place";
+  EXPECT_TRUE(std::filesystem::exists(dir + "/snapshot.pb"));
 }
 
 TEST(StateStoreTest, UnreadableSnapshotIsAnErrorThatSaysWhatToDo) {
