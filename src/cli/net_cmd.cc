@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "flags.h"
@@ -46,7 +47,26 @@ constexpr char kClientUsage[] =
     "  --tls-ca FILE     CA certificate the server's must chain to (default: system roots)\n"
     "  --insecure        plain text, for loopback demos only\n";
 
+bool g_json_logs = false;  // [server] log_format = "json"
+
 void LogLine(const char* who, const std::string& m) {
+  if (g_json_logs) {
+    const auto now = std::chrono::system_clock::now();
+    const std::time_t t = std::chrono::system_clock::to_time_t(now);
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
+    std::tm utc{};
+    gmtime_r(&t, &utc);
+    char ts[40];
+    std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &utc);
+    char stamp[48];
+    std::snprintf(stamp, sizeof stamp, "%s.%03dZ", ts, static_cast<int>(ms.count()));
+    // dump() escapes control characters, quotes and invalid UTF-8 (replaced): one line each.
+    const nlohmann::json line = {{"time", stamp}, {"who", who}, {"msg", m}};
+    std::fprintf(stderr, "%s\n",
+                 line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    return;
+  }
   const std::time_t t = std::time(nullptr);
   char ts[32];
   std::strftime(ts, sizeof ts, "%H:%M:%S", std::localtime(&t));
@@ -79,6 +99,7 @@ int RunServe(const std::vector<std::string>& in) {
   if (!linger.ok()) return Fail("serve", linger.status(), 2);
   auto config = net::LoadServeConfig(flags->Get("config", ""), sets.value());
   if (!config.ok()) return Fail("serve", config.status(), 2);
+  g_json_logs = config->log_format == "json";
   auto eval = data::LoadFashionMnist(config->data, false);
   if (!eval.ok()) return Fail("serve", eval.status(), 1);
   auto server = net::FederationServer::Start(config.value(), std::move(eval).value(),

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
@@ -276,7 +277,8 @@ TEST_F(E2eTest, KillNineOfTheServerLosesNoAcceptedUpdate) {
 
 TEST_F(E2eTest, CExampleTakesPartThroughTheCApiOnly) {
   const std::string config = WriteConfig("insecure = true");
-  const pid_t server = Serve(config, {"stop.max_versions=3"});
+  // (Also: JSON-lines logs.)
+  const pid_t server = Serve(config, {"stop.max_versions=3", "server.log_format=json"});
   const pid_t device = Spawn(
       FTTE_DEVICE_C, {"127.0.0.1:" + std::to_string(port_), "k3y", "c-device", kFmnist, "600"},
       dir_ + "/device_c.log");
@@ -288,6 +290,22 @@ TEST_F(E2eTest, CExampleTakesPartThroughTheCApiOnly) {
   EXPECT_EQ(Wait(a, 60), 0);
   EXPECT_EQ(Wait(b, 60), 0);
   EXPECT_EQ(Wait(server, 60), 0);
+  // Every server log line is one JSON object with time, who and msg.
+  std::istringstream log(Slurp(dir_ + "/server.log"));
+  int lines = 0, enrolled = 0;
+  for (std::string line; std::getline(log, line);) {
+    if (line.empty()) continue;
+    EXPECT_EQ(line.find(" serve: "), std::string::npos) << "a text line: " << line;
+    if (line[0] != '{') continue;  // (gRPC's own diagnostics, if any)
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << line;
+    EXPECT_EQ(j.at("time").get<std::string>().back(), 'Z') << line;
+    EXPECT_EQ(j.at("who"), "serve");
+    enrolled += j.at("msg").get<std::string>().find("enrolled device") != std::string::npos;
+    ++lines;
+  }
+  EXPECT_GE(enrolled, 3);
+  EXPECT_GT(lines, 3);
 }
 
 }  // namespace

@@ -88,6 +88,12 @@ const std::vector<Key>& Keys() {
       {"server.port_file", Str(&ServeConfig::port_file)},
       {"server.state_dir", Str(&ServeConfig::state_dir)},
       {"server.fsync", Flag([](ServeConfig& c) -> bool& { return c.fsync; })},
+      {"server.log_format",
+       [](ServeConfig& c, const std::string& v) -> Status {
+         if (v != "text" && v != "json") return InvalidArgument("'" + v + "' is not text or json");
+         c.log_format = v;
+         return Status::Ok();
+       }},
       {"server.snapshot_every_s",
        Num<double>([](ServeConfig& c) -> double& { return c.snapshot_every_s; }, 0, 1e6)},
       {"server.tls_cert", Str(&ServeConfig::tls_cert)},

@@ -23,7 +23,10 @@ struct ServeConfig {
   std::string address = "127.0.0.1:50051";  // port 0 picks a free port (see port_file)
   std::string port_file;                    // written with the bound port once listening
   std::string state_dir = "ftte-state";
-  bool fsync = true;              // false trades crash safety for speed (benchmarks only)
+  bool fsync = true;  // false trades crash safety for speed (benchmarks only)
+  // "text": "HH:MM:SS serve: message" lines; "json": one JSON object per line (JSON Lines)
+  // with "time" (UTC, ISO 8601, milliseconds), "who" and "msg", for log collectors.
+  std::string log_format = "text";
   double snapshot_every_s = 30;   // the log holds what happened since
   std::string tls_cert, tls_key;  // PEM files; required unless insecure
   std::string tls_client_ca;      // set: devices must present a certificate signed by it
