@@ -207,7 +207,7 @@ Json RunJson(const MethodResult& r) {
   return j;
 }
 
-// The inverse of RunJson (wall_s stays 0: timing.json has it).
+// The inverse of RunJson (wall_s stays 0: the run file keeps it beside the run).
 MethodResult RunFrom(const Json& j) {
   MethodResult r;
   r.seed = j.at("seed").get<uint64_t>();
@@ -622,6 +622,7 @@ std::string RunFileText(const SimConfig& config, const MethodResult& run) {
   j["format"] = "ftte-sim-run/1";
   j["config_digest"] = ConfigDigest(config, run.name);
   j["run"] = RunJson(run);
+  j["wall_s"] = run.wall_s;  // for timing.json after a resume (not in results.json: not seeded)
   return j.dump(1) + "\n";
 }
 
@@ -640,7 +641,9 @@ Result<MethodResult> ParseRunFile(const std::string& text, const SimConfig& conf
                                 "); resume with the configuration it was run with, or drop "
                                 "--resume (or use another --out) to start over");
     }
-    return RunFrom(j.at("run"));
+    MethodResult r = RunFrom(j.at("run"));
+    r.wall_s = j.value("wall_s", 0.0);  // (run files before it was kept: 0)
+    return r;
   } catch (const std::exception& e) {
     return DataLoss(path + ": not a complete run file (" + e.what() +
                     "); remove it and resume to run it again");

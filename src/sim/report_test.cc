@@ -181,6 +181,9 @@ TEST(ReportTest, RunFilesRoundTripAndBelongToTheirConfiguration) {
   }
   EXPECT_EQ(ResultsJson(c, back), ResultsJson(c, SampleResults()));
   EXPECT_EQ(ResultsCsv(back), ResultsCsv(SampleResults()));
+  // The wall time comes back too, so timing.json after a resume is not zeros.
+  EXPECT_EQ(TimingJson(c, back), TimingJson(c, SampleResults()));
+  EXPECT_EQ(back[0].wall_s, 12.5);
   // Another configuration: refused, naming the way out. Threads and seeds do not count.
   SimConfig other = c;
   other.duration_s += 1;
