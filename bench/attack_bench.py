@@ -15,6 +15,10 @@ from the clean run, against the issue's goals: one malicious update moves accura
 
 --quick: one seed and the 10% column only (a smoke test of the driver, not the study).
 --jobs N: scenarios run N at once, each with --threads T (results do not depend on either).
+A focused study (what fits a 2-core machine in under an hour) picks fewer cells:
+  --methods ftte,ftte-clip --fractions 0.1 --seeds 0
+runs the clean run, each attack at 10% and each single malicious update, for those methods on
+seed 0 only; the report says which cells ran.
 """
 import argparse
 import concurrent.futures
@@ -29,10 +33,10 @@ ATTACKS = ("sign_flip", "scale", "random", "label_flip", "samples")
 FRACTIONS = (0.01, 0.10, 0.20)
 
 
-def scenarios(quick):
+def scenarios(quick, fractions):
     out = [("clean", [])]
     for kind in ATTACKS:
-        for f in (0.10,) if quick else FRACTIONS:
+        for f in (0.10,) if quick else fractions:
             out.append(("%s-%d%%" % (kind, round(100 * f)),
                         ["attack.kind=" + kind, "attack.fraction=%g" % f]))
         if not quick:
@@ -42,12 +46,14 @@ def scenarios(quick):
     return out
 
 
-def run(config, name, sets, out_dir, threads, quick):
+def run(config, name, sets, out_dir, threads, seeds, methods):
     d = os.path.join(out_dir, "attack", name)
     cmd = [FTTE, "simulate", "--config", config, "--out", d, "--threads", str(threads),
            "--resume"]
-    if quick:
-        cmd += ["--seeds", "0"]
+    if seeds:
+        cmd += ["--seeds", seeds]
+    if methods:
+        cmd += ["--methods", methods]
     for s in sets:
         cmd += ["--set", s]
     log("attack: %s" % name)
@@ -78,15 +84,27 @@ def main():
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--methods", help="comma-separated methods of the config (default: all)")
+    ap.add_argument("--fractions", default=",".join("%g" % f for f in FRACTIONS),
+                    help="comma-separated shares of malicious devices (default 0.01,0.1,0.2)")
+    ap.add_argument("--seeds", help="comma-separated seeds (default: the config's)")
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results"))
     a = ap.parse_args()
     require_ftte()
     if a.jobs < 1 or a.threads < 1:
         sys.exit("error: --jobs and --threads must be >= 1")
-    grid = scenarios(a.quick)
+    try:
+        fractions = tuple(float(f) for f in a.fractions.split(","))
+    except ValueError:
+        sys.exit("error: --fractions takes numbers such as 0.01,0.1 (got %r)" % a.fractions)
+    if any(not 0 < f <= 1 for f in fractions):
+        sys.exit("error: --fractions must be in (0, 1] (got %r)" % a.fractions)
+    seeds = "0" if a.quick else a.seeds
+    grid = scenarios(a.quick, fractions)
     results = {}
     with concurrent.futures.ThreadPoolExecutor(a.jobs) as pool:
-        futures = {name: pool.submit(run, a.config, name, sets, a.out, a.threads, a.quick)
+        futures = {name: pool.submit(run, a.config, name, sets, a.out, a.threads, seeds,
+                                     a.methods)
                    for name, sets in grid}
         for name, _ in grid:
             results[name] = accuracy(futures[name].result())
@@ -110,7 +128,9 @@ def main():
         goal_rows.append([m,
                           "-" if not one else "%+.2f" % (100 * min(one)),
                           "-" if not ten else "%+.2f" % (100 * min(ten))])
+    cells = " ".join(sys.argv[1:])
     report = {"machine": machine_info(), "config": a.config, "quick": a.quick,
+              "arguments": cells,
               "scenarios": {n: {m: {"final_accuracy": v[0], "ci95": v[1], "robust": v[2]}
                                 for m, v in results[n].items()} for n, _ in grid}}
     os.makedirs(a.out, exist_ok=True)
@@ -119,7 +139,7 @@ def main():
     md = ["# Attack study", "",
           "`python3 bench/attack_bench.py%s` at %s (%s, %d cores). Config: `%s`. Final accuracy, "
           "mean over seeds ± 95%% interval, and (in brackets) the change from the clean run in "
-          "points." % (" --quick" if a.quick else "", report["machine"]["git_commit"],
+          "points." % ((" " + cells) if cells else "", report["machine"]["git_commit"],
                        report["machine"]["cpu_model"], report["machine"]["nproc"], a.config),
           "", md_table(["scenario"] + methods, rows), "",
           "Worst change over the five attacks (points). Goals: one malicious update moves "
