@@ -449,22 +449,25 @@ Status Coordinator::AuthenticateAdmin(const std::string& token) const {
   return Status::Ok();
 }
 
-int64_t Coordinator::ActiveLeases(double now) {
-  int64_t n = 0;
-  for (DeviceRec& d : devices_) {
-    if (d.lease_until >= 0 && d.lease_until < now) d.lease_until = -1;
-    n += d.lease_until >= 0 ? 1 : 0;
-  }
-  return n;
+void Coordinator::SetLease(int64_t device, double until) {
+  DeviceRec& d = devices_[static_cast<size_t>(device)];
+  if (d.lease_until >= 0) leases_.erase({d.lease_until, device});
+  d.lease_until = until < 0 ? -1 : until;
+  if (d.lease_until >= 0) leases_.insert({d.lease_until, device});
 }
 
-int64_t Coordinator::ShareCap(double now) const {
+int64_t Coordinator::ActiveLeases(double now) {
+  while (!leases_.empty() && leases_.begin()->first < now) SetLease(leases_.begin()->second, -1);
+  return static_cast<int64_t>(leases_.size());
+}
+
+int64_t Coordinator::ShareCap(double now) {
   const int64_t k =
       strategy_->synchronous() ? config_.strategy.concurrency : config_.strategy.buffer;
-  int64_t active = 0;
-  for (const DeviceRec& d : devices_) active += d.eligible && d.last_seen >= now - config_.lease_s;
+  while (!seen_.empty() && seen_.begin()->first < now - config_.lease_s) seen_.erase(seen_.begin());
+  const int64_t active = std::max<int64_t>(static_cast<int64_t>(seen_.size()), 1);
   const auto share = static_cast<int64_t>(std::ceil(config_.max_share * static_cast<double>(k)));
-  return std::max(share, (k + std::max<int64_t>(active, 1) - 1) / std::max<int64_t>(active, 1));
+  return std::max(share, (k + active - 1) / active);
 }
 
 Result<v1::Work> Coordinator::GetWork(int64_t device, const v1::GetWorkRequest& req) {
@@ -484,7 +487,9 @@ Result<v1::Work> Coordinator::GetWork(int64_t device, const v1::GetWorkRequest& 
     return w;
   }
   const double now = clock_();
+  seen_.erase({d.last_seen, device});
   d.last_seen = now;
+  seen_.insert({now, device});
   const bool fedavg = strategy_->synchronous();
   const int64_t capacity =
       config_.strategy.concurrency - (fedavg ? static_cast<int64_t>(round_.size()) : 0);
@@ -494,10 +499,10 @@ Result<v1::Work> Coordinator::GetWork(int64_t device, const v1::GetWorkRequest& 
     return w;
   }
   if (d.lease_until < 0) {  // a new job, not the outstanding one asked again
-    if (const int64_t cap = ShareCap(now); d.pending >= cap) {
+    if (const int64_t cap = ShareCap(now); Pending(d) >= cap) {
       w.set_kind(v1::Work::WAIT);
       w.set_retry_after_ms(250);
-      w.set_message("this device has " + std::to_string(d.pending) +
+      w.set_message("this device has " + std::to_string(Pending(d)) +
                     " updates in the aggregation being filled, its share (validation.max_share); "
                     "more work after the next aggregation");
       return w;
@@ -512,7 +517,7 @@ Result<v1::Work> Coordinator::GetWork(int64_t device, const v1::GetWorkRequest& 
     d.leased_at = now;
   }
   if (fedavg && round_started_ < 0) round_started_ = now;
-  d.lease_until = now + config_.lease_s;
+  SetLease(device, now + config_.lease_s);
   d.lease_version = strategy_->version();  // the only base version its update may claim
   w.set_kind(v1::Work::TRAIN);
   // The values of the rows changed since the device's version.
@@ -603,7 +608,7 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
   const bool fedavg = strategy_->synchronous();
   if ((fedavg && tau > 0) ||
       (config_.strategy.max_staleness >= 0 && tau > config_.strategy.max_staleness)) {
-    d.lease_until = -1;
+    SetLease(device, -1);
     return Reject(device, "stale",
                   FailedPrecondition("the update is " + std::to_string(tau) +
                                      " versions old; fetch new work"));
@@ -634,7 +639,7 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
   // Only the version this device's outstanding lease was given: an update without work, after
   // its lease expired, or claiming another version (to dodge staleness weights) is refused;
   // an honest device then fetches new work.
-  if (d.lease_until >= 0 && d.lease_until < clock_()) d.lease_until = -1;
+  if (d.lease_until >= 0 && d.lease_until < clock_()) SetLease(device, -1);
   if (d.lease_until < 0) {
     return Reject(device, "no lease",
                   FailedPrecondition("no work is outstanding for this device (none was given, "
@@ -655,7 +660,7 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
   rec.mutable_update()->set_encoded(req.update());
   FTTE_ASSIGN_OR_RETURN(const int64_t sequence, store_->AppendAsync(rec));
   Apply(u);
-  d.lease_until = -1;
+  SetLease(device, -1);
   resp.set_outcome(v1::SubmitResponse::ACCEPTED);
   resp.set_version(strategy_->version());
   // Acknowledge only once the record is on disk; concurrent submissions share the flush.
@@ -685,8 +690,10 @@ void Coordinator::Apply(const fl::Update& u) {
   // The share cap counts updates in the aggregation being filled: a new one starts when the
   // last one was applied (or refused).
   if (strategy_->version() != version || strategy_->stats().refused != refused) {
-    for (DeviceRec& r : devices_) r.pending = 0;
+    ++aggregation_;  // (CloseRound counted FedAvg's: one more changes nothing)
   } else {
+    if (d.pending_in != aggregation_) d.pending = 0;
+    d.pending_in = aggregation_;
     ++d.pending;
   }
 }
@@ -701,16 +708,14 @@ void Coordinator::CloseRound() {
   }
   round_.clear();
   round_started_ = -1;
-  for (DeviceRec& d : devices_) {
-    d.lease_until = -1;  // their work is from the old round
-    d.pending = 0;
-  }
+  while (!leases_.empty()) SetLease(leases_.begin()->second, -1);  // work of the old round
+  ++aggregation_;
 }
 
 v1::HeartbeatResponse Coordinator::Heartbeat(int64_t device) {
   std::lock_guard<std::mutex> lock(mu_);
   DeviceRec& d = devices_[static_cast<size_t>(device)];
-  if (d.lease_until >= 0) d.lease_until = clock_() + config_.lease_s;
+  if (d.lease_until >= 0) SetLease(device, clock_() + config_.lease_s);
   v1::HeartbeatResponse r;
   r.set_version(strategy_->version());
   return r;
@@ -723,9 +728,7 @@ v1::StatusResponse Coordinator::GetStatus() const {
   s.set_model(config_.model);
   s.set_version(strategy_->version());
   s.set_enrolled(static_cast<int64_t>(devices_.size()));
-  int64_t training = 0;
-  for (const DeviceRec& d : devices_) training += d.lease_until >= 0 ? 1 : 0;
-  s.set_training(training);
+  s.set_training(static_cast<int64_t>(leases_.size()));
   s.set_accepted(AcceptedLocked());
   s.set_duplicates(duplicates_);
   for (const auto& [reason, n] : rejected_) (*s.mutable_rejected())[reason] = n;

@@ -88,11 +88,13 @@ class Coordinator {
     // acknowledgement lost) can only be of these, since an update answers the device's one
     // outstanding lease. Bounded, unlike the set of every id ever accepted.
     std::deque<int64_t> recent_ids;
-    int64_t accepted = 0;        // updates accepted from this device, ever
-    double lease_until = -1;     // holds a training slot until then (soft state)
-    double leased_at = -1e300;   // when it was last given a new job (soft: the rate cap)
-    double last_seen = -1e300;   // when it last asked for work (soft: counts it as active)
-    int64_t pending = 0;         // its accepted updates in the aggregation being filled
+    int64_t accepted = 0;       // updates accepted from this device, ever
+    double lease_until = -1;    // holds a training slot until then (soft state)
+    double leased_at = -1e300;  // when it was last given a new job (soft: the rate cap)
+    double last_seen = -1e300;  // when it last asked for work (soft: counts it as active)
+    // Its accepted updates in aggregation number `pending_in` (the share cap; counts of an
+    // earlier aggregation are stale, so nothing is reset device by device).
+    int64_t pending = 0, pending_in = -1;
     int64_t lease_version = -1;  // the model version its outstanding work was given
     bool told_done = false;
   };
@@ -107,9 +109,14 @@ class Coordinator {
   void Apply(const fl::Update& u);
   void CloseRound();
   Status Reject(int64_t device, const std::string& reason, Status why);
-  int64_t ActiveLeases(double now);
+  // Leases and activity are kept ordered by time, so each call costs O(log devices), not a
+  // scan of every device: SetLease is the only writer of DeviceRec::lease_until (< 0: none).
+  void SetLease(int64_t device, double until);
+  int64_t ActiveLeases(double now);  // drops the expired ones first
   // Updates one device may have in the aggregation being filled (ServeConfig::max_share).
-  int64_t ShareCap(double now) const;
+  int64_t ShareCap(double now);
+  // The device's accepted updates in the aggregation being filled.
+  int64_t Pending(const DeviceRec& d) const { return d.pending_in == aggregation_ ? d.pending : 0; }
   // Updates accepted so far: the ids the devices' records hold (kept across restarts).
   int64_t AcceptedLocked() const;
 
@@ -123,6 +130,9 @@ class Coordinator {
   std::unique_ptr<fl::Strategy> strategy_;
   std::vector<DeviceRec> devices_;
   std::unordered_map<std::string, int64_t> by_token_, by_name_;  // by token hash, by name
+  std::set<std::pair<double, int64_t>> leases_;  // (lease_until, device) of every lease
+  std::set<std::pair<double, int64_t>> seen_;    // (last_seen, device), active ones at least
+  int64_t aggregation_ = 0;                      // aggregations (and refused ones) so far
   std::vector<fl::Update> round_;  // FedAvg: accepted updates of the round in progress
   double round_started_ = -1;
   int64_t duplicates_ = 0;
