@@ -76,6 +76,7 @@ class Coordinator {
   int64_t predicted_peak_bytes() const;  // of one job of the current plan
   std::map<std::string, int64_t> rejected() const;
   int64_t accepted() const;
+  StateStore& store_for_test() { return *store_; }
 
  private:
   static constexpr size_t kRecentIds = 8;

@@ -5,10 +5,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <thread>
 
 #include "ftte/data/synthetic.h"
 #include "ftte/fl/changed_rows.h"
@@ -418,6 +421,35 @@ TEST(CoordinatorTest, ReplayedUpdateIsAnsweredDuplicateAndAppliedOnce) {
   EXPECT_EQ(again->outcome(), v1::SubmitResponse::DUPLICATE);
   EXPECT_EQ(h.c->GetStatus().buffered(), 1);  // buffer K = 2 is not full: applied once
   EXPECT_EQ(h.c->accepted(), 1);
+}
+
+// Regression (issue 11): a retry of an update was answered DUPLICATE while the original's record
+// was still on its way to disk; a crash then lost an update the device was told was stored.
+TEST(CoordinatorTest, DuplicateIsAnsweredOnlyOnceTheOriginalIsDurable) {
+  Harness h("dup_durable", fl::Algorithm::kFtte);
+  h.config.fsync = true;
+  ASSERT_TRUE(h.Start().ok());
+  const int64_t d = h.Enroll("phone");
+  const fl::Update u = h.MakeUpdate(d, 7);
+  std::atomic<bool> in_flush{false}, release{false}, duplicate_answered{false};
+  h.c->store_for_test().flush_hook_for_test = [&] {
+    in_flush = true;
+    while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  };
+  std::thread original([&] { EXPECT_TRUE(h.Submit(u).ok()); });
+  while (!in_flush) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::thread retry([&] {
+    auto r = h.Submit(u);
+    EXPECT_TRUE(r.ok() && r->outcome() == v1::SubmitResponse::DUPLICATE);
+    duplicate_answered = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(duplicate_answered) << "DUPLICATE acknowledged before the original was on disk";
+  release = true;
+  original.join();
+  retry.join();
+  EXPECT_TRUE(duplicate_answered);
+  h.c->store_for_test().flush_hook_for_test = nullptr;
 }
 
 // Update i of the sequence: even ones leave the first half of the rows unchanged (and, with

@@ -195,6 +195,7 @@ Status StateStore::WaitDurable(int64_t sequence) {
     fd = ::dup(log_fd_);
   }
   if (fd < 0) return Errno("dup log");
+  if (flush_hook_for_test) flush_hook_for_test();
   const int rc = ::fdatasync(fd);
   ::close(fd);
   if (rc != 0) return Errno("fdatasync " + dir_);

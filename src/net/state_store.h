@@ -62,6 +62,8 @@ class StateStore {
   // Tests: runs inside WriteSnapshot once the new log is open, before the snapshot is renamed
   // into place (the window a crash-consistency bug would use).
   std::function<void()> rotation_hook_for_test;
+  // Tests: runs inside WaitDurable before its flush, holding the flush lock.
+  std::function<void()> flush_hook_for_test;
 
  private:
   StateStore(std::string dir, bool fsync) : dir_(std::move(dir)), fsync_(fsync) {}
