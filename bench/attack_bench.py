@@ -16,8 +16,8 @@ from the clean run, against the issue's goals: one malicious update moves accura
 --quick: one seed and the 10% column only (a smoke test of the driver, not the study).
 --jobs N: scenarios run N at once, each with --threads T (results do not depend on either).
 A focused study (what fits a 2-core machine in under an hour) picks fewer cells:
-  --methods ftte,ftte-clip --fractions 0.1 --seeds 0
-runs the clean run, each attack at 10% and each single malicious update, for those methods on
+  --methods ftte,ftte-clip --attacks scale,sign_flip --fractions 0.1 --seeds 0
+runs the clean run, those attacks at 10% and as a single malicious update, for those methods on
 seed 0 only; the report says which cells ran.
 """
 import argparse
@@ -33,9 +33,9 @@ ATTACKS = ("sign_flip", "scale", "random", "label_flip", "samples")
 FRACTIONS = (0.01, 0.10, 0.20)
 
 
-def scenarios(quick, fractions):
+def scenarios(quick, fractions, attacks):
     out = [("clean", [])]
-    for kind in ATTACKS:
+    for kind in attacks:
         for f in (0.10,) if quick else fractions:
             out.append(("%s-%d%%" % (kind, round(100 * f)),
                         ["attack.kind=" + kind, "attack.fraction=%g" % f]))
@@ -88,6 +88,8 @@ def main():
     ap.add_argument("--fractions", default=",".join("%g" % f for f in FRACTIONS),
                     help="comma-separated shares of malicious devices (default 0.01,0.1,0.2)")
     ap.add_argument("--seeds", help="comma-separated seeds (default: the config's)")
+    ap.add_argument("--attacks", default=",".join(ATTACKS),
+                    help="comma-separated attacks (default: all of %s)" % ",".join(ATTACKS))
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results"))
     a = ap.parse_args()
     require_ftte()
@@ -99,8 +101,11 @@ def main():
         sys.exit("error: --fractions takes numbers such as 0.01,0.1 (got %r)" % a.fractions)
     if any(not 0 < f <= 1 for f in fractions):
         sys.exit("error: --fractions must be in (0, 1] (got %r)" % a.fractions)
+    attacks = tuple(a.attacks.split(","))
+    if any(k not in ATTACKS for k in attacks):
+        sys.exit("error: --attacks takes some of %s (got %r)" % (",".join(ATTACKS), a.attacks))
     seeds = "0" if a.quick else a.seeds
-    grid = scenarios(a.quick, fractions)
+    grid = scenarios(a.quick, fractions, attacks)
     results = {}
     with concurrent.futures.ThreadPoolExecutor(a.jobs) as pool:
         futures = {name: pool.submit(run, a.config, name, sets, a.out, a.threads, seeds,
