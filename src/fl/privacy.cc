@@ -1,0 +1,92 @@
+#include "ftte/fl/privacy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "ftte/core/check.h"
+
+namespace ftte::fl {
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// log(exp(a) + exp(b)) without overflow.
+double LogAdd(double a, double b) {
+  if (a == -kInf) return b;
+  if (b == -kInf) return a;
+  const double hi = std::max(a, b), lo = std::min(a, b);
+  return hi + std::log1p(std::exp(lo - hi));
+}
+
+}  // namespace
+
+std::vector<double> DefaultRdpOrders() {
+  std::vector<double> orders;
+  for (int a = 2; a <= 64; ++a) orders.push_back(a);
+  for (int a : {80, 96, 128, 192, 256}) orders.push_back(a);
+  return orders;
+}
+
+double RdpSampledGaussian(double q, double noise_multiplier, double order) {
+  FTTE_CHECK(q >= 0 && q <= 1) << "sampling probability " << q << " outside [0, 1]";
+  FTTE_CHECK(noise_multiplier >= 0) << "noise multiplier " << noise_multiplier;
+  FTTE_CHECK(order > 1) << "RDP order " << order << " must exceed 1";
+  if (q == 0) return 0;
+  if (noise_multiplier == 0) return kInf;
+  const double var2 = 2 * noise_multiplier * noise_multiplier;
+  if (q == 1) return order / var2;
+  FTTE_CHECK(order == std::floor(order)) << "order " << order << ": integer orders only for q < 1";
+  const auto a = static_cast<int64_t>(order);
+  // log A_a by the binomial expansion, summed in log space.
+  double log_a = -kInf;
+  const double log_q = std::log(q), log_1q = std::log1p(-q);
+  for (int64_t k = 0; k <= a; ++k) {
+    const double log_binom = std::lgamma(static_cast<double>(a + 1)) -
+                             std::lgamma(static_cast<double>(k + 1)) -
+                             std::lgamma(static_cast<double>(a - k + 1));
+    const auto kd = static_cast<double>(k);
+    log_a = LogAdd(log_a, log_binom + static_cast<double>(a - k) * log_1q + kd * log_q +
+                              (kd * kd - kd) / var2);
+  }
+  return log_a / (order - 1);
+}
+
+PrivacySpent EpsilonFromRdp(const std::vector<double>& orders, const std::vector<double>& rdp,
+                            double delta) {
+  FTTE_CHECK(orders.size() == rdp.size())
+      << orders.size() << " orders, " << rdp.size() << " RDP values";
+  FTTE_CHECK(delta > 0 && delta < 1) << "delta " << delta << " outside (0, 1)";
+  PrivacySpent best{kInf, 0};
+  for (size_t i = 0; i < orders.size(); ++i) {
+    const double a = orders[i];
+    FTTE_CHECK(a > 1) << "RDP order " << a << " must exceed 1";
+    if (!std::isfinite(rdp[i])) continue;
+    if (rdp[i] == 0) return {0, a};  // a zero divergence: the outputs are identical
+    const double eps = rdp[i] + std::log1p(-1 / a) - (std::log(delta) + std::log(a)) / (a - 1);
+    if (eps < best.epsilon) best = {eps, a};
+  }
+  best.epsilon = std::max(best.epsilon, 0.0);
+  return best;
+}
+
+RdpAccountant::RdpAccountant(std::vector<double> orders)
+    : orders_(std::move(orders)), rdp_(orders_.size(), 0.0) {
+  FTTE_CHECK(!orders_.empty()) << "an accountant needs at least one order";
+}
+
+void RdpAccountant::Compose(double q, double noise_multiplier, int64_t steps) {
+  FTTE_CHECK(steps >= 0) << "steps " << steps;
+  if (steps == 0) return;
+  for (size_t i = 0; i < orders_.size(); ++i) {
+    rdp_[i] += static_cast<double>(steps) * RdpSampledGaussian(q, noise_multiplier, orders_[i]);
+  }
+  steps_ += steps;
+}
+
+PrivacySpent RdpAccountant::Spent(double delta) const {
+  return EpsilonFromRdp(orders_, rdp_, delta);
+}
+
+}  // namespace ftte::fl
