@@ -7,7 +7,11 @@ bool FedAsyncStrategy::Receive(const Update& u) {
   Update v = u;
   if (!Admit(&v)) return false;
   const int64_t tau = version_ - v.base_version;
-  if (!Apply(Aggregate({v}, {config_.async_alpha * Staleness(tau)}))) return false;
+  const double w = config_.async_alpha * Staleness(tau);
+  if (!Apply(config_.dp() ? PrivateAggregate({v}, {w}, config_.async_alpha)
+                          : Aggregate({v}, {w}))) {
+    return false;
+  }
   ++stats_.applied;
   ++stats_.staleness[tau];
   AfterAggregation();

@@ -11,6 +11,19 @@ void FedAvgStrategy::AggregateRound(const std::vector<Update>& round) {
     bounded = round;
     for (Update& u : bounded) Bound(&u);
   }
+  if (config_.dp()) {  // the DP clip, then equal weights over the fixed round size
+    bounded = round;
+    for (Update& u : bounded) Admit(&u);
+    stats_.received -= static_cast<int64_t>(round.size());  // (Admit counted them again)
+    const double c = static_cast<double>(std::max<int64_t>(config_.concurrency, 1));
+    if (!Apply(PrivateAggregate(bounded, std::vector<double>(bounded.size(), 1 / c), 1 / c))) {
+      return;
+    }
+    stats_.applied += static_cast<int64_t>(bounded.size());
+    stats_.staleness[0] += static_cast<int64_t>(bounded.size());
+    AfterAggregation();
+    return;
+  }
   const std::vector<Update>& updates = bounded.empty() ? round : bounded;
   double total = 0;
   for (const Update& u : updates) total += static_cast<double>(u.num_samples);

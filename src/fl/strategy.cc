@@ -6,6 +6,8 @@
 #include <string>
 
 #include "ftte/core/check.h"
+#include "ftte/core/rng.h"
+#include "ftte/fl/privacy.h"
 #include "strategies.h"
 
 namespace ftte::fl {
@@ -107,6 +109,18 @@ Status ValidateServerConfig(const ServerConfig& c) {
     return InvalidArgument(
         "krum_f must be >= 0, robust_window >= 1, clip_multiplier and sample_cap_multiplier "
         ">= 0 (0 = off)");
+  }
+  if (c.dp_clip < 0 || c.dp_noise_multiplier < 0 || !(c.dp_delta > 0 && c.dp_delta < 1)) {
+    return InvalidArgument(
+        "privacy: clip and noise_multiplier must be >= 0 (clip 0 = off) and "
+        "delta in (0, 1), e.g. 1e-5 or below 1 / devices");
+  }
+  if (c.dp() && c.robust()) {
+    return InvalidArgument(
+        "privacy: the noise is calibrated to a fixed clip and the mean; robust rules and "
+        "bounds relative to other devices' updates (aggregation, clip_multiplier, "
+        "sample_cap_multiplier) would let one device's data move others' weights. Use "
+        "aggregation = mean without them (the DP clip bounds every update)");
   }
   if (c.rule == Rule::kMean) return Status::Ok();
   if (c.algorithm == Algorithm::kFedAsync) {
@@ -323,8 +337,79 @@ bool Strategy::Admit(Update* u) {
     return false;
   }
   Bound(u);
+  if (config_.dp()) {
+    double sq = 0;
+    for (float v : u->delta) sq += static_cast<double>(v) * v;
+    const double norm = std::sqrt(sq);
+    if (!(norm <= config_.dp_clip)) {  // a NaN norm is clipped to nothing
+      const float scale =
+          std::isfinite(norm) && norm > 0 ? static_cast<float>(config_.dp_clip / norm) : 0;
+      for (float& v : u->delta) v = std::isfinite(v) ? v * scale : 0.0f;
+      ++stats_.dp_clipped;
+    }
+    return true;  // no Observe: its statistics would leave the device unprotected
+  }
   Observe(*u);
   return true;
+}
+
+std::vector<double> Strategy::PrivateAggregate(const std::vector<Update>& updates,
+                                               const std::vector<double>& w, double max_weight) {
+  std::vector<double> agg(weights_.size(), 0.0);
+  std::vector<uint8_t> covered(weights_.size(), 0);
+  std::map<int64_t, int64_t> per_device;
+  for (size_t i = 0; i < updates.size(); ++i) {
+    FTTE_CHECK(w[i] <= max_weight * (1 + 1e-12)) << "weight " << w[i] << " above " << max_weight;
+    const Mask& mask = PlanAt(updates[i].base_version).mask;
+    const std::vector<float>& d = updates[i].delta;
+    FTTE_CHECK(static_cast<int64_t>(d.size()) == mask.Numel(layout_))
+        << "update does not match the mask of its plan";
+    size_t at = 0, base = 0;
+    for (size_t k = 0; k < layout_.size(); ++k) {
+      const int64_t rs = layout_[k].row_size;
+      for (int64_t r = 0; r < layout_[k].rows; ++r) {
+        if (!mask.rows[k][r]) continue;
+        const size_t off = base + static_cast<size_t>(r * rs);
+        for (int64_t j = 0; j < rs; ++j) agg[off + j] += w[i] * d[at + j];
+        std::fill(covered.begin() + static_cast<std::ptrdiff_t>(off),
+                  covered.begin() + static_cast<std::ptrdiff_t>(off + rs), 1);
+        at += static_cast<size_t>(rs);
+      }
+      base += static_cast<size_t>(layout_[k].numel());
+    }
+    ++per_device[updates[i].device];
+  }
+  // Noise on every value any update could touch; seeded by the version, so runs repeat.
+  const double sd = config_.dp_noise_multiplier * config_.dp_clip * max_weight;
+  if (sd > 0) {
+    Rng rng = Rng(config_.dp_seed ^ 0x6470'6e6f'6973'6531ULL).Fork(static_cast<uint64_t>(version_));
+    for (size_t v = 0; v < agg.size(); ++v) {
+      if (covered[v]) agg[v] += sd * rng.Normal();
+    }
+  }
+  for (const auto& [device, k] : per_device) stats_.dp_load[device] += k * k;
+  return agg;
+}
+
+Strategy::Privacy Strategy::PrivacySpent() const {
+  Privacy p;
+  for (const auto& [device, load] : stats_.dp_load) p.max_load = std::max(p.max_load, load);
+  if (p.max_load == 0) return p;
+  if (config_.dp_noise_multiplier <= 0) {
+    p.epsilon = std::numeric_limits<double>::infinity();
+    return p;
+  }
+  // One Gaussian mechanism of noise multiplier z has RDP a / (2 z^2); a device whose k updates
+  // went into one aggregation has sensitivity k: k^2 times that; loads add over aggregations.
+  std::vector<double> orders = DefaultRdpOrders(), rdp;
+  for (double a : orders) {
+    rdp.push_back(static_cast<double>(p.max_load) *
+                  RdpSampledGaussian(1.0, config_.dp_noise_multiplier, a));
+  }
+  const fl::PrivacySpent s = EpsilonFromRdp(orders, rdp, config_.dp_delta);
+  p.epsilon = s.epsilon;
+  p.order = s.order;
+  return p;
 }
 
 namespace {
@@ -487,8 +572,15 @@ bool Strategy::Receive(const Update& u) {
   if (!Admit(&v)) return false;
   buffer_.push_back(std::move(v));
   if (static_cast<int64_t>(buffer_.size()) < config_.buffer) return false;
-  const std::vector<double> w = BufferWeights(buffer_);
-  const std::vector<double> agg = Combine(buffer_, w);
+  std::vector<double> agg;
+  if (config_.dp()) {  // age weights over the fixed K: one update moves the sum by <= clip / K
+    const double k = static_cast<double>(config_.buffer);
+    std::vector<double> w;
+    for (const Update& b : buffer_) w.push_back(Staleness(version_ - b.base_version) / k);
+    agg = PrivateAggregate(buffer_, w, 1 / k);
+  } else {
+    agg = Combine(buffer_, BufferWeights(buffer_));
+  }
   const int64_t at = version_;
   const std::vector<Update> taken = std::move(buffer_);
   buffer_.clear();

@@ -5,6 +5,8 @@
 
 #include <cmath>
 
+#include "ftte/fl/privacy.h"
+
 namespace ftte::fl {
 namespace {
 
@@ -394,6 +396,97 @@ TEST(StrategyTest, RobustSettingsThatCannotWorkAreRefusedWithTheFix) {
   EXPECT_EQ(ParseRule("trimmed_mean").value(), Rule::kTrimmedMean);
   EXPECT_NE(ParseRule("mode").status().message().find("mean, median, trimmed_mean or krum"),
             std::string::npos);
+}
+
+// Differential privacy: the clip bounds every update, the aggregate is the age-weighted sum over
+// the fixed K with no sample or variance weights, the noise has the calibrated deviation, and
+// the accountant charges each device for the aggregations its updates went into.
+TEST(StrategyTest, PrivateAggregationClipsWeighsOverKAndAddsCalibratedNoise) {
+  ServerConfig c;
+  c.algorithm = Algorithm::kFtte;
+  c.buffer = 2;
+  c.dp_clip = 1.0;
+  c.dp_noise_multiplier = 0;  // first without noise: the exact sum
+  auto s = Make(c);
+  const int64_t n = s->plan().mask.Numel(s->layout());
+  const float big = 10.0f / std::sqrt(static_cast<float>(n));  // norm 10: clipped to 1
+  const std::vector<float> before = s->weights();
+  Update a = Uniform(*s, 0, 1000, 5.0, big), b = Uniform(*s, 0, 1, 0.0, 0.5f / std::sqrt(n));
+  a.device = 1;
+  b.device = 2;
+  s->Receive(a);
+  s->Receive(b);
+  EXPECT_EQ(s->stats().dp_clipped, 1);
+  // (clip(a) + b) / K: a's 1000 samples and variance change nothing.
+  const float want = (1.0f / std::sqrt(static_cast<float>(n)) + 0.5f / std::sqrt(n)) / 2;
+  for (float d : Moved(*s, before)) ASSERT_NEAR(d, want, 1e-6);
+  EXPECT_TRUE(std::isinf(s->PrivacySpent().epsilon));  // no noise: no privacy
+
+  c.dp_noise_multiplier = 2.0;
+  auto noisy = Make(c);
+  const std::vector<float> start = noisy->weights();
+  Update z = Uniform(*noisy, 0, 1, 0, 0.0f);
+  z.device = 1;
+  noisy->Receive(z);
+  z.device = 1;  // the same device twice in one aggregation: its load is 2^2
+  noisy->Receive(z);
+  double sum = 0, sq = 0;
+  for (float d : Moved(*noisy, start)) {
+    sum += d;
+    sq += static_cast<double>(d) * d;
+  }
+  const double mean = sum / static_cast<double>(n), sd = std::sqrt(sq / n - mean * mean);
+  EXPECT_NEAR(sd, 2.0 * 1.0 / 2, 0.02);  // z * clip / K
+  EXPECT_NEAR(mean, 0.0, 0.02);
+  const Strategy::Privacy p = noisy->PrivacySpent();
+  EXPECT_EQ(p.max_load, 4);
+  std::vector<double> orders = DefaultRdpOrders(), rdp;
+  for (double o : orders) rdp.push_back(4 * o / (2 * 2.0 * 2.0));
+  EXPECT_DOUBLE_EQ(p.epsilon, EpsilonFromRdp(orders, rdp, c.dp_delta).epsilon);
+  // The same seed repeats the noise; another changes it.
+  auto again = Make(c);
+  again->Receive(z);
+  again->Receive(z);
+  EXPECT_EQ(again->weights(), noisy->weights());
+  c.dp_seed = 7;
+  auto other = Make(c);
+  other->Receive(z);
+  other->Receive(z);
+  EXPECT_NE(other->weights(), noisy->weights());
+}
+
+TEST(StrategyTest, PrivacyWorksForFedAsyncAndFedAvgAndRefusesRobustRules) {
+  ServerConfig c;
+  c.dp_clip = 0.5;
+  c.dp_noise_multiplier = 1.0;
+  c.algorithm = Algorithm::kFedAsync;
+  auto a = Make(c);
+  Update u = Uniform(*a, 0, 1, 0, 1.0f);
+  u.device = 3;
+  for (int i = 0; i < 3; ++i) a->Receive(u);
+  EXPECT_EQ(a->stats().dp_load.at(3), 3);  // three aggregations of one update each
+  EXPECT_EQ(a->stats().dp_clipped, 3);
+  c.algorithm = Algorithm::kFedAvg;
+  c.concurrency = 4;
+  auto f = Make(c);
+  std::vector<Update> round;
+  for (int64_t d = 0; d < 3; ++d) {
+    round.push_back(Uniform(*f, 0, 10 * (d + 1), 0, 1e-4f));
+    round.back().device = d;
+  }
+  f->AggregateRound(round);
+  EXPECT_EQ(f->version(), 1);
+  EXPECT_EQ(f->stats().received, 3);
+  EXPECT_EQ(f->stats().dp_load.size(), 3u);
+  EXPECT_GT(f->PrivacySpent().epsilon, 0);
+
+  ServerConfig bad;
+  bad.dp_clip = 1;
+  bad.clip_multiplier = 3;
+  EXPECT_NE(ValidateServerConfig(bad).message().find("privacy"), std::string::npos);
+  bad.clip_multiplier = 0;
+  bad.dp_delta = 0;
+  EXPECT_NE(ValidateServerConfig(bad).message().find("delta in (0, 1)"), std::string::npos);
 }
 
 TEST(StrategyTest, ParseAlgorithmAndReselect) {

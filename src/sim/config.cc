@@ -25,6 +25,7 @@ using internal::Kind;
 using internal::KindName;
 using internal::MethodFields;
 using internal::PersonalizeFields;
+using internal::PrivacyFields;
 using internal::Quote;
 using internal::Shown;
 using internal::TopFields;
@@ -273,9 +274,14 @@ Result<MethodConfig> ParseMethod(const toml::table& t, size_t index, const std::
 // image data (text runs hold out per-user text already; tuning them is not built yet).
 Status CheckMethods(const SimConfig& c) {
   for (const MethodConfig& m : c.methods) {
-    if (Status s = fl::ValidateServerConfig(m.server); !s.ok()) {
+    if (Status s = fl::ValidateServerConfig(EffectiveServerConfig(c, m)); !s.ok()) {
       return InvalidArgument("method '" + m.name + "': " + s.message());
     }
+  }
+  if (c.privacy.Enabled() && c.privacy.noise_multiplier <= 0) {
+    return InvalidArgument(
+        "[privacy] clip > 0 with noise_multiplier = 0 clips but gives no privacy (epsilon is "
+        "infinite); set noise_multiplier (e.g. 1.0), or clip = 0 to turn privacy off");
   }
   if (c.attack.Enabled() && c.attack.fraction <= 0) {
     return InvalidArgument("[attack] kind = \"" + c.attack.kind +
@@ -368,6 +374,7 @@ bool Shown(const SimConfig& config, const std::string& section, const std::strin
            const MethodConfig* method) {
   if (section == "tune") return config.tune.Enabled();
   if (section == "attack") return config.attack.Enabled();
+  if (section == "privacy") return config.privacy.Enabled();
   if (section == "method" && method != nullptr) {
     for (const char* k : {"aggregation", "trim_fraction", "krum_f", "clip_multiplier",
                           "sample_cap_multiplier", "robust_window"}) {
@@ -438,14 +445,15 @@ Result<SimConfig> ParseSimConfig(const std::string& toml_text, const std::string
   }
   SimConfig c;
   std::vector<std::string> top_keys = KeyNames(TopFields());
-  for (const char* section : {"client", "devices", "personalize", "tune", "attack", "method"}) {
+  for (const char* section :
+       {"client", "devices", "personalize", "tune", "attack", "privacy", "method"}) {
     top_keys.push_back(section);
   }
   for (auto&& [k, node] : root) {
     const std::string key(k.str());
     const std::string at = Location(origin, node.source());
     if (key == "client" || key == "devices" || key == "personalize" || key == "tune" ||
-        key == "attack") {
+        key == "attack" || key == "privacy") {
       const toml::table* t = node.as_table();
       if (!t) {
         return InvalidArgument(at + ": " + key + " must be a table: write [" + key +
@@ -455,6 +463,7 @@ Result<SimConfig> ParseSimConfig(const std::string& toml_text, const std::string
                            : key == "devices" ? DeviceFields()
                            : key == "tune"    ? TuneFields()
                            : key == "attack"  ? AttackFields()
+                           : key == "privacy" ? PrivacyFields()
                                               : PersonalizeFields();
       FTTE_RETURN_IF_ERROR(ApplyTable(*t, fields, c, key + ".", "[" + key + "]", origin));
     } else if (key == "method") {
@@ -538,10 +547,12 @@ Status ApplyOverride(SimConfig* config, const std::string& key, const std::strin
     FTTE_RETURN_IF_ERROR(set(TuneFields(), c, key.substr(5), "[tune]"));
   } else if (key.rfind("attack.", 0) == 0) {
     FTTE_RETURN_IF_ERROR(set(AttackFields(), c, key.substr(7), "[attack]"));
+  } else if (key.rfind("privacy.", 0) == 0) {
+    FTTE_RETURN_IF_ERROR(set(PrivacyFields(), c, key.substr(8), "[privacy]"));
   } else {
     std::vector<std::string> accepted = KeyNames(TopFields());
     for (const char* p : {"client.<key>", "devices.<key>", "personalize.<key>", "tune.<key>",
-                          "attack.<key>", "method.<name>.<key>"}) {
+                          "attack.<key>", "privacy.<key>", "method.<name>.<key>"}) {
       accepted.push_back(p);
     }
     const auto* f = FindField(TopFields(), key);
@@ -652,6 +663,7 @@ std::vector<ConfigSection> DescribeSimConfig(const SimConfig& config) {
   section("personalize", PersonalizeFields(), config, nullptr);
   section("tune", TuneFields(), config, nullptr);
   section("attack", AttackFields(), config, nullptr);
+  section("privacy", PrivacyFields(), config, nullptr);
   for (const MethodConfig& m : config.methods) section("method", MethodFields(), m, &m);
   return out;
 }

@@ -464,6 +464,16 @@ const std::vector<Field<SimConfig>>& AttackFields() {
   return kFields;
 }
 
+const std::vector<Field<SimConfig>>& PrivacyFields() {
+  using C = SimConfig;
+  static const std::vector<Field<C>> kFields = {
+      FloatKey<C>("clip", FTTE_REF(privacy.clip), kNonNegative),
+      FloatKey<C>("noise_multiplier", FTTE_REF(privacy.noise_multiplier), kNonNegative),
+      FloatKey<C>("delta", FTTE_REF(privacy.delta), kUnitOpenOpen),
+  };
+  return kFields;
+}
+
 const std::vector<Field<SimConfig>>& PersonalizeFields() {
   using C = SimConfig;
   static const std::vector<Field<C>> kFields = {

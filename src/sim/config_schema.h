@@ -31,6 +31,7 @@ const std::vector<Field<SimConfig>>& DeviceFields();       // [devices]
 const std::vector<Field<SimConfig>>& PersonalizeFields();  // [personalize] (text datasets)
 const std::vector<Field<SimConfig>>& TuneFields();         // [tune]
 const std::vector<Field<SimConfig>>& AttackFields();       // [attack]
+const std::vector<Field<SimConfig>>& PrivacyFields();      // [privacy]
 const std::vector<Field<MethodConfig>>& MethodFields();    // [[method]]
 
 // Whether DescribeSimConfig shows `key` of `section` ("" top level, "personalize", "method"):

@@ -144,7 +144,7 @@ Status MethodRun::Setup() {
   const int64_t n = std::min<int64_t>(config_.calibration_samples, env_.train.size);
   if (n > 0) in.proxy = Samples{env_.train.images.data(), env_.train.labels.data(), n};
   in.cache = env_.plans.get();
-  auto strategy = fl::Strategy::Create(method_.server, in);
+  auto strategy = fl::Strategy::Create(EffectiveServerConfig(config_, method_), in);
   if (!strategy.ok()) return InvalidArgument(method_.name + ": " + strategy.status().message());
   strategy_ = std::move(strategy.value());
   const fl::Plan& plan = strategy_->plan();
@@ -163,6 +163,16 @@ Status MethodRun::Setup() {
   runner_ = std::make_unique<JobRunner>(config_.threads, spec_, &env_.train);
   eval_ = std::make_unique<Evaluator>(spec_, &env_.test, config_.threads, env_.language_model);
   res_.robust_report = method_.server.robust() || config_.attack.Enabled();
+  res_.privacy_report = config_.privacy.Enabled();
+  if (res_.privacy_report &&
+      config_.privacy.delta * static_cast<double>(env_.devices.size()) >= 1) {
+    return InvalidArgument(
+        "[privacy] delta " + std::to_string(config_.privacy.delta) + " is at least 1 / " +
+        std::to_string(env_.devices.size()) +
+        " devices: a mechanism that publishes one device's data outright would meet it; use "
+        "delta < 1 / devices (e.g. " +
+        std::to_string(std::pow(static_cast<double>(env_.devices.size()), -1.1)) + ")");
+  }
   SetupAttack();
   return Status::Ok();
 }
@@ -373,6 +383,7 @@ void MethodRun::RecordUntil(double t) {
       p.top3 = Top3(r);
       p.perplexity = r.perplexity();
     }
+    if (res_.privacy_report) p.epsilon = strategy_->PrivacySpent().epsilon;
     res_.series.push_back(p);
     if (progress_) progress_(method_.name, next_eval_, acc);
     next_eval_ += config_.eval_every_s;
@@ -472,6 +483,13 @@ void MethodRun::Finish() {
   res_.clipped = st.clipped;
   res_.samples_capped = st.samples_capped;
   res_.filtered = st.filtered;
+  if (res_.privacy_report) {
+    const fl::Strategy::Privacy p = strategy_->PrivacySpent();
+    res_.epsilon = p.epsilon;
+    res_.dp_delta = config_.privacy.delta;
+    res_.dp_max_load = p.max_load;
+    res_.dp_clipped = st.dp_clipped;
+  }
   res_.staleness = st.staleness;
   res_.final_weights = strategy_->weights();
 }

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -175,6 +176,13 @@ Json RunJson(const MethodResult& r) {
   for (const auto& [tau, count] : r.staleness)
     staleness.push_back({{"tau", tau}, {"count", count}});
   j["staleness"] = std::move(staleness);
+  if (r.privacy_report) {
+    // JSON has no infinity: null means no finite bound (no noise).
+    j["privacy"] = {{"epsilon", std::isfinite(r.epsilon) ? Json(r.epsilon) : Json(nullptr)},
+                    {"delta", r.dp_delta},
+                    {"max_load", r.dp_max_load},
+                    {"clipped", r.dp_clipped}};
+  }
   if (r.robust_report) {
     j["robust"] = {{"clipped", r.clipped},
                    {"samples_capped", r.samples_capped},
@@ -196,6 +204,9 @@ Json RunJson(const MethodResult& r) {
     if (r.language_model) {
       point["top3"] = p.top3;
       point["perplexity"] = p.perplexity;
+    }
+    if (r.privacy_report) {
+      point["epsilon"] = std::isfinite(p.epsilon) ? Json(p.epsilon) : Json(nullptr);
     }
     point["loss"] = p.loss;
     point["bytes_up"] = p.bytes_up;
@@ -245,6 +256,18 @@ MethodResult RunFrom(const Json& j) {
   for (const Json& s : j.at("staleness")) {
     r.staleness[s.at("tau").get<int64_t>()] = s.at("count").get<int64_t>();
   }
+  // null epsilon: no finite bound.
+  auto epsilon_from = [](const Json& e) {
+    return e.is_null() ? std::numeric_limits<double>::infinity() : e.get<double>();
+  };
+  if (j.contains("privacy")) {
+    const Json& p = j.at("privacy");
+    r.privacy_report = true;
+    r.epsilon = epsilon_from(p.at("epsilon"));
+    r.dp_delta = p.at("delta").get<double>();
+    r.dp_max_load = p.at("max_load").get<int64_t>();
+    r.dp_clipped = p.at("clipped").get<int64_t>();
+  }
   if (j.contains("robust")) {
     const Json& b = j.at("robust");
     r.robust_report = true;
@@ -269,6 +292,7 @@ MethodResult RunFrom(const Json& j) {
       s.top3 = p.at("top3").get<double>();
       s.perplexity = p.at("perplexity").get<double>();
     }
+    if (r.privacy_report) s.epsilon = epsilon_from(p.at("epsilon"));
     s.loss = p.at("loss").get<double>();
     s.bytes_up = p.at("bytes_up").get<int64_t>();
     s.bytes_down = p.at("bytes_down").get<int64_t>();
@@ -749,6 +773,23 @@ std::string SummaryTable(const std::vector<MethodResult>& runs) {
   if (seeds > 1) {
     out += "means over " + std::to_string(seeds) +
            " seeds (+- the 95% interval); a target's time is over the seeds that held it\n";
+  }
+  if (const auto p = std::find_if(runs.begin(), runs.end(),
+                                  [](const MethodResult& r) { return r.privacy_report; });
+      p != runs.end()) {
+    char d[32];
+    std::snprintf(d, sizeof d, "%g", p->dp_delta);
+    out += std::string("privacy (user-level, central; epsilon at delta ") + d +
+           " of the most exposed device, over the aggregations its updates went into, no "
+           "sampling assumption):";
+    for (const auto& g : groups) {
+      double worst = 0;
+      for (const MethodResult* r : g) worst = std::max(worst, r->epsilon);
+      char e[48];
+      std::snprintf(e, sizeof e, " %s epsilon %.3g", g.front()->name.c_str(), worst);
+      out += e;
+    }
+    out += "\n";
   }
   if (std::none_of(runs.begin(), runs.end(),
                    [](const MethodResult& r) { return r.language_model; })) {

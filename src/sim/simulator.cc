@@ -144,6 +144,17 @@ std::vector<TargetTime> TargetTimes(const std::vector<SeriesPoint>& series,
   return out;
 }
 
+fl::ServerConfig EffectiveServerConfig(const SimConfig& config, const MethodConfig& method) {
+  fl::ServerConfig s = method.server;
+  if (config.privacy.Enabled()) {
+    s.dp_clip = config.privacy.clip;
+    s.dp_noise_multiplier = config.privacy.noise_multiplier;
+    s.dp_delta = config.privacy.delta;
+    s.dp_seed = config.seed;
+  }
+  return s;
+}
+
 Result<MethodResult> RunMethod(const SimConfig& config, const MethodConfig& method,
                                const Environment& env, const Progress& progress) {
   if (method.batch == 0 && method.local_steps == 0) {

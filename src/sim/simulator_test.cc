@@ -6,6 +6,8 @@
 #include <fstream>
 
 #include "ftte/data/synthetic.h"
+#include "ftte/sim/config.h"
+#include "ftte/sim/report.h"
 
 namespace ftte::sim {
 namespace {
@@ -153,6 +155,89 @@ TEST(SimulatorAttackTest, EveryAttackRunsAndMaxUpdatesLimitsIt) {
     ASSERT_TRUE(r.ok()) << kind << ": " << r.status().ToString();
     EXPECT_EQ(r->malicious_updates, 1) << kind;
   }
+}
+
+// [privacy]: every method runs with central DP; the epsilon spent grows with the aggregations,
+// is reported in the series, the run and results.json, and the run is as deterministic as the
+// rest. With more noise the same run spends less.
+TEST(SimulatorPrivacyTest, EveryMethodReportsTheEpsilonItSpent) {
+  for (fl::Algorithm a : {fl::Algorithm::kFtte, fl::Algorithm::kFedBuff, fl::Algorithm::kFedAsync,
+                          fl::Algorithm::kFedAvg}) {
+    SimConfig c = SmallConfig(a);
+    c.duration_s = 40;
+    c.privacy.clip = 0.5;
+    c.privacy.noise_multiplier = 1.0;
+    ASSERT_TRUE(ValidateSimConfig(c).ok()) << ValidateSimConfig(c).message();
+    Environment env = SmallEnvironment(c);
+    const MethodResult r = RunMethod(c, c.methods[0], env).value();
+    SCOPED_TRACE(r.name);
+    EXPECT_TRUE(r.privacy_report);
+    EXPECT_GT(r.versions, 0);
+    EXPECT_GT(r.dp_max_load, 0);
+    EXPECT_GT(r.epsilon, 0);
+    EXPECT_TRUE(std::isfinite(r.epsilon));
+    EXPECT_EQ(r.series.back().epsilon, r.epsilon);
+    for (size_t i = 1; i < r.series.size(); ++i) {
+      EXPECT_GE(r.series[i].epsilon, r.series[i - 1].epsilon);
+    }
+    const std::string json = ResultsJson(c, {r});
+    EXPECT_NE(json.find("\"privacy\": {"), std::string::npos);
+    EXPECT_NE(SummaryTable({r}).find("privacy (user-level, central"), std::string::npos);
+    c.threads = 2;
+    const MethodResult again = RunMethod(c, c.methods[0], env).value();
+    ExpectSame(r, again);
+    EXPECT_EQ(again.epsilon, r.epsilon);
+    c.privacy.noise_multiplier = 4.0;
+    const MethodResult quieter = RunMethod(c, c.methods[0], env).value();
+    EXPECT_LT(quieter.epsilon, r.epsilon);
+  }
+  // From a config file, and back through a run file (as --resume reads it).
+  auto parsed = ParseSimConfig(
+      "model = \"mlp\"\n[privacy]\nclip = 0.5\nnoise_multiplier = 2\ndelta = 1e-6\n"
+      "[[method]]\nname = \"ftte\"\n",
+      "test.toml");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->privacy.clip, 0.5);
+  EXPECT_EQ(parsed->privacy.noise_multiplier, 2);
+  EXPECT_EQ(parsed->privacy.delta, 1e-6);
+  EXPECT_NE(FormatSimConfig(*parsed).find("[privacy]"), std::string::npos);
+  EXPECT_FALSE(ParseSimConfig("[privacy]\ndelta = 2\n", "t.toml").ok());
+  // Settings that give no guarantee are refused: no noise, or delta >= 1 / devices.
+  SimConfig loose = SmallConfig(fl::Algorithm::kFtte);
+  loose.privacy.clip = 1;
+  loose.privacy.noise_multiplier = 0;
+  EXPECT_NE(ValidateSimConfig(loose).message().find("no privacy"), std::string::npos);
+  loose.privacy.noise_multiplier = 1;
+  loose.privacy.delta = 0.1;  // 12 devices
+  auto refused = RunMethod(loose, loose.methods[0], SmallEnvironment(loose));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("delta < 1 / devices"), std::string::npos)
+      << refused.status().message();
+  {
+    SimConfig c = SmallConfig(fl::Algorithm::kFedBuff);
+    c.duration_s = 20;
+    c.privacy.clip = 0.5;
+    Environment env = SmallEnvironment(c);
+    const MethodResult r = RunMethod(c, c.methods[0], env).value();
+    auto back = ParseRunFile(RunFileText(c, r), c, "r.json");
+    ASSERT_TRUE(back.ok()) << back.status().ToString();
+    EXPECT_EQ(back->epsilon, r.epsilon);
+    EXPECT_EQ(back->series.back().epsilon, r.series.back().epsilon);
+  }
+  // Privacy off: nothing about it in the results (the files stay as they were).
+  SimConfig off = SmallConfig(fl::Algorithm::kFtte);
+  off.duration_s = 20;
+  Environment env = SmallEnvironment(off);
+  const MethodResult plain = RunMethod(off, off.methods[0], env).value();
+  EXPECT_FALSE(plain.privacy_report);
+  EXPECT_EQ(ResultsJson(off, {plain}).find("privacy"), std::string::npos);
+  // Robust rules cannot be combined with it: refused before any work, naming the fix.
+  SimConfig bad = SmallConfig(fl::Algorithm::kFedBuff);
+  bad.privacy.clip = 1;
+  bad.methods[0].server.clip_multiplier = 3;
+  EXPECT_NE(ValidateSimConfig(bad).message().find("aggregation = mean without them"),
+            std::string::npos)
+      << ValidateSimConfig(bad).message();
 }
 
 TEST(DevicesTest, StragglerFractionAndDeterminism) {

@@ -90,6 +90,22 @@ struct ServerConfig {
   bool robust() const {
     return rule != Rule::kMean || clip_multiplier > 0 || sample_cap_multiplier > 0;
   }
+
+  // User-level differential privacy, central (the server adds the noise; docs/privacy.md). Off
+  // while dp_clip is 0. Every update is clipped to L2 norm dp_clip. An aggregation is then
+  // sum_i w_i delta_i with w_i the algorithm's age weight s(tau) <= 1 over a fixed denominator
+  // (the buffer K; FedAvg: concurrency; FedAsync: w = alpha s(tau)), without sample or
+  // variance weights or per-row renormalisation, plus Gaussian noise of standard deviation
+  // dp_noise_multiplier * dp_clip * (the largest weight one update can get) on every value of
+  // the masks involved. Device-reported statistics (variance, row importance) are ignored: they
+  // would leave the device unprotected. Accounting (Strategy::PrivacySpent): per device, the
+  // Gaussian mechanism composed over the aggregations its updates went into, without any
+  // sampling assumption.
+  double dp_clip = 0;
+  double dp_noise_multiplier = 0;
+  double dp_delta = 1e-5;
+  uint64_t dp_seed = 0;  // the noise's
+  bool dp() const { return dp_clip > 0; }
 };
 // A configuration error a Strategy cannot run with (krum with too small a buffer or round, a
 // trim fraction outside [0, 0.5), ...), naming the setting and the fix; Ok otherwise.
@@ -117,6 +133,11 @@ struct ServerStats {
   int64_t samples_capped = 0;  // updates whose claimed sample count the robust cap lowered
   int64_t filtered = 0;        // updates Krum left out of their aggregation
   std::map<int64_t, int64_t> staleness;  // tau -> count, of applied updates
+  // Differential privacy: updates the dp_clip bound shortened, and per device the sum over the
+  // aggregations that took its updates of (its updates in that aggregation)^2, the multiple of
+  // one Gaussian mechanism's RDP that device has spent.
+  int64_t dp_clipped = 0;
+  std::map<int64_t, int64_t> dp_load;
 };
 
 // What FTTE has learned of each unit's importance: per parameter, per row, the current estimate
@@ -218,6 +239,15 @@ class Strategy {
   static double FtteWeight(const ServerConfig& c, const Update& u, int64_t tau,
                            double median_variance);
 
+  // With differential privacy on: the (epsilon, dp_delta) the most exposed device has spent so
+  // far (epsilon 0 before any aggregation, +infinity without noise), and that device's load.
+  struct Privacy {
+    double epsilon = 0;
+    double order = 0;
+    int64_t max_load = 0;
+  };
+  Privacy PrivacySpent() const;
+
  protected:
   Strategy(const ServerConfig& config, const PlanningInputs& inputs);
   // Makes the first plan (full mask, or the planner's subset for budget masks).
@@ -236,6 +266,11 @@ class Strategy {
   void Bound(Update* u);
   // The config's rule over `updates` with the algorithm's weights `w`.
   std::vector<double> Combine(const std::vector<Update>& updates, const std::vector<double>& w);
+  // Differential privacy: sum_i w_i delta_i (no renormalisation) plus Gaussian noise of
+  // standard deviation dp_noise_multiplier * dp_clip * max_weight on every value of the
+  // updates' masks, and the devices' loads counted. Each w_i must be <= max_weight.
+  std::vector<double> PrivateAggregate(const std::vector<Update>& updates,
+                                       const std::vector<double>& w, double max_weight);
 
   // sum_i w_i delta_i in model coordinates, each row scaled by (sum of all w) / (sum of the w
   // of the updates that trained it): the plain weighted sum when all share one mask.

@@ -113,6 +113,17 @@ struct AttackConfig {
   bool Enabled() const { return kind != "none"; }
 };
 
+// [privacy]: user-level differential privacy, central, for every method of the run (the
+// fl::ServerConfig dp_* settings: each update clipped to `clip`, Gaussian noise of
+// noise_multiplier x clip x the largest weight one update can get added to every aggregate;
+// docs/privacy.md). Off while clip is 0. The noise is seeded by the run's seed.
+struct PrivacyConfig {
+  double clip = 0;
+  double noise_multiplier = 1.0;
+  double delta = 1e-5;
+  bool Enabled() const { return clip > 0; }
+};
+
 struct SimConfig {
   std::string model = "cnn";
   std::string dataset = "fashion-mnist";
@@ -142,6 +153,7 @@ struct SimConfig {
   uint64_t seed = 0;
   TuneConfig tune;
   AttackConfig attack;
+  PrivacyConfig privacy;
   // Not a config key: the run evaluates on tune.validation training samples (held out of the
   // devices' data) instead of the test set. Tuning trials set it.
   bool on_validation = false;
@@ -183,6 +195,7 @@ struct SeriesPoint {
   int64_t version = 0;
   double top3 = 0;        // language models: top-3 accuracy over held-out positions
   double perplexity = 0;  // language models: exp(loss)
+  double epsilon = 0;     // with [privacy]: spent so far (MethodResult::epsilon)
 };
 
 // Text: what every next-word result is read against, on the evaluated held-out positions: the
@@ -232,6 +245,13 @@ struct MethodResult {
   // claims capped, updates Krum left out, and malicious updates the attackers sent.
   bool robust_report = false;
   int64_t clipped = 0, samples_capped = 0, filtered = 0, malicious_updates = 0;
+  // Differential privacy (config.privacy on): the (epsilon, delta) of the most exposed device
+  // at the end (fl::Strategy::PrivacySpent: no sampling assumption), its load (aggregations
+  // its updates went into, a device's k updates in one aggregation counting k^2), and the
+  // updates the clip shortened.
+  bool privacy_report = false;
+  double epsilon = 0, dp_delta = 0;
+  int64_t dp_max_load = 0, dp_clipped = 0;
   std::map<int64_t, int64_t> staleness;  // tau -> count
   double wall_s = 0;
   std::vector<SeriesPoint> series;
@@ -271,6 +291,9 @@ Result<Environment> MakeEnvironment(const SimConfig& config);
 // The times `series` reached each of `targets` (of top-3 when `top3`, else of accuracy).
 std::vector<TargetTime> TargetTimes(const std::vector<SeriesPoint>& series,
                                     const std::vector<double>& targets, bool top3);
+
+// The method's server settings with the run's [privacy] applied (what the strategy runs with).
+fl::ServerConfig EffectiveServerConfig(const SimConfig& config, const MethodConfig& method);
 
 // Runs one method to the horizon. For a language model (env.language_model) it also evaluates
 // the final global model on every device's held-out text and, with config.personalize.steps >
