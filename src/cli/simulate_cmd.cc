@@ -135,7 +135,7 @@ class ProgressLine {
     run_index_ = run_index;
     start_ = Clock::now();
   }
-  void Update(const std::string& label, double virtual_s, double accuracy) {
+  void Update(const std::string& label, double virtual_s, double accuracy, double epsilon) {
     const double run_wall = std::chrono::duration<double>(Clock::now() - start_).count();
     const double total_wall =
         std::chrono::duration<double>(Clock::now() - experiment_start_).count();
@@ -143,10 +143,12 @@ class ProgressLine {
     const double done = static_cast<double>(run_index_ - resumed_) + virtual_s / duration_s_;
     const double left_runs = static_cast<double>(runs_ - run_index_) - virtual_s / duration_s_;
     const double left = done > 0 ? total_wall / done * left_runs : 0;
+    char eps[32] = "";
+    if (epsilon >= 0) std::snprintf(eps, sizeof eps, "  epsilon %6.3g", epsilon);
     std::fprintf(stderr,
-                 "%s[%lld/%lld] %-24s virtual %6.1f min  accuracy %6.2f%%  wall %s  left ~%s%s",
+                 "%s[%lld/%lld] %-24s virtual %6.1f min  accuracy %6.2f%%%s  wall %s  left ~%s%s",
                  tty_ ? "\r\033[K" : "", static_cast<long long>(run_index_ + 1),
-                 static_cast<long long>(runs_), label.c_str(), virtual_s / 60, 100 * accuracy,
+                 static_cast<long long>(runs_), label.c_str(), virtual_s / 60, 100 * accuracy, eps,
                  WallClock(run_wall).c_str(), WallClock(left).c_str(), tty_ ? "" : "\n");
     std::fflush(stderr);
   }
@@ -266,9 +268,10 @@ Result<sim::SimConfig> TuneMethods(const sim::SimConfig& c, const std::string& o
       FTTE_ASSIGN_OR_RETURN(sim::Environment e, sim::MakeEnvironment(trial));
       env = std::move(e);
     }
-    auto r = sim::RunMethod(trial, m, *env, [&](const std::string&, double t, double acc) {
-      progress->Update(m.name, t, acc);
-    });
+    auto r =
+        sim::RunMethod(trial, m, *env, [&](const std::string&, double t, double acc, double eps) {
+          progress->Update(m.name, t, acc, eps);
+        });
     progress->End();
     if (r.ok()) FTTE_RETURN_IF_ERROR(sim::WriteRunFile(out_dir, trial, *r));
     return r;
@@ -381,9 +384,10 @@ int RunSimulate(const std::vector<std::string>& args) {
       }
       std::string label = m.name;
       if (seeds.size() > 1) label.append(" seed ").append(std::to_string(seed));
-      auto r = sim::RunMethod(cs, m, *env, [&](const std::string&, double t, double acc) {
-        progress.Update(label, t, acc);
-      });
+      auto r =
+          sim::RunMethod(cs, m, *env, [&](const std::string&, double t, double acc, double eps) {
+            progress.Update(label, t, acc, eps);
+          });
       progress.End();
       if (!r.ok()) {
         std::fprintf(stderr, "ftte simulate: %s failed: %s\n", label.c_str(),

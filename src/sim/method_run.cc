@@ -385,7 +385,7 @@ void MethodRun::RecordUntil(double t) {
     }
     if (res_.privacy_report) p.epsilon = strategy_->PrivacySpent().epsilon;
     res_.series.push_back(p);
-    if (progress_) progress_(method_.name, next_eval_, acc);
+    if (progress_) progress_(method_.name, next_eval_, acc, res_.privacy_report ? p.epsilon : -1);
     next_eval_ += config_.eval_every_s;
   }
 }

@@ -259,8 +259,9 @@ struct MethodResult {
   std::vector<float> final_weights;
 };
 
-// Progress callback: method name, virtual seconds, accuracy so far.
-using Progress = std::function<void(const std::string&, double, double)>;
+// Progress callback: method name, virtual seconds, accuracy so far, and with [privacy] the
+// epsilon spent so far (-1 without).
+using Progress = std::function<void(const std::string&, double, double, double)>;
 
 // Everything shared by the methods of one run: data, partition and devices.
 struct Environment {
