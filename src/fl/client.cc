@@ -12,9 +12,8 @@ namespace {
 
 bool SameConfig(const ClientConfig& a, const ClientConfig& b) {
   return a.batch == b.batch && a.micro_batch == b.micro_batch && a.frozen == b.frozen &&
-         a.tile_floats == b.tile_floats &&
-         a.optimizer.kind == b.optimizer.kind && a.optimizer.lr == b.optimizer.lr &&
-         a.optimizer.momentum == b.optimizer.momentum &&
+         a.tile_floats == b.tile_floats && a.optimizer.kind == b.optimizer.kind &&
+         a.optimizer.lr == b.optimizer.lr && a.optimizer.momentum == b.optimizer.momentum &&
          a.optimizer.nesterov == b.optimizer.nesterov &&
          a.optimizer.weight_decay == b.optimizer.weight_decay;
 }

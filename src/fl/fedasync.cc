@@ -5,7 +5,7 @@ namespace ftte::fl {
 
 bool FedAsyncStrategy::Receive(const Update& u) {
   Update v = u;
-  if (!Admit(&v)) return false;
+  if (!Admit(&v) || !WithinBudget(v, {})) return false;
   const int64_t tau = version_ - v.base_version;
   const double w = config_.async_alpha * Staleness(tau);
   if (!Apply(config_.dp() ? PrivateAggregate({v}, {w}, config_.async_alpha)

@@ -12,9 +12,12 @@ void FedAvgStrategy::AggregateRound(const std::vector<Update>& round) {
     for (Update& u : bounded) Bound(&u);
   }
   if (config_.dp()) {  // the DP clip, then equal weights over the fixed round size
-    bounded = round;
-    for (Update& u : bounded) Admit(&u);
+    for (Update u : round) {
+      Admit(&u);
+      if (WithinBudget(u, bounded)) bounded.push_back(std::move(u));
+    }
     stats_.received -= static_cast<int64_t>(round.size());  // (Admit counted them again)
+    if (bounded.empty()) return;
     const double c = static_cast<double>(std::max<int64_t>(config_.concurrency, 1));
     if (!Apply(PrivateAggregate(bounded, std::vector<double>(bounded.size(), 1 / c), 1 / c))) {
       return;

@@ -71,6 +71,33 @@ PrivacySpent EpsilonFromRdp(const std::vector<double>& orders, const std::vector
   return best;
 }
 
+double GaussianEpsilon(double noise_multiplier, double delta, int64_t load) {
+  if (load <= 0) return 0;
+  if (noise_multiplier <= 0) return kInf;
+  const std::vector<double> orders = DefaultRdpOrders();
+  std::vector<double> rdp;
+  for (double a : orders) {
+    rdp.push_back(static_cast<double>(load) * RdpSampledGaussian(1.0, noise_multiplier, a));
+  }
+  return EpsilonFromRdp(orders, rdp, delta).epsilon;
+}
+
+int64_t MaxGaussianLoad(double noise_multiplier, double delta, double target_epsilon) {
+  FTTE_CHECK(noise_multiplier > 0 && target_epsilon > 0)
+      << "noise " << noise_multiplier << ", target " << target_epsilon;
+  int64_t lo = 0, hi = 1;  // epsilon(lo) <= target < epsilon(hi)
+  while (GaussianEpsilon(noise_multiplier, delta, hi) <= target_epsilon) {
+    lo = hi;
+    hi *= 2;
+    if (hi > (int64_t{1} << 50)) return lo;
+  }
+  while (hi - lo > 1) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    (GaussianEpsilon(noise_multiplier, delta, mid) <= target_epsilon ? lo : hi) = mid;
+  }
+  return lo;
+}
+
 RdpAccountant::RdpAccountant(std::vector<double> orders)
     : orders_(std::move(orders)), rdp_(orders_.size(), 0.0) {
   FTTE_CHECK(!orders_.empty()) << "an accountant needs at least one order";

@@ -77,6 +77,16 @@ TEST(PrivacyTest, EqualsNumericalIntegrationOfTheRenyiDivergence) {
   }
 }
 
+TEST(PrivacyTest, MaxGaussianLoadIsTheLargestLoadWithinTheBudget) {
+  for (double target : {0.5, 1.0, 3.0, 8.0}) {
+    const int64_t l = MaxGaussianLoad(1.2, 1e-6, target);
+    EXPECT_LE(GaussianEpsilon(1.2, 1e-6, l), target);
+    EXPECT_GT(GaussianEpsilon(1.2, 1e-6, l + 1), target);
+  }
+  EXPECT_EQ(MaxGaussianLoad(0.3, 1e-6, 0.01), 0);  // one mechanism already costs more
+  EXPECT_EQ(GaussianEpsilon(1.0, 1e-6, 0), 0);
+}
+
 TEST(PrivacyTest, MoreStepsSpendMoreAndMoreNoiseSpendsLess) {
   double prev = 0;
   for (int64_t steps : {1, 10, 100, 1000}) {

@@ -391,6 +391,22 @@ std::vector<double> Strategy::PrivateAggregate(const std::vector<Update>& update
   return agg;
 }
 
+bool Strategy::CanContribute(int64_t device) const {
+  if (!config_.dp() || config_.dp_max_load <= 0) return true;
+  const auto it = stats_.dp_load.find(device);
+  return (it == stats_.dp_load.end() ? 0 : it->second) + 1 <= config_.dp_max_load;
+}
+
+bool Strategy::WithinBudget(const Update& u, const std::vector<Update>& pending) {
+  if (!config_.dp() || config_.dp_max_load <= 0) return true;
+  int64_t k = 1;
+  for (const Update& p : pending) k += p.device == u.device;
+  const auto it = stats_.dp_load.find(u.device);
+  if ((it == stats_.dp_load.end() ? 0 : it->second) + k * k <= config_.dp_max_load) return true;
+  ++stats_.dp_refused;
+  return false;
+}
+
 Strategy::Privacy Strategy::PrivacySpent() const {
   Privacy p;
   for (const auto& [device, load] : stats_.dp_load) p.max_load = std::max(p.max_load, load);
@@ -570,6 +586,7 @@ bool Strategy::Receive(const Update& u) {
   FTTE_CHECK(!synchronous()) << AlgorithmName(config_.algorithm) << " aggregates whole rounds";
   Update v = u;
   if (!Admit(&v)) return false;
+  if (!WithinBudget(v, buffer_)) return false;
   buffer_.push_back(std::move(v));
   if (static_cast<int64_t>(buffer_.size()) < config_.buffer) return false;
   std::vector<double> agg;

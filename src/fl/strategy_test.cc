@@ -455,6 +455,41 @@ TEST(StrategyTest, PrivateAggregationClipsWeighsOverKAndAddsCalibratedNoise) {
   EXPECT_NE(other->weights(), noisy->weights());
 }
 
+// A per-device budget: an update that would take its device's load above dp_max_load is refused,
+// so no device spends more than the target epsilon.
+TEST(StrategyTest, APrivacyBudgetRefusesUpdatesOfDevicesThatSpentIt) {
+  ServerConfig c;
+  c.algorithm = Algorithm::kFedAsync;
+  c.dp_clip = 1;
+  c.dp_noise_multiplier = 1;
+  c.dp_max_load = 2;
+  auto s = Make(c);
+  Update u = Uniform(*s, 0, 1, 0, 1e-3f);
+  u.device = 5;
+  EXPECT_TRUE(s->CanContribute(5));
+  s->Receive(u);
+  u.base_version = s->version();
+  s->Receive(u);
+  EXPECT_FALSE(s->CanContribute(5));
+  EXPECT_TRUE(s->CanContribute(6));
+  u.base_version = s->version();
+  EXPECT_FALSE(s->Receive(u));
+  EXPECT_EQ(s->version(), 2);
+  EXPECT_EQ(s->stats().dp_refused, 1);
+  EXPECT_EQ(s->PrivacySpent().max_load, 2);
+  // In a buffer, a second update of one device would cost 2^2 - 1 more: refused at load 2.
+  c.algorithm = Algorithm::kFedBuff;
+  c.buffer = 3;
+  c.dp_max_load = 3;
+  auto b = Make(c);
+  Update v = Uniform(*b, 0, 1, 0, 1e-3f);
+  v.device = 1;
+  b->Receive(v);
+  EXPECT_FALSE(b->Receive(v));  // 1 + (2^2 - 1) = 4 > 3
+  EXPECT_EQ(b->stats().dp_refused, 1);
+  EXPECT_EQ(b->buffered(), 1);
+}
+
 TEST(StrategyTest, PrivacyWorksForFedAsyncAndFedAvgAndRefusesRobustRules) {
   ServerConfig c;
   c.dp_clip = 0.5;

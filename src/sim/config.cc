@@ -11,6 +11,7 @@
 
 #include "config_schema.h"
 #include "ftte/core/model.h"
+#include "ftte/fl/privacy.h"
 
 namespace ftte::sim {
 
@@ -282,6 +283,18 @@ Status CheckMethods(const SimConfig& c) {
     return InvalidArgument(
         "[privacy] clip > 0 with noise_multiplier = 0 clips but gives no privacy (epsilon is "
         "infinite); set noise_multiplier (e.g. 1.0), or clip = 0 to turn privacy off");
+  }
+  if (c.privacy.Enabled() && c.privacy.target_epsilon > 0 &&
+      fl::MaxGaussianLoad(c.privacy.noise_multiplier, c.privacy.delta, c.privacy.target_epsilon) ==
+          0) {
+    char msg[256];
+    std::snprintf(msg, sizeof msg,
+                  "[privacy] target_epsilon %g is below what one update costs at "
+                  "noise_multiplier %g and delta %g (epsilon %.3g): no device could take part; "
+                  "raise noise_multiplier or target_epsilon",
+                  c.privacy.target_epsilon, c.privacy.noise_multiplier, c.privacy.delta,
+                  fl::GaussianEpsilon(c.privacy.noise_multiplier, c.privacy.delta, 1));
+    return InvalidArgument(msg);
   }
   if (c.attack.Enabled() && c.attack.fraction <= 0) {
     return InvalidArgument("[attack] kind = \"" + c.attack.kind +

@@ -470,6 +470,7 @@ const std::vector<Field<SimConfig>>& PrivacyFields() {
       FloatKey<C>("clip", FTTE_REF(privacy.clip), kNonNegative),
       FloatKey<C>("noise_multiplier", FTTE_REF(privacy.noise_multiplier), kNonNegative),
       FloatKey<C>("delta", FTTE_REF(privacy.delta), kUnitOpenOpen),
+      FloatKey<C>("target_epsilon", FTTE_REF(privacy.target_epsilon), kNonNegative),
   };
   return kFields;
 }

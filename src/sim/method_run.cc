@@ -259,6 +259,7 @@ int64_t MethodRun::PickDevice() {
   for (int attempt = 0; attempt < 1000; ++attempt) {
     const auto d = static_cast<size_t>(rng_.Below(env_.devices.size()));
     if (busy_[d] || !strategy_->Eligible(env_.devices[d].memory_bytes)) continue;
+    if (!strategy_->CanContribute(static_cast<int64_t>(d))) continue;  // privacy budget spent
     if (rng_.Uniform() >= env_.devices[d].availability) continue;
     return static_cast<int64_t>(d);
   }
@@ -489,6 +490,7 @@ void MethodRun::Finish() {
     res_.dp_delta = config_.privacy.delta;
     res_.dp_max_load = p.max_load;
     res_.dp_clipped = st.dp_clipped;
+    res_.dp_refused = st.dp_refused;
   }
   res_.staleness = st.staleness;
   res_.final_weights = strategy_->weights();

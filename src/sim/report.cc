@@ -181,7 +181,8 @@ Json RunJson(const MethodResult& r) {
     j["privacy"] = {{"epsilon", std::isfinite(r.epsilon) ? Json(r.epsilon) : Json(nullptr)},
                     {"delta", r.dp_delta},
                     {"max_load", r.dp_max_load},
-                    {"clipped", r.dp_clipped}};
+                    {"clipped", r.dp_clipped},
+                    {"refused", r.dp_refused}};
   }
   if (r.robust_report) {
     j["robust"] = {{"clipped", r.clipped},
@@ -267,6 +268,7 @@ MethodResult RunFrom(const Json& j) {
     r.dp_delta = p.at("delta").get<double>();
     r.dp_max_load = p.at("max_load").get<int64_t>();
     r.dp_clipped = p.at("clipped").get<int64_t>();
+    r.dp_refused = p.at("refused").get<int64_t>();
   }
   if (j.contains("robust")) {
     const Json& b = j.at("robust");

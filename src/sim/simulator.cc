@@ -12,6 +12,7 @@
 #include "ftte/data/idx.h"
 #include "ftte/data/partition.h"
 #include "ftte/fl/changed_rows.h"
+#include "ftte/fl/privacy.h"
 #include "method_run.h"
 #include "text_env.h"
 
@@ -151,6 +152,10 @@ fl::ServerConfig EffectiveServerConfig(const SimConfig& config, const MethodConf
     s.dp_noise_multiplier = config.privacy.noise_multiplier;
     s.dp_delta = config.privacy.delta;
     s.dp_seed = config.seed;
+    if (config.privacy.target_epsilon > 0 && config.privacy.noise_multiplier > 0) {
+      s.dp_max_load = fl::MaxGaussianLoad(config.privacy.noise_multiplier, config.privacy.delta,
+                                          config.privacy.target_epsilon);
+    }
   }
   return s;
 }

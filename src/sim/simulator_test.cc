@@ -224,6 +224,23 @@ TEST(SimulatorPrivacyTest, EveryMethodReportsTheEpsilonItSpent) {
     EXPECT_EQ(back->epsilon, r.epsilon);
     EXPECT_EQ(back->series.back().epsilon, r.series.back().epsilon);
   }
+  // A budget: no device spends more than target_epsilon; devices that spent it get no work.
+  {
+    SimConfig c = SmallConfig(fl::Algorithm::kFedBuff);
+    c.duration_s = 60;
+    c.privacy.clip = 0.5;
+    c.privacy.noise_multiplier = 2;
+    c.privacy.delta = 1e-3;
+    c.privacy.target_epsilon = 2.0;
+    ASSERT_TRUE(ValidateSimConfig(c).ok()) << ValidateSimConfig(c).message();
+    Environment env = SmallEnvironment(c);
+    const MethodResult r = RunMethod(c, c.methods[0], env).value();
+    EXPECT_LE(r.epsilon, 2.0);
+    EXPECT_GT(r.epsilon, 1.0);  // the budget was reached
+    c.privacy.target_epsilon = 0.01;
+    EXPECT_NE(ValidateSimConfig(c).message().find("below what one update costs"), std::string::npos)
+        << ValidateSimConfig(c).message();
+  }
   // Privacy off: nothing about it in the results (the files stay as they were).
   SimConfig off = SmallConfig(fl::Algorithm::kFtte);
   off.duration_s = 20;

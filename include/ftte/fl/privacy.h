@@ -40,6 +40,12 @@ struct PrivacySpent {
 PrivacySpent EpsilonFromRdp(const std::vector<double>& orders, const std::vector<double>& rdp,
                             double delta);
 
+// The epsilon (at delta) of `load` Gaussian mechanisms of this noise multiplier without sampling
+// (load a / (2 z^2) at order a), the largest load whose epsilon stays within target_epsilon
+// (0 if even one mechanism exceeds it; noise_multiplier > 0, target_epsilon > 0).
+double GaussianEpsilon(double noise_multiplier, double delta, int64_t load);
+int64_t MaxGaussianLoad(double noise_multiplier, double delta, double target_epsilon);
+
 // RDP over the default (or given) orders, composed as steps are recorded.
 class RdpAccountant {
  public:

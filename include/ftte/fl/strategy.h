@@ -105,6 +105,9 @@ struct ServerConfig {
   double dp_noise_multiplier = 0;
   double dp_delta = 1e-5;
   uint64_t dp_seed = 0;  // the noise's
+  // > 0: a per-device budget (fl::MaxGaussianLoad of a target epsilon): an update that would
+  // take its device's load above it is refused, so no device ever spends more.
+  int64_t dp_max_load = 0;
   bool dp() const { return dp_clip > 0; }
 };
 // A configuration error a Strategy cannot run with (krum with too small a buffer or round, a
@@ -138,6 +141,7 @@ struct ServerStats {
   // one Gaussian mechanism's RDP that device has spent.
   int64_t dp_clipped = 0;
   std::map<int64_t, int64_t> dp_load;
+  int64_t dp_refused = 0;  // updates refused because their device's budget was spent
 };
 
 // What FTTE has learned of each unit's importance: per parameter, per row, the current estimate
@@ -247,6 +251,8 @@ class Strategy {
     int64_t max_load = 0;
   };
   Privacy PrivacySpent() const;
+  // Whether one more update of this device could be taken (false once its budget is spent).
+  bool CanContribute(int64_t device) const;
 
  protected:
   Strategy(const ServerConfig& config, const PlanningInputs& inputs);
@@ -266,6 +272,9 @@ class Strategy {
   void Bound(Update* u);
   // The config's rule over `updates` with the algorithm's weights `w`.
   std::vector<double> Combine(const std::vector<Update>& updates, const std::vector<double>& w);
+  // Differential privacy with a budget: whether `u` may join `pending` (the updates of the
+  // aggregation being filled) without its device's load exceeding dp_max_load; counts a refusal.
+  bool WithinBudget(const Update& u, const std::vector<Update>& pending);
   // Differential privacy: sum_i w_i delta_i (no renormalisation) plus Gaussian noise of
   // standard deviation dp_noise_multiplier * dp_clip * max_weight on every value of the
   // updates' masks, and the devices' loads counted. Each w_i must be <= max_weight.

@@ -121,6 +121,9 @@ struct PrivacyConfig {
   double clip = 0;
   double noise_multiplier = 1.0;
   double delta = 1e-5;
+  // > 0: no device spends more (its updates beyond are refused and it gets no more work); the
+  // run goes on with the others, and ends early in effect when every device has spent it.
+  double target_epsilon = 0;
   bool Enabled() const { return clip > 0; }
 };
 
@@ -251,7 +254,7 @@ struct MethodResult {
   // updates the clip shortened.
   bool privacy_report = false;
   double epsilon = 0, dp_delta = 0;
-  int64_t dp_max_load = 0, dp_clipped = 0;
+  int64_t dp_max_load = 0, dp_clipped = 0, dp_refused = 0;
   std::map<int64_t, int64_t> staleness;  // tau -> count
   double wall_s = 0;
   std::vector<SeriesPoint> series;
