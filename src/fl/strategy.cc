@@ -329,6 +329,25 @@ bool Strategy::Apply(const std::vector<double>& aggregate) {
   return true;
 }
 
+namespace {
+
+double Norm(const std::vector<float>& v) {
+  double sq = 0;
+  for (float x : v) sq += static_cast<double>(x) * x;
+  return std::sqrt(sq);
+}
+
+// Scales `v` (of L2 norm `norm`) down to norm `bound` if it is longer; a non-finite update
+// becomes zero. Returns whether it changed.
+bool ClipTo(double bound, double norm, std::vector<float>* v) {
+  if (norm <= bound) return false;
+  const float scale = std::isfinite(norm) && norm > 0 ? static_cast<float>(bound / norm) : 0;
+  for (float& x : *v) x = std::isfinite(x) ? x * scale : 0.0f;
+  return true;
+}
+
+}  // namespace
+
 bool Strategy::Admit(Update* u) {
   FTTE_CHECK(u->base_version <= version_) << "update from the future";
   ++stats_.received;
@@ -338,15 +357,7 @@ bool Strategy::Admit(Update* u) {
   }
   Bound(u);
   if (config_.dp()) {
-    double sq = 0;
-    for (float v : u->delta) sq += static_cast<double>(v) * v;
-    const double norm = std::sqrt(sq);
-    if (!(norm <= config_.dp_clip)) {  // a NaN norm is clipped to nothing
-      const float scale =
-          std::isfinite(norm) && norm > 0 ? static_cast<float>(config_.dp_clip / norm) : 0;
-      for (float& v : u->delta) v = std::isfinite(v) ? v * scale : 0.0f;
-      ++stats_.dp_clipped;
-    }
+    if (ClipTo(config_.dp_clip, Norm(u->delta), &u->delta)) ++stats_.dp_clipped;
     return true;  // no Observe: its statistics would leave the device unprotected
   }
   Observe(*u);
@@ -410,21 +421,9 @@ bool Strategy::WithinBudget(const Update& u, const std::vector<Update>& pending)
 Strategy::Privacy Strategy::PrivacySpent() const {
   Privacy p;
   for (const auto& [device, load] : stats_.dp_load) p.max_load = std::max(p.max_load, load);
-  if (p.max_load == 0) return p;
-  if (config_.dp_noise_multiplier <= 0) {
-    p.epsilon = std::numeric_limits<double>::infinity();
-    return p;
-  }
-  // One Gaussian mechanism of noise multiplier z has RDP a / (2 z^2); a device whose k updates
-  // went into one aggregation has sensitivity k: k^2 times that; loads add over aggregations.
-  std::vector<double> orders = DefaultRdpOrders(), rdp;
-  for (double a : orders) {
-    rdp.push_back(static_cast<double>(p.max_load) *
-                  RdpSampledGaussian(1.0, config_.dp_noise_multiplier, a));
-  }
-  const fl::PrivacySpent s = EpsilonFromRdp(orders, rdp, config_.dp_delta);
-  p.epsilon = s.epsilon;
-  p.order = s.order;
+  // A device whose k updates went into one aggregation had sensitivity k there: k^2 Gaussian
+  // mechanisms' RDP; loads add over aggregations.
+  p.epsilon = GaussianEpsilon(config_.dp_noise_multiplier, config_.dp_delta, p.max_load);
   return p;
 }
 
@@ -461,16 +460,10 @@ void Strategy::Bound(Update* u) {
     Remember(claimed, config_.robust_window, &recent_samples_);
   }
   if (config_.clip_multiplier > 0) {
-    double sq = 0;
-    for (float v : u->delta) sq += static_cast<double>(v) * v;
-    const double norm = std::sqrt(sq);
-    if (static_cast<int64_t>(recent_norms_.size()) >= warm) {
-      const double bound = config_.clip_multiplier * Median(recent_norms_);
-      if (!(norm <= bound)) {  // a NaN norm is clipped to nothing below
-        const float scale = std::isfinite(norm) && norm > 0 ? static_cast<float>(bound / norm) : 0;
-        for (float& v : u->delta) v = std::isfinite(v) ? v * scale : 0.0f;
-        ++stats_.clipped;
-      }
+    const double norm = Norm(u->delta);
+    if (static_cast<int64_t>(recent_norms_.size()) >= warm &&
+        ClipTo(config_.clip_multiplier * Median(recent_norms_), norm, &u->delta)) {
+      ++stats_.clipped;
     }
     if (std::isfinite(norm)) Remember(norm, config_.robust_window, &recent_norms_);
   }

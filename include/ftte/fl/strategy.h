@@ -247,7 +247,6 @@ class Strategy {
   // far (epsilon 0 before any aggregation, +infinity without noise), and that device's load.
   struct Privacy {
     double epsilon = 0;
-    double order = 0;
     int64_t max_load = 0;
   };
   Privacy PrivacySpent() const;
