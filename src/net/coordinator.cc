@@ -204,6 +204,9 @@ Status Coordinator::Restore(const StateStore::Loaded& loaded) {
   st.recent_norms.assign(s.recent_norms().begin(), s.recent_norms().end());
   st.recent_samples.assign(s.recent_samples().begin(), s.recent_samples().end());
   for (const auto& [tau, n] : s.staleness()) st.stats.staleness[tau] = n;
+  st.stats.dp_clipped = s.dp_clipped();
+  st.stats.dp_refused = s.dp_refused();
+  for (const auto& [device, load] : s.dp_load()) st.stats.dp_load[device] = load;
   FTTE_RETURN_IF_ERROR(RestoreImportance(s, &st.importance));
   FTTE_RETURN_IF_ERROR(strategy_->Restore(std::move(st)));
   plans = nullptr;
@@ -341,6 +344,9 @@ state::Snapshot Coordinator::MakeSnapshot() const {
   s.set_applied(st.stats.applied);
   s.set_dropped_stale(st.stats.dropped_stale);
   for (const auto& [tau, n] : st.stats.staleness) (*s.mutable_staleness())[tau] = n;
+  s.set_dp_clipped(st.stats.dp_clipped);
+  s.set_dp_refused(st.stats.dp_refused);
+  for (const auto& [device, load] : st.stats.dp_load) (*s.mutable_dp_load())[device] = load;
   s.set_mask(PackMaskBits(strategy_->plan().mask, layout_));
   return s;
 }
@@ -484,6 +490,12 @@ Result<v1::Work> Coordinator::GetWork(int64_t device, const v1::GetWorkRequest& 
     w.set_kind(v1::Work::INELIGIBLE);
     w.set_message("memory budget " + std::to_string(d.budget >> 10) + " KiB is below the " +
                   std::to_string(strategy_->plan().device_peak_bytes >> 10) + " KiB a job needs");
+    return w;
+  }
+  if (!strategy_->CanContribute(device)) {  // its privacy budget is spent: done for it
+    d.told_done = true;
+    w.set_kind(v1::Work::DONE);
+    w.set_message("this device has spent its privacy budget ([privacy] target_epsilon)");
     return w;
   }
   const double now = clock_();
@@ -735,6 +747,14 @@ v1::StatusResponse Coordinator::GetStatus() const {
   for (const v1::EvalPoint& e : evaluations_) *s.add_evaluations() = e;
   s.set_buffered(strategy_->buffered() + static_cast<int64_t>(round_.size()));
   s.set_done(done_);
+  if (config_.strategy.dp()) {
+    const fl::Strategy::Privacy p = strategy_->PrivacySpent();
+    v1::PrivacyStatus* ps = s.mutable_privacy();
+    ps->set_epsilon(p.epsilon);
+    ps->set_delta(config_.strategy.dp_delta);
+    ps->set_max_load(p.max_load);
+    ps->set_refused(strategy_->stats().dp_refused);
+  }
   return s;
 }
 
@@ -789,7 +809,14 @@ Status Coordinator::Tick() {
                 "version %lld: accuracy %.2f%%, loss %.4f (%lld accepted, %lld devices)",
                 static_cast<long long>(version), 100 * acc, r.loss,
                 static_cast<long long>(AcceptedLocked()), static_cast<long long>(devices_.size()));
-  log_(line);
+  std::string message = line;
+  if (config_.strategy.dp()) {
+    char eps[96];
+    std::snprintf(eps, sizeof eps, ", privacy epsilon %.3g at delta %g",
+                  strategy_->PrivacySpent().epsilon, config_.strategy.dp_delta);
+    message += eps;
+  }
+  log_(message);
   if ((config_.target_accuracy > 0 && acc >= config_.target_accuracy) ||
       (config_.max_versions > 0 && version >= config_.max_versions)) {
     done_ = true;

@@ -16,6 +16,7 @@
 #include "ftte/data/synthetic.h"
 #include "ftte/fl/changed_rows.h"
 #include "ftte/fl/encoding.h"
+#include "ftte/fl/privacy.h"
 #include "wire.h"
 
 namespace ftte::net {
@@ -501,6 +502,69 @@ TEST(CoordinatorTest, CrashLosesNoAcceptedUpdateAndAppliesNoneTwice) {
     EXPECT_EQ(h.c->weights(), want);
     EXPECT_EQ(h.c->accepted(), 7);
   }
+}
+
+// [privacy] in ftte serve: noise and accounting as in the simulator, the loads survive a crash
+// (log replay) and a snapshot, Status reports the epsilon spent, and a device whose budget is
+// spent is told it is done.
+TEST(CoordinatorTest, PrivacyIsAccountedAcrossRestartsAndABudgetEndsADevice) {
+  Harness h("privacy", fl::Algorithm::kFedAsync);
+  h.config.strategy.dp_clip = 1;
+  h.config.strategy.dp_noise_multiplier = 1;
+  h.config.strategy.dp_delta = 1e-6;
+  h.config.strategy.dp_max_load = 3;
+  ASSERT_TRUE(h.Start().ok());
+  const int64_t a = h.Enroll("a"), b = h.Enroll("b");
+  for (int64_t i = 1; i <= 2; ++i) ASSERT_TRUE(h.Submit(h.MakeUpdate(a, i)).ok());
+  ASSERT_TRUE(h.Submit(h.MakeUpdate(b, 10)).ok());
+  v1::StatusResponse st = h.c->GetStatus();
+  ASSERT_TRUE(st.has_privacy());
+  EXPECT_EQ(st.privacy().max_load(), 2);
+  EXPECT_DOUBLE_EQ(st.privacy().epsilon(), fl::GaussianEpsilon(1, 1e-6, 2));
+  const std::vector<float> weights = h.c->weights();
+  h.c.reset();  // a crash: the log is replayed, noise included
+  ASSERT_TRUE(h.Start().ok());
+  EXPECT_EQ(h.c->weights(), weights);
+  EXPECT_EQ(h.c->GetStatus().privacy().max_load(), 2);
+  ASSERT_TRUE(h.c->Checkpoint().ok());
+  h.c.reset();
+  ASSERT_TRUE(h.Start().ok());
+  EXPECT_EQ(h.c->GetStatus().privacy().max_load(), 2);
+  ASSERT_TRUE(h.Submit(h.MakeUpdate(a, 3)).ok());  // load 3: the budget
+  auto w = h.c->GetWork(a, {});
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(w->kind(), v1::Work::DONE);
+  EXPECT_NE(w->message().find("privacy budget"), std::string::npos);
+  EXPECT_EQ(h.c->GetWork(b, {})->kind(), v1::Work::TRAIN);  // the others go on
+  ASSERT_TRUE(h.c->Tick().ok());  // an evaluation: its log line carries the epsilon
+  bool logged = false;
+  for (const std::string& l : h.log) logged |= l.find("privacy epsilon") != std::string::npos;
+  EXPECT_TRUE(logged);
+}
+
+TEST(ServeConfigTest, PrivacySettingsAreCheckedBeforeStart) {
+  const std::vector<std::string> base = {"auth.enroll_key=k", "server.insecure=true",
+                                         "strategy.algorithm=fedbuff", "privacy.clip=1",
+                                         "privacy.noise_multiplier=1.5"};
+  auto with = [&](std::vector<std::string> more) {
+    std::vector<std::string> all = base;
+    all.insert(all.end(), more.begin(), more.end());
+    return LoadServeConfig("", all);
+  };
+  auto ok =
+      with({"privacy.noise_multiplier=1.5", "privacy.delta=1e-7", "privacy.target_epsilon=8"});
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->strategy.dp_clip, 1);
+  EXPECT_EQ(ok->strategy.dp_max_load, fl::MaxGaussianLoad(1.5, 1e-7, 8));
+  EXPECT_GT(ok->strategy.dp_max_load, 0);
+  auto r = with({"privacy.noise_multiplier=0"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("gives no privacy"), std::string::npos);
+  r = with({"privacy.target_epsilon=0.001"});
+  EXPECT_NE(r.status().message().find("below what one update costs"), std::string::npos)
+      << r.status().message();
+  r = with({"strategy.clip_multiplier=3"});
+  EXPECT_NE(r.status().message().find("privacy"), std::string::npos) << r.status().message();
 }
 
 // Regression (issue 11): one update within every fixed bound (norm 999 of 1,000, the maximum

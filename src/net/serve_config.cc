@@ -9,6 +9,7 @@
 
 #include "ftte/core/memory.h"
 #include "ftte/core/optimizer.h"
+#include "ftte/fl/privacy.h"
 #include "ftte/net/server.h"
 
 namespace ftte::net {
@@ -198,6 +199,15 @@ const std::vector<Key>& Keys() {
        Num<double>([](ServeConfig& c) -> double& { return c.max_share; }, 1e-6, 1)},
       {"validation.min_interval_s",
        Num<double>([](ServeConfig& c) -> double& { return c.min_interval_s; }, 0, 1e7)},
+      {"privacy.clip",
+       Num<double>([](ServeConfig& c) -> double& { return c.strategy.dp_clip; }, 0, 1e9)},
+      {"privacy.noise_multiplier",
+       Num<double>([](ServeConfig& c) -> double& { return c.strategy.dp_noise_multiplier; }, 0,
+                   1e6)},
+      {"privacy.delta",
+       Num<double>([](ServeConfig& c) -> double& { return c.strategy.dp_delta; }, 1e-300, 0.5)},
+      {"privacy.target_epsilon",
+       Num<double>([](ServeConfig& c) -> double& { return c.dp_target_epsilon; }, 0, 1e9)},
       {"stop.target_accuracy",
        Num<double>([](ServeConfig& c) -> double& { return c.target_accuracy; }, 0, 1)},
       {"stop.max_versions",
@@ -271,6 +281,26 @@ Result<ServeConfig> LoadServeConfig(const std::string& path,
     }
     FTTE_RETURN_IF_ERROR(Set(c, o.substr(0, eq), o.substr(eq + 1), "--set " + o));
   }
+  if (c.strategy.dp()) {
+    if (c.strategy.dp_noise_multiplier <= 0) {
+      return InvalidArgument(
+          "[privacy] clip > 0 with noise_multiplier = 0 gives no privacy (epsilon is infinite); "
+          "set noise_multiplier (e.g. 1.0), or clip = 0 to turn privacy off");
+    }
+    c.strategy.dp_seed = c.seed;
+    if (c.dp_target_epsilon > 0) {
+      c.strategy.dp_max_load = fl::MaxGaussianLoad(c.strategy.dp_noise_multiplier,
+                                                   c.strategy.dp_delta, c.dp_target_epsilon);
+      if (c.strategy.dp_max_load == 0) {
+        return InvalidArgument("[privacy] target_epsilon " + std::to_string(c.dp_target_epsilon) +
+                               " is below what one update costs (epsilon " +
+                               std::to_string(fl::GaussianEpsilon(c.strategy.dp_noise_multiplier,
+                                                                  c.strategy.dp_delta, 1)) +
+                               "); raise noise_multiplier or target_epsilon");
+      }
+    }
+  }
+  if (Status s = fl::ValidateServerConfig(c.strategy); !s.ok()) return s;
   if (c.strategy.mask == "budget" && c.budget_bytes <= 0) {
     return InvalidArgument("[model] mask = \"budget\" needs budget (e.g. budget = \"8MiB\")");
   }

@@ -66,6 +66,9 @@ struct ServeConfig {
   double max_share = 0.3;
   // Rate cap: seconds between two jobs given to the same device (0 = none).
   double min_interval_s = 0;
+  // [privacy]: user-level central differential privacy (fl::ServerConfig dp_*; docs/privacy.md):
+  // clip > 0 turns it on; target_epsilon > 0 is a per-device budget.
+  double dp_target_epsilon = 0;
   // [stop]: the federation is done at the first of these (0 = never)
   double target_accuracy = 0;
   int64_t max_versions = 0;
