@@ -322,11 +322,6 @@ Status CheckMethods(const SimConfig& c) {
     }
   }
   if (!c.tune.Enabled()) return Status::Ok();
-  if (IsTextDataset(c.dataset)) {
-    return InvalidArgument("[tune] is for image datasets for now; for " + c.dataset +
-                           " set each method's server_lr, batch and local_steps by hand "
-                           "(and remove the [tune] lists)");
-  }
   if (c.tune.validation <= 0) {
     return InvalidArgument(
         "[tune] needs validation > 0: the number of training samples held out to score the "

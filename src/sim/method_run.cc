@@ -505,7 +505,8 @@ Result<MethodResult> MethodRun::Run() {
     RunAsync();
   }
   Finish();
-  if (env_.language_model) {
+  // (Not in tuning trials: per-user scores use the held-out text, which settings never see.)
+  if (env_.language_model && !config_.on_validation) {
     Personalize(config_, env_, *strategy_, *runner_, *eval_, &res_);
   }
   res_.wall_s = std::chrono::duration<double>(Clock::now() - wall_start).count();

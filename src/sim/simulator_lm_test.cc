@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -209,6 +210,46 @@ TEST(SimulatorTextTest, NoScorableHeldOutTextIsAnErrorBeforeAnyTraining) {
   EXPECT_NE(env.status().message().find("no next word to score"), std::string::npos)
       << env.status().message();
   EXPECT_NE(env.status().message().find("raise holdout"), std::string::npos);
+}
+
+// Tuning on text: the validation split is drawn from the training samples (never the held-out
+// text), leaves the devices' data, and a trial computes no per-user scores on held-out text.
+TEST(SimulatorTextTest, TuningTrialsScoreOnTrainingSamplesHeldOutOfTheDevices) {
+  SimConfig c = TextConfig(fl::Algorithm::kFedBuff);
+  const Environment plain = MakeEnvironment(c).value();
+  c.on_validation = true;
+  c.tune.validation = 12;
+  const Environment env = MakeEnvironment(c).value();
+  EXPECT_EQ(env.test.size, 12);
+  EXPECT_EQ(env.train.size, plain.train.size - 12);
+  EXPECT_EQ(env.user_test.images, plain.user_test.images);  // the held-out text, untouched
+  std::set<int64_t> seen;
+  for (const auto& part : env.partition) {
+    ASSERT_FALSE(part.empty());
+    for (int64_t i : part) {
+      ASSERT_LT(i, env.train.size);
+      EXPECT_TRUE(seen.insert(i).second) << "sample " << i << " on two devices";
+    }
+  }
+  EXPECT_EQ(static_cast<int64_t>(seen.size()), env.train.size);
+  // Every validation sample was a training sample (its ids appear among the plain ones).
+  for (int64_t v = 0; v < env.test.size; ++v) {
+    bool found = false;
+    for (int64_t i = 0; i < plain.train.size && !found; ++i) {
+      found = std::equal(env.test.image(v), env.test.image(v) + plain.train.sample_numel(),
+                         plain.train.image(i)) &&
+              std::equal(env.test.label(v), env.test.label(v) + plain.train.labels_per_sample,
+                         plain.train.label(i));
+    }
+    EXPECT_TRUE(found) << "validation sample " << v;
+  }
+  c.personalize.steps = 2;
+  auto r = RunMethod(c, c.methods[0], env);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->user_top3.users, 0);
+  EXPECT_FALSE(r->personal_before.has_value());
+  c.tune.validation = plain.train.size;
+  EXPECT_FALSE(MakeEnvironment(c).ok());
 }
 
 TEST(SimulatorTextTest, TimeToTargetCanUseTopThree) {

@@ -1,5 +1,8 @@
 #include "text_env.h"
 
+#include <algorithm>
+
+#include "ftte/core/rng.h"
 #include "ftte/data/lm_data.h"
 #include "ftte/data/ngram.h"
 #include "ftte/data/text.h"
@@ -47,9 +50,51 @@ Status MakeTextEnvironment(const SimConfig& c, Environment* env) {
                            " users has enough text for one training sample; add text or lower "
                            "holdout");
   }
-  // Evaluation on an even spread of held-out samples (they are ordered by user).
   const int64_t n = env->user_test.size;
-  if (c.test_limit > 0 && c.test_limit < n) {
+  if (c.on_validation) {
+    // Tuning trials: tune.validation training samples, drawn at random (by seed), become the
+    // evaluated set and leave the devices' data (a device left without any sample leaves the
+    // trial); the held-out text is not touched.
+    const int64_t total = env->train.size;
+    if (c.tune.validation >= total) {
+      return InvalidArgument("tune.validation = " + std::to_string(c.tune.validation) +
+                             " leaves no training data (" + std::to_string(total) +
+                             " training samples); hold out fewer, e.g. a tenth");
+    }
+    std::vector<int64_t> order(static_cast<size_t>(total));
+    for (int64_t i = 0; i < total; ++i) order[static_cast<size_t>(i)] = i;
+    Rng rng = Rng(c.seed).Fork(0x7a11da7e);
+    for (int64_t i = total - 1; i > 0; --i) {
+      std::swap(order[static_cast<size_t>(i)], order[rng.Below(static_cast<uint64_t>(i) + 1)]);
+    }
+    std::vector<int64_t> held(order.begin(), order.begin() + c.tune.validation);
+    std::sort(held.begin(), held.end());
+    std::vector<int64_t> renumber(static_cast<size_t>(total), 0), kept;
+    for (int64_t i : held) renumber[static_cast<size_t>(i)] = -1;
+    for (int64_t i = 0; i < total; ++i) {
+      if (renumber[static_cast<size_t>(i)] < 0) continue;
+      renumber[static_cast<size_t>(i)] = static_cast<int64_t>(kept.size());
+      kept.push_back(i);
+    }
+    env->test = env->train.Subset(held);
+    env->train = env->train.Subset(kept);
+    size_t out = 0;
+    for (size_t d = 0; d < env->partition.size(); ++d) {
+      std::vector<int64_t> mine;
+      for (int64_t i : env->partition[d]) {
+        if (renumber[static_cast<size_t>(i)] >= 0) mine.push_back(renumber[static_cast<size_t>(i)]);
+      }
+      if (mine.empty()) continue;
+      env->partition[out] = std::move(mine);
+      env->test_partition[out] = std::move(env->test_partition[d]);
+      env->device_users[out] = std::move(env->device_users[d]);
+      ++out;
+    }
+    env->partition.resize(out);
+    env->test_partition.resize(out);
+    env->device_users.resize(out);
+  } else if (c.test_limit > 0 && c.test_limit < n) {
+    // Evaluation on an even spread of held-out samples (they are ordered by user).
     std::vector<int64_t> pick;
     for (int64_t i = 0; i < c.test_limit; ++i) pick.push_back(i * n / c.test_limit);
     env->test = env->user_test.Subset(pick);

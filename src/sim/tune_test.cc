@@ -176,10 +176,6 @@ TEST(TuneTest, ConfigsThatCannotTuneFairlyAreRefusedWithTheFix) {
   EXPECT_THAT(ErrorOf("[tune]\nbatch = [0]\n" + method), HasSubstr("integers in [1, 65536]"));
   EXPECT_THAT(ErrorOf("[tune]\nserver_step = [-1]\n" + method), HasSubstr("numbers > 0"));
   EXPECT_THAT(ErrorOf(method + "tune_like = \"fedbuff\"\n"), HasSubstr("names no other method"));
-  EXPECT_THAT(ErrorOf("dataset = \"bible-chapters\"\nmodel = \"lstm_lm\"\n[tune]\nbatch = "
-                      "[8]\nvalidation = 10\n" +
-                      method),
-              HasSubstr("for image datasets"));
   EXPECT_THAT(ErrorOf("eval_every_s = 60\n[tune]\nbatch = [8]\nvalidation = 10\nduration_s = "
                       "30\n" +
                       method),
