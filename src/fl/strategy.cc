@@ -402,18 +402,17 @@ std::vector<double> Strategy::PrivateAggregate(const std::vector<Update>& update
   return agg;
 }
 
-bool Strategy::CanContribute(int64_t device) const {
+bool Strategy::WouldFit(int64_t device, int64_t waiting) const {
   if (!config_.dp() || config_.dp_max_load <= 0) return true;
   const auto it = stats_.dp_load.find(device);
-  return (it == stats_.dp_load.end() ? 0 : it->second) + 1 <= config_.dp_max_load;
+  const int64_t k = waiting + 1;  // its updates in the aggregation, this one included
+  return (it == stats_.dp_load.end() ? 0 : it->second) + k * k <= config_.dp_max_load;
 }
 
 bool Strategy::WithinBudget(const Update& u, const std::vector<Update>& pending) {
-  if (!config_.dp() || config_.dp_max_load <= 0) return true;
-  int64_t k = 1;
-  for (const Update& p : pending) k += p.device == u.device;
-  const auto it = stats_.dp_load.find(u.device);
-  if ((it == stats_.dp_load.end() ? 0 : it->second) + k * k <= config_.dp_max_load) return true;
+  int64_t waiting = 0;
+  for (const Update& p : pending) waiting += p.device == u.device;
+  if (WouldFit(u.device, waiting)) return true;
   ++stats_.dp_refused;
   return false;
 }

@@ -511,7 +511,8 @@ Result<v1::Work> Coordinator::GetWork(int64_t device, const v1::GetWorkRequest& 
     return w;
   }
   if (d.lease_until < 0) {  // a new job, not the outstanding one asked again
-    if (const int64_t cap = ShareCap(now); Pending(d) >= cap) {
+    if (const int64_t cap = ShareCap(now);
+        Pending(d) >= cap || !strategy_->WouldFit(device, Pending(d))) {
       w.set_kind(v1::Work::WAIT);
       w.set_retry_after_ms(250);
       w.set_message("this device has " + std::to_string(Pending(d)) +
@@ -665,6 +666,12 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
                       ", but this device's work "
                       "was version " +
                       std::to_string(d.lease_version) + "; train on the work the server sends"));
+  }
+  // Never acknowledge an update the strategy would drop for a spent privacy budget.
+  if (!strategy_->WouldFit(device, Pending(d))) {
+    return Reject(device, "privacy budget",
+                  FailedPrecondition("this device has spent its privacy budget ([privacy] "
+                                     "target_epsilon); it takes no further part"));
   }
   state::LogRecord rec;
   rec.mutable_update()->set_device_id(device);

@@ -536,6 +536,23 @@ TEST(CoordinatorTest, PrivacyIsAccountedAcrossRestartsAndABudgetEndsADevice) {
   EXPECT_EQ(w->kind(), v1::Work::DONE);
   EXPECT_NE(w->message().find("privacy budget"), std::string::npos);
   EXPECT_EQ(h.c->GetWork(b, {})->kind(), v1::Work::TRAIN);  // the others go on
+  // In a buffer, a device's second update of one aggregation costs 2^2: past a budget of 3 it
+  // gets no work until the next aggregation (so an update sent anyway has no lease and is
+  // refused, never acknowledged; Submit checks the budget too).
+  Harness buf("privacy_buffer", fl::Algorithm::kFedBuff);
+  buf.config.strategy.buffer = 3;
+  buf.config.strategy.dp_clip = 1;
+  buf.config.strategy.dp_noise_multiplier = 1;
+  buf.config.strategy.dp_max_load = 3;
+  ASSERT_TRUE(buf.Start().ok());
+  const int64_t x = buf.Enroll("x"), y = buf.Enroll("y");
+  ASSERT_EQ(buf.c->GetWork(y, {})->kind(), v1::Work::TRAIN);  // y is active too
+  ASSERT_TRUE(buf.Submit(buf.MakeUpdate(x, 1)).ok());
+  EXPECT_EQ(buf.c->GetWork(x, {})->kind(), v1::Work::WAIT);
+  fl::Update again = buf.MakeUpdate(x, 2, 1e-3f, /*lease=*/false);
+  auto refused = buf.Submit(again);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(buf.c->accepted(), 1);
   ASSERT_TRUE(h.c->Tick().ok());  // an evaluation: its log line carries the epsilon
   bool logged = false;
   for (const std::string& l : h.log) logged |= l.find("privacy epsilon") != std::string::npos;

@@ -250,8 +250,10 @@ class Strategy {
     int64_t max_load = 0;
   };
   Privacy PrivacySpent() const;
-  // Whether one more update of this device could be taken (false once its budget is spent).
-  bool CanContribute(int64_t device) const;
+  // Whether one more update of this device could be taken (false once its budget is spent),
+  // and whether one could with `waiting` of its updates already in the aggregation being filled.
+  bool CanContribute(int64_t device) const { return WouldFit(device, 0); }
+  bool WouldFit(int64_t device, int64_t waiting) const;
 
  protected:
   Strategy(const ServerConfig& config, const PlanningInputs& inputs);
