@@ -191,7 +191,7 @@ def main():
                        report["machine"]["cpu_model"], report["machine"]["nproc"], a.config),
           "", md_table(["scenario"] + methods, rows), "",
           ("Not finished, so not reported: %s." % ", ".join(missing)) if missing else "", "",
-          "Worst change over the five attacks (points). Goals: one malicious update moves "
+          "Worst change over the attacks run (points). Goals: one malicious update moves "
           "accuracy by at most 1 point; 10% attackers leave FTTE within 3 points of clean.", "",
           md_table(["method", "one update", "10% of devices"], goal_rows), ""]
     with open(os.path.join(a.out, "attack.md"), "w") as f:
