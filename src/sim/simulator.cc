@@ -55,7 +55,27 @@ namespace {
 // Tuning trials: tune.validation training samples, drawn at random (by seed), become the
 // evaluated set and leave the devices' data; the test set is not touched.
 Status CarveValidation(const SimConfig& c, Environment* env) {
-  const int64_t n = env->train.size;
+  FTTE_ASSIGN_OR_RETURN(const std::vector<int64_t> held,
+                        internal::ValidationIndices(c, env->train.size));
+  std::vector<int64_t> kept;
+  size_t h = 0;
+  for (int64_t i = 0; i < env->train.size; ++i) {
+    if (h < held.size() && held[h] == i) {
+      ++h;
+    } else {
+      kept.push_back(i);
+    }
+  }
+  env->test = env->train.Subset(held);
+  env->train = env->train.Subset(kept);
+  return Status::Ok();
+}
+
+}  // namespace
+
+namespace internal {
+
+Result<std::vector<int64_t>> ValidationIndices(const SimConfig& c, int64_t n) {
   if (c.tune.validation >= n) {
     return InvalidArgument("tune.validation = " + std::to_string(c.tune.validation) +
                            " leaves no training data (" + std::to_string(n) +
@@ -67,16 +87,12 @@ Status CarveValidation(const SimConfig& c, Environment* env) {
   for (int64_t i = n - 1; i > 0; --i) {
     std::swap(order[static_cast<size_t>(i)], order[rng.Below(static_cast<uint64_t>(i) + 1)]);
   }
-  const auto cut = order.begin() + c.tune.validation;
-  std::vector<int64_t> held(order.begin(), cut), kept(cut, order.end());
+  std::vector<int64_t> held(order.begin(), order.begin() + c.tune.validation);
   std::sort(held.begin(), held.end());
-  std::sort(kept.begin(), kept.end());
-  env->test = env->train.Subset(held);
-  env->train = env->train.Subset(kept);
-  return Status::Ok();
+  return held;
 }
 
-}  // namespace
+}  // namespace internal
 
 Result<Environment> MakeEnvironment(const SimConfig& c) {
   Environment env;

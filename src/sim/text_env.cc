@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "ftte/core/rng.h"
 #include "ftte/data/lm_data.h"
 #include "ftte/data/ngram.h"
 #include "ftte/data/text.h"
@@ -56,19 +55,7 @@ Status MakeTextEnvironment(const SimConfig& c, Environment* env) {
     // evaluated set and leave the devices' data (a device left without any sample leaves the
     // trial); the held-out text is not touched.
     const int64_t total = env->train.size;
-    if (c.tune.validation >= total) {
-      return InvalidArgument("tune.validation = " + std::to_string(c.tune.validation) +
-                             " leaves no training data (" + std::to_string(total) +
-                             " training samples); hold out fewer, e.g. a tenth");
-    }
-    std::vector<int64_t> order(static_cast<size_t>(total));
-    for (int64_t i = 0; i < total; ++i) order[static_cast<size_t>(i)] = i;
-    Rng rng = Rng(c.seed).Fork(0x7a11da7e);
-    for (int64_t i = total - 1; i > 0; --i) {
-      std::swap(order[static_cast<size_t>(i)], order[rng.Below(static_cast<uint64_t>(i) + 1)]);
-    }
-    std::vector<int64_t> held(order.begin(), order.begin() + c.tune.validation);
-    std::sort(held.begin(), held.end());
+    FTTE_ASSIGN_OR_RETURN(const std::vector<int64_t> held, ValidationIndices(c, total));
     std::vector<int64_t> renumber(static_cast<size_t>(total), 0), kept;
     for (int64_t i : held) renumber[static_cast<size_t>(i)] = -1;
     for (int64_t i = 0; i < total; ++i) {

@@ -13,6 +13,10 @@ namespace ftte::sim::internal {
 // install hints), no user with training text, a device trace shorter than the users.
 Status MakeTextEnvironment(const SimConfig& config, Environment* env);
 
+// Tuning trials: the tune.validation training samples (of n) that become the evaluated set,
+// drawn at random by the seed, ascending. Error: validation >= n (no training data left).
+Result<std::vector<int64_t>> ValidationIndices(const SimConfig& config, int64_t n);
+
 }  // namespace ftte::sim::internal
 
 #endif  // FTTE_SIM_TEXT_ENV_H_
