@@ -23,6 +23,27 @@ double Discount(const std::vector<int64_t>& counts) {
   return std::clamp(d, 0.1, 1.0);
 }
 
+// Calls fn(u, v, y) for every counted position (label >= 0) of `data`: v the id there, u the
+// one before it (KneserNey3::kStart at a sample's first position), y its label. Aborts on an id
+// or label outside [0, vocab): the datasets come from MakeLanguageModelData.
+template <typename Fn>
+void ForEachPosition(const ImageDataset& data, int64_t vocab, Fn fn) {
+  auto id = [&](float f) {
+    const auto i = static_cast<int32_t>(f);
+    FTTE_CHECK(i >= 0 && i < vocab) << "id " << f << " outside the vocabulary of " << vocab;
+    return i;
+  };
+  for (int64_t i = 0; i < data.size; ++i) {
+    const float* x = data.image(i);
+    const int32_t* y = data.label(i);
+    for (int64_t t = 0; t < data.labels_per_sample; ++t) {
+      if (y[t] < 0) continue;
+      FTTE_CHECK(y[t] < vocab) << "label " << y[t] << " outside the vocabulary of " << vocab;
+      fn(t > 0 ? id(x[t - 1]) : KneserNey3::kStart, id(x[t]), y[t]);
+    }
+  }
+}
+
 }  // namespace
 
 double NgramScores::top1() const {
@@ -48,24 +69,11 @@ int64_t KneserNey3::CountOf(const Continuations& c, int32_t w) {
 KneserNey3::KneserNey3(const ImageDataset& train, int64_t vocab) : vocab_(vocab) {
   FTTE_CHECK(vocab >= 1 && vocab <= (int64_t{1} << 20)) << "vocabulary of " << vocab;
   const auto v_count = static_cast<uint64_t>(vocab);
-  auto id = [&](float f) {
-    const auto i = static_cast<int32_t>(f);
-    FTTE_CHECK(i >= 0 && i < vocab) << "id " << f << " outside the vocabulary of " << vocab;
-    return i;
-  };
   // Every (u, v, w) occurrence as one key, counted by sorting.
   std::vector<uint64_t> keys;
-  const int64_t t_len = train.labels_per_sample;
-  for (int64_t i = 0; i < train.size; ++i) {
-    const float* x = train.image(i);
-    const int32_t* y = train.label(i);
-    for (int64_t t = 0; t < t_len; ++t) {
-      if (y[t] < 0) continue;
-      FTTE_CHECK(y[t] < vocab) << "label " << y[t] << " outside the vocabulary of " << vocab;
-      const int32_t u = t > 0 ? id(x[t - 1]) : kStart;
-      keys.push_back(Key(u, id(x[t])) * v_count + static_cast<uint64_t>(y[t]));
-    }
-  }
+  ForEachPosition(train, vocab, [&](int32_t u, int32_t v, int32_t w) {
+    keys.push_back(Key(u, v) * v_count + static_cast<uint64_t>(w));
+  });
   std::sort(keys.begin(), keys.end());
   std::vector<int64_t> tri_counts;
   std::vector<uint64_t> pairs;  // (v, w) of each distinct (u, v, w): counted, N1+(. v w)
@@ -147,61 +155,51 @@ NgramScores KneserNey3::Evaluate(const ImageDataset& test, int32_t unscored) con
   NgramScores s;
   std::vector<char> candidate(static_cast<size_t>(vocab_), 0);
   std::vector<int32_t> marked;
-  const int64_t t_len = test.labels_per_sample;
-  for (int64_t i = 0; i < test.size; ++i) {
-    const float* x = test.image(i);
-    const int32_t* y = test.label(i);
-    for (int64_t t = 0; t < t_len; ++t) {
-      if (y[t] < 0) continue;
-      FTTE_CHECK(y[t] < vocab_) << "label " << y[t] << " outside the vocabulary of " << vocab_;
-      const auto v = static_cast<int32_t>(x[t]);
-      const int32_t u = t > 0 ? static_cast<int32_t>(x[t - 1]) : kStart;
-      FTTE_CHECK(v >= 0 && v < vocab_ && u >= kStart && u < vocab_) << "id outside the vocabulary";
-      ++s.positions;
-      s.loss_sum -= std::log(Probability(u, v, y[t]));
-      if (y[t] == unscored) continue;
-      ++s.scored;
-      // The three most likely ids (probability descending, id ascending): among the ids seen
-      // after this history or after v, and the others, which rank as P1 does.
-      std::array<std::pair<double, int32_t>, 3> top;
-      top.fill({-1.0, -1});
-      auto offer = [&](int32_t w) {
-        const std::pair<double, int32_t> p{Probability(u, v, w), w};
-        auto better = [](const auto& a, const auto& b) {
-          return a.first > b.first || (a.first == b.first && a.second < b.second);
-        };
-        for (size_t k = 0; k < top.size(); ++k) {
-          if (top[k].second < 0 || better(p, top[k])) {
-            std::move_backward(top.begin() + static_cast<std::ptrdiff_t>(k), top.end() - 1,
-                               top.end());
-            top[k] = p;
-            return;
-          }
-        }
+  ForEachPosition(test, vocab_, [&](int32_t u, int32_t v, int32_t y) {
+    ++s.positions;
+    s.loss_sum -= std::log(Probability(u, v, y));
+    if (y == unscored) return;
+    ++s.scored;
+    // The three most likely ids (probability descending, id ascending): among the ids seen
+    // after this history or after v, and the others, which rank as P1 does.
+    std::array<std::pair<double, int32_t>, 3> top;
+    top.fill({-1.0, -1});
+    auto offer = [&](int32_t w) {
+      const std::pair<double, int32_t> p{Probability(u, v, w), w};
+      auto better = [](const auto& a, const auto& b) {
+        return a.first > b.first || (a.first == b.first && a.second < b.second);
       };
-      auto mark = [&](const Continuations& c) {
-        for (const auto& [w, n] : c.counts) {
-          if (w == unscored || candidate[static_cast<size_t>(w)]) continue;
-          candidate[static_cast<size_t>(w)] = 1;
-          marked.push_back(w);
-          offer(w);
+      for (size_t k = 0; k < top.size(); ++k) {
+        if (top[k].second < 0 || better(p, top[k])) {
+          std::move_backward(top.begin() + static_cast<std::ptrdiff_t>(k), top.end() - 1,
+                             top.end());
+          top[k] = p;
+          return;
         }
-      };
-      if (const auto it = trigrams_.find(Key(u, v)); it != trigrams_.end()) mark(it->second);
-      mark(bigrams_[static_cast<size_t>(v)]);
-      int others = 0;
-      for (size_t k = 0; k < by_unigram_.size() && others < 3; ++k) {
-        const int32_t w = by_unigram_[k];
-        if (w == unscored || candidate[static_cast<size_t>(w)]) continue;
-        offer(w);
-        ++others;
       }
-      for (int32_t w : marked) candidate[static_cast<size_t>(w)] = 0;
-      marked.clear();
-      s.correct += top[0].second == y[t];
-      s.correct_top3 += top[0].second == y[t] || top[1].second == y[t] || top[2].second == y[t];
+    };
+    auto mark = [&](const Continuations& c) {
+      for (const auto& [w, n] : c.counts) {
+        if (w == unscored || candidate[static_cast<size_t>(w)]) continue;
+        candidate[static_cast<size_t>(w)] = 1;
+        marked.push_back(w);
+        offer(w);
+      }
+    };
+    if (const auto it = trigrams_.find(Key(u, v)); it != trigrams_.end()) mark(it->second);
+    mark(bigrams_[static_cast<size_t>(v)]);
+    int others = 0;
+    for (size_t k = 0; k < by_unigram_.size() && others < 3; ++k) {
+      const int32_t w = by_unigram_[k];
+      if (w == unscored || candidate[static_cast<size_t>(w)]) continue;
+      offer(w);
+      ++others;
     }
-  }
+    for (int32_t w : marked) candidate[static_cast<size_t>(w)] = 0;
+    marked.clear();
+    s.correct += top[0].second == y;
+    s.correct_top3 += top[0].second == y || top[1].second == y || top[2].second == y;
+  });
   return s;
 }
 
