@@ -32,7 +32,8 @@ import os
 import subprocess
 import sys
 
-from benchlib import FTTE, REPO, log, machine_info, md_table, require_ftte
+from benchlib import (FTTE, REPO, late_accuracy, log, machine_info, md_table, mean_ci,
+                      require_ftte)
 
 ATTACKS = ("sign_flip", "scale", "random", "label_flip", "samples")
 FRACTIONS = (0.01, 0.10, 0.20)
@@ -70,31 +71,12 @@ def run(config, name, sets, out_dir, threads, seeds, methods):
         return json.load(f)
 
 
-# Student's t at 97.5% for n - 1 degrees of freedom (n seeds), for the 95% interval.
-T975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306,
-        10: 2.262}
-
-
-def late_accuracy(run, duration):
-    """Mean accuracy over the evaluations in the last quarter of the horizon: one evaluation
-    swings by 10-20 points in this setting (the clean run of seed 0 went 73.2% -> 67.2% -> 50.0%
-    over its last three), so the final one alone cannot tell an attack from noise."""
-    late = [p["accuracy"] for p in run["series"] if p["t"] >= 0.75 * duration - 1e-9]
-    return sum(late) / len(late)
-
-
 def accuracy(results):
     """method -> (mean over seeds of the late accuracy, ci95, robust counts summed)"""
     duration = results["config"]["duration_s"]
     out = {}
     for m in results["methods"]:
-        values = [late_accuracy(r, duration) for r in m["runs"]]
-        n = len(values)
-        mean = sum(values) / n
-        ci = 0.0
-        if n > 1:
-            sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
-            ci = T975.get(n, 1.96) * sd / n ** 0.5
+        mean, ci = mean_ci([late_accuracy(r, duration) for r in m["runs"]])
         robust = {}
         for r in m["runs"]:
             for k, v in r.get("robust", {}).items():

@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FTTE = os.path.join(REPO, "build", "release", "ftte")
+# The binary under study: build/release/ftte, or $FTTE (a copy kept apart while the tree rebuilds).
+FTTE = os.environ.get("FTTE") or os.path.join(REPO, "build", "release", "ftte")
 
 
 def log(msg):
@@ -71,3 +72,26 @@ def ratio(a, b):
 def md_table(header, rows):
     line = lambda cells: "| " + " | ".join(str(c) for c in cells) + " |"
     return "\n".join([line(header), line("---:" for _ in header)] + [line(r) for r in rows])
+
+
+# Student's t at 97.5% for n - 1 degrees of freedom (n seeds), for the 95% interval.
+T975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306,
+        10: 2.262}
+
+
+def late_accuracy(run, duration):
+    """Mean accuracy over the evaluations in the last quarter of the horizon: one evaluation
+    swings by 10-20 points in this setting (the clean run of seed 0 went 73.2% -> 67.2% -> 50.0%
+    over its last three), so the final one alone cannot tell an attack from noise."""
+    late = [p["accuracy"] for p in run["series"] if p["t"] >= 0.75 * duration - 1e-9]
+    return sum(late) / len(late)
+
+
+def mean_ci(values):
+    """(mean, half-width of the 95% interval by Student's t; 0 for one value)"""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, 0.0
+    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
+    return mean, T975.get(n, 1.96) * sd / n ** 0.5

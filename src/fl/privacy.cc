@@ -98,6 +98,17 @@ int64_t MaxGaussianLoad(double noise_multiplier, double delta, double target_eps
   return lo;
 }
 
+double NoiseForLoad(double delta, double target_epsilon, int64_t load) {
+  FTTE_CHECK(load >= 1 && target_epsilon > 0) << "load " << load << ", target " << target_epsilon;
+  double lo = 1e-3, hi = 1;  // epsilon(lo) > target >= epsilon(hi)
+  while (GaussianEpsilon(hi, delta, load) > target_epsilon) hi *= 2;
+  while (hi / lo > 1 + 1e-6) {
+    const double mid = std::sqrt(lo * hi);
+    (GaussianEpsilon(mid, delta, load) > target_epsilon ? lo : hi) = mid;
+  }
+  return hi;
+}
+
 RdpAccountant::RdpAccountant(std::vector<double> orders)
     : orders_(std::move(orders)), rdp_(orders_.size(), 0.0) {
   FTTE_CHECK(!orders_.empty()) << "an accountant needs at least one order";

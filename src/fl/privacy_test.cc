@@ -113,5 +113,16 @@ TEST(PrivacyTest, MoreStepsSpendMoreAndMoreNoiseSpendsLess) {
   EXPECT_TRUE(std::isinf(open.Spent(1e-5).epsilon));
 }
 
+// NoiseForLoad inverts MaxGaussianLoad: the noise it gives fits the load, a little less does not.
+TEST(PrivacyTest, NoiseForLoadIsTheSmallestNoiseWithinTheBudget) {
+  for (const auto& [eps, load] :
+       std::vector<std::pair<double, int64_t>>{{1, 1}, {8, 50}, {3, 400}}) {
+    const double z = NoiseForLoad(1e-6, eps, load);
+    EXPECT_LE(GaussianEpsilon(z, 1e-6, load), eps);
+    EXPECT_GT(GaussianEpsilon(z * (1 - 1e-5), 1e-6, load), eps);
+    EXPECT_GE(MaxGaussianLoad(z, 1e-6, eps), load);
+  }
+}
+
 }  // namespace
 }  // namespace ftte::fl

@@ -115,6 +115,21 @@ Status ValidateServerConfig(const ServerConfig& c) {
         "privacy: clip and noise_multiplier must be >= 0 (clip 0 = off) and "
         "delta in (0, 1), e.g. 1e-5 or below 1 / devices");
   }
+  if (!(c.dp_quantile >= 0 && c.dp_quantile < 1) || !(c.dp_quantile_rate > 0) ||
+      !(c.dp_quantile_noise >= 0)) {
+    return InvalidArgument(
+        "privacy: adaptive_quantile must be in [0, 1) (0 = a fixed clip; 0.5 follows the "
+        "median norm), adaptive_rate > 0 (e.g. 0.2) and quantile_noise >= 0 (0 = default)");
+  }
+  if (c.dp_adaptive() && c.dp_quantile_noise > 0 &&
+      !(2 * c.dp_quantile_noise > c.dp_noise_multiplier)) {
+    return InvalidArgument(
+        "privacy: quantile_noise " + std::to_string(c.dp_quantile_noise) +
+        " leaves no privacy for the updates: adaptive clipping needs quantile_noise > "
+        "noise_multiplier / 2 (" +
+        std::to_string(c.dp_noise_multiplier / 2) +
+        "); leave it 0 for the default, or use a fixed clip (adaptive_quantile = 0)");
+  }
   if (c.dp() && c.robust()) {
     return InvalidArgument(
         "privacy: the noise is calibrated to a fixed clip and the mean; robust rules and "
@@ -165,7 +180,7 @@ Result<std::unique_ptr<Strategy>> Strategy::Create(const ServerConfig& config,
 }
 
 Strategy::Strategy(const ServerConfig& config, const PlanningInputs& inputs)
-    : config_(config), inputs_(inputs) {}
+    : config_(config), inputs_(inputs), dp_clip_(config.dp_clip) {}
 
 Strategy::~Strategy() = default;
 
@@ -356,12 +371,43 @@ bool Strategy::Admit(Update* u) {
     return false;
   }
   Bound(u);
-  if (config_.dp()) {
-    if (ClipTo(config_.dp_clip, Norm(u->delta), &u->delta)) ++stats_.dp_clipped;
-    return true;  // no Observe: its statistics would leave the device unprotected
-  }
+  // Differential privacy: no Observe, its statistics would leave the device unprotected; the
+  // clip is PrivateAggregate's (the bound in force when the aggregation is made).
+  if (config_.dp()) return true;
   Observe(*u);
   return true;
+}
+
+namespace {
+
+// The fixed number of updates one aggregation's weights are divided by (the buffer K, FedAvg's
+// round size, FedAsync's single update): the K of adaptive clipping's default count noise.
+double DpCohort(const ServerConfig& c) {
+  switch (c.algorithm) {
+    case Algorithm::kFedAsync:
+      return 1;
+    case Algorithm::kFedAvg:
+      return static_cast<double>(std::max<int64_t>(c.concurrency, 1));
+    default:
+      return static_cast<double>(std::max<int64_t>(c.buffer, 1));
+  }
+}
+
+}  // namespace
+
+double Strategy::DpQuantileNoise() const {
+  if (!config_.dp_adaptive()) return 0;
+  if (config_.dp_quantile_noise > 0) return config_.dp_quantile_noise;
+  return std::max(DpCohort(config_) / 20, 2 * config_.dp_noise_multiplier);
+}
+
+double Strategy::DpUpdateNoise() const {
+  const double z = config_.dp_noise_multiplier;
+  if (!config_.dp_adaptive() || z <= 0) return z;
+  // z^-2 = z_update^-2 + (2 sigma_b)^-2: the count's sensitivity is 1/2 (within counts as
+  // +1/2, above as -1/2 around a public offset), so sigma_b / (1/2) is its multiplier.
+  const double b = 2 * DpQuantileNoise();
+  return 1 / std::sqrt(1 / (z * z) - 1 / (b * b));
 }
 
 std::vector<double> Strategy::PrivateAggregate(const std::vector<Update>& updates,
@@ -369,29 +415,41 @@ std::vector<double> Strategy::PrivateAggregate(const std::vector<Update>& update
   std::vector<double> agg(weights_.size(), 0.0);
   std::vector<uint8_t> covered(weights_.size(), 0);
   std::map<int64_t, int64_t> per_device;
+  int64_t within = 0;  // updates no longer than the bound (adaptive clipping's count)
   for (size_t i = 0; i < updates.size(); ++i) {
     FTTE_CHECK(w[i] <= max_weight * (1 + 1e-12)) << "weight " << w[i] << " above " << max_weight;
     const Mask& mask = PlanAt(updates[i].base_version).mask;
     const std::vector<float>& d = updates[i].delta;
     FTTE_CHECK(static_cast<int64_t>(d.size()) == mask.Numel(layout_))
         << "update does not match the mask of its plan";
+    ++per_device[updates[i].device];
+    const double norm = Norm(d);
+    if (norm <= dp_clip_) {
+      ++within;
+    } else {
+      ++stats_.dp_clipped;
+    }
+    // Clipped: scaled to the bound; a non-finite update contributes nothing (but its mask's
+    // values are still noised below: where noise goes must not depend on the data).
+    const double wi = !std::isfinite(norm) ? 0 : w[i] * std::min(1.0, dp_clip_ / norm);
     size_t at = 0, base = 0;
     for (size_t k = 0; k < layout_.size(); ++k) {
       const int64_t rs = layout_[k].row_size;
       for (int64_t r = 0; r < layout_[k].rows; ++r) {
         if (!mask.rows[k][r]) continue;
         const size_t off = base + static_cast<size_t>(r * rs);
-        for (int64_t j = 0; j < rs; ++j) agg[off + j] += w[i] * d[at + j];
+        if (wi != 0) {
+          for (int64_t j = 0; j < rs; ++j) agg[off + j] += wi * d[at + j];
+        }
         std::fill(covered.begin() + static_cast<std::ptrdiff_t>(off),
                   covered.begin() + static_cast<std::ptrdiff_t>(off + rs), 1);
         at += static_cast<size_t>(rs);
       }
       base += static_cast<size_t>(layout_[k].numel());
     }
-    ++per_device[updates[i].device];
   }
   // Noise on every value any update could touch; seeded by the version, so runs repeat.
-  const double sd = config_.dp_noise_multiplier * config_.dp_clip * max_weight;
+  const double sd = DpUpdateNoise() * dp_clip_ * max_weight;
   if (sd > 0) {
     Rng rng = Rng(config_.dp_seed ^ 0x6470'6e6f'6973'6531ULL).Fork(static_cast<uint64_t>(version_));
     for (size_t v = 0; v < agg.size(); ++v) {
@@ -399,6 +457,13 @@ std::vector<double> Strategy::PrivateAggregate(const std::vector<Update>& update
     }
   }
   for (const auto& [device, k] : per_device) stats_.dp_load[device] += k * k;
+  if (config_.dp_adaptive() && !updates.empty()) {
+    // The share within the bound, noised (its own stream), moves the bound geometrically.
+    Rng rng = Rng(config_.dp_seed ^ 0x6470'7175'616e'7431ULL).Fork(static_cast<uint64_t>(version_));
+    const double share = (static_cast<double>(within) + DpQuantileNoise() * rng.Normal()) /
+                         static_cast<double>(updates.size());
+    dp_clip_ *= std::exp(-config_.dp_quantile_rate * (share - config_.dp_quantile));
+  }
   return agg;
 }
 
@@ -611,8 +676,8 @@ void Strategy::AggregateRound(const std::vector<Update>& updates) {
 }
 
 ServerState Strategy::State() const {
-  return {version_, weights_,    momentum_,     buffer_,       stats_,
-          plans_,   importance_, row_versions_, recent_norms_, recent_samples_};
+  return {version_,    weights_,      momentum_,     buffer_,         stats_,  plans_,
+          importance_, row_versions_, recent_norms_, recent_samples_, dp_clip_};
 }
 
 Status Strategy::Restore(ServerState state) {
@@ -646,6 +711,7 @@ Status Strategy::Restore(ServerState state) {
   row_versions_ = std::move(state.row_versions);
   recent_norms_ = std::move(state.recent_norms);
   recent_samples_ = std::move(state.recent_samples);
+  dp_clip_ = state.dp_clip > 0 ? state.dp_clip : config_.dp_clip;
   return Status::Ok();
 }
 

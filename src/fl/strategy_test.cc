@@ -524,6 +524,75 @@ TEST(StrategyTest, PrivacyWorksForFedAsyncAndFedAvgAndRefusesRobustRules) {
   EXPECT_NE(ValidateServerConfig(bad).message().find("delta in (0, 1)"), std::string::npos);
 }
 
+// Adaptive clipping: the bound moves geometrically towards the target quantile of the update
+// norms, the updates' noise rises so that both releases cost one Gaussian mechanism of z, and
+// the bound survives State/Restore.
+TEST(StrategyTest, AdaptiveClippingFollowsTheQuantileAndSplitsTheNoise) {
+  ServerConfig c;
+  c.algorithm = Algorithm::kFedBuff;
+  c.buffer = 4;
+  c.dp_clip = 10;  // far above the norms (all 1)
+  c.dp_noise_multiplier = 0;
+  c.dp_quantile = 0.5;
+  c.dp_quantile_rate = 0.2;
+  c.dp_quantile_noise = 1e-9;  // (almost) exact counts: the path is known
+  auto s = Make(c);
+  const float one = 1.0f / std::sqrt(static_cast<float>(s->plan().mask.Numel(s->layout())));
+  auto feed = [&](Strategy& t, int aggregations) {
+    for (int a = 0; a < aggregations; ++a) {
+      for (int64_t d = 0; d < c.buffer; ++d) {
+        Update u = Uniform(t, t.version(), 1, 0, one);
+        u.device = d;
+        t.Receive(u);
+      }
+    }
+  };
+  feed(*s, 1);  // every update within: C <- C exp(-0.2 (1 - 0.5))
+  EXPECT_NEAR(s->dp_clip(), 10 * std::exp(-0.1), 1e-6);
+  feed(*s, 40);  // ... until it crosses the norms, then it oscillates around them
+  EXPECT_GT(s->dp_clip(), std::exp(-0.1) - 1e-6);
+  EXPECT_LT(s->dp_clip(), std::exp(0.1) + 1e-6);
+  EXPECT_GT(s->stats().dp_clipped, 0);
+  // The bound is state: a restored strategy goes on from it.
+  auto r = Make(c);
+  ASSERT_TRUE(r->Restore(s->State()).ok());
+  EXPECT_EQ(r->dp_clip(), s->dp_clip());
+  feed(*r, 3);
+  feed(*s, 3);
+  EXPECT_EQ(r->dp_clip(), s->dp_clip());
+  EXPECT_EQ(r->weights(), s->weights());
+
+  // Noise: z^-2 = z_update^-2 + (2 sigma_b)^-2; the default sigma_b is max(K / 20, 2 z).
+  c.dp_noise_multiplier = 1;
+  c.dp_quantile_noise = 2;
+  EXPECT_NEAR(Make(c)->DpUpdateNoise(), 1 / std::sqrt(1 - 1.0 / 16), 1e-12);
+  c.dp_quantile_noise = 0;
+  EXPECT_EQ(Make(c)->DpQuantileNoise(), 2);
+  c.buffer = 100;
+  EXPECT_EQ(Make(c)->DpQuantileNoise(), 5);
+  c.dp_quantile = 0;  // a fixed clip: the noise is z
+  EXPECT_EQ(Make(c)->DpUpdateNoise(), 1);
+  EXPECT_EQ(Make(c)->DpQuantileNoise(), 0);
+  // The accountant is unchanged: a run's epsilon depends on z and the loads only.
+  c.dp_quantile = 0.5;
+  auto q = Make(c);
+  feed(*q, 2);
+  auto fixed = c;
+  fixed.dp_quantile = 0;
+  auto f = Make(fixed);
+  feed(*f, 2);
+  EXPECT_EQ(q->PrivacySpent().epsilon, f->PrivacySpent().epsilon);
+
+  ServerConfig bad = c;
+  bad.dp_quantile_noise = 0.5;  // not above z / 2: no privacy left for the updates
+  EXPECT_NE(ValidateServerConfig(bad).message().find("quantile_noise > noise_multiplier / 2"),
+            std::string::npos);
+  bad.dp_quantile_noise = 0;
+  bad.dp_quantile = 1;
+  EXPECT_NE(ValidateServerConfig(bad).message().find("adaptive_quantile must be in [0, 1)"),
+            std::string::npos);
+}
+
 TEST(StrategyTest, ParseAlgorithmAndReselect) {
   EXPECT_EQ(ParseAlgorithm("fedbuff").value(), Algorithm::kFedBuff);
   auto bad = ParseAlgorithm("fedprox");

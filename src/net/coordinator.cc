@@ -207,6 +207,7 @@ Status Coordinator::Restore(const StateStore::Loaded& loaded) {
   st.stats.dp_clipped = s.dp_clipped();
   st.stats.dp_refused = s.dp_refused();
   for (const auto& [device, load] : s.dp_load()) st.stats.dp_load[device] = load;
+  st.dp_clip = s.dp_clip();
   FTTE_RETURN_IF_ERROR(RestoreImportance(s, &st.importance));
   FTTE_RETURN_IF_ERROR(strategy_->Restore(std::move(st)));
   plans = nullptr;
@@ -347,6 +348,7 @@ state::Snapshot Coordinator::MakeSnapshot() const {
   s.set_dp_clipped(st.stats.dp_clipped);
   s.set_dp_refused(st.stats.dp_refused);
   for (const auto& [device, load] : st.stats.dp_load) (*s.mutable_dp_load())[device] = load;
+  s.set_dp_clip(st.dp_clip);
   s.set_mask(PackMaskBits(strategy_->plan().mask, layout_));
   return s;
 }
@@ -761,6 +763,7 @@ v1::StatusResponse Coordinator::GetStatus() const {
     ps->set_delta(config_.strategy.dp_delta);
     ps->set_max_load(p.max_load);
     ps->set_refused(strategy_->stats().dp_refused);
+    ps->set_clip(strategy_->dp_clip());
   }
   return s;
 }

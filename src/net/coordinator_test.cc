@@ -559,6 +559,30 @@ TEST(CoordinatorTest, PrivacyIsAccountedAcrossRestartsAndABudgetEndsADevice) {
   EXPECT_TRUE(logged);
 }
 
+// Adaptive clipping in ftte serve: the bound moves with the aggregations, Status reports it, and
+// a crash (log replay) or a snapshot restores it exactly.
+TEST(CoordinatorTest, AnAdaptiveClipBoundSurvivesRestarts) {
+  Harness h("adaptive_clip", fl::Algorithm::kFedAsync);
+  h.config.strategy.dp_clip = 10;
+  h.config.strategy.dp_noise_multiplier = 1;
+  h.config.strategy.dp_delta = 1e-6;
+  h.config.strategy.dp_quantile = 0.5;
+  ASSERT_TRUE(h.Start().ok());
+  const int64_t a = h.Enroll("a");
+  for (int64_t i = 1; i <= 3; ++i) ASSERT_TRUE(h.Submit(h.MakeUpdate(a, i)).ok());
+  const double clip = h.c->GetStatus().privacy().clip();
+  EXPECT_NE(clip, 10);
+  const std::vector<float> weights = h.c->weights();
+  h.c.reset();  // a crash: replay repeats the same bounds and noise
+  ASSERT_TRUE(h.Start().ok());
+  EXPECT_EQ(h.c->GetStatus().privacy().clip(), clip);
+  EXPECT_EQ(h.c->weights(), weights);
+  ASSERT_TRUE(h.c->Checkpoint().ok());
+  h.c.reset();
+  ASSERT_TRUE(h.Start().ok());
+  EXPECT_EQ(h.c->GetStatus().privacy().clip(), clip);
+}
+
 TEST(ServeConfigTest, PrivacySettingsAreCheckedBeforeStart) {
   const std::vector<std::string> base = {"auth.enroll_key=k", "server.insecure=true",
                                          "strategy.algorithm=fedbuff", "privacy.clip=1",
@@ -582,6 +606,19 @@ TEST(ServeConfigTest, PrivacySettingsAreCheckedBeforeStart) {
       << r.status().message();
   r = with({"strategy.clip_multiplier=3"});
   EXPECT_NE(r.status().message().find("privacy"), std::string::npos) << r.status().message();
+  auto adaptive = with({"privacy.adaptive_quantile=0.5", "privacy.adaptive_rate=0.1"});
+  ASSERT_TRUE(adaptive.ok()) << adaptive.status().ToString();
+  EXPECT_EQ(adaptive->strategy.dp_quantile, 0.5);
+  EXPECT_EQ(adaptive->strategy.dp_quantile_rate, 0.1);
+  auto calibrated = with({"privacy.noise_multiplier=0", "privacy.target_epsilon=8",
+                          "privacy.updates_per_device=30", "privacy.delta=1e-7"});
+  ASSERT_TRUE(calibrated.ok()) << calibrated.status().ToString();
+  EXPECT_EQ(calibrated->strategy.dp_noise_multiplier, fl::NoiseForLoad(1e-7, 8, 30));
+  EXPECT_GE(calibrated->strategy.dp_max_load, 30);
+  r = with({"privacy.updates_per_device=30"});  // noise 1.5 given too
+  EXPECT_NE(r.status().message().find("set noise_multiplier = 0"), std::string::npos);
+  r = with({"privacy.adaptive_quantile=0.5", "privacy.quantile_noise=0.5"});
+  EXPECT_NE(r.status().message().find("quantile_noise"), std::string::npos) << r.status().message();
 }
 
 // Regression (issue 11): one update within every fixed bound (norm 999 of 1,000, the maximum

@@ -208,6 +208,17 @@ const std::vector<Key>& Keys() {
        Num<double>([](ServeConfig& c) -> double& { return c.strategy.dp_delta; }, 1e-300, 0.5)},
       {"privacy.target_epsilon",
        Num<double>([](ServeConfig& c) -> double& { return c.dp_target_epsilon; }, 0, 1e9)},
+      {"privacy.updates_per_device",
+       Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.dp_updates_per_device; }, 0,
+                    1e9)},
+      {"privacy.adaptive_quantile",
+       Num<double>([](ServeConfig& c) -> double& { return c.strategy.dp_quantile; }, 0, 0.999)},
+      {"privacy.adaptive_rate",
+       Num<double>([](ServeConfig& c) -> double& { return c.strategy.dp_quantile_rate; }, 1e-9,
+                   100)},
+      {"privacy.quantile_noise",
+       Num<double>([](ServeConfig& c) -> double& { return c.strategy.dp_quantile_noise; }, 0,
+                   1e9)},
       {"stop.target_accuracy",
        Num<double>([](ServeConfig& c) -> double& { return c.target_accuracy; }, 0, 1)},
       {"stop.max_versions",
@@ -280,6 +291,16 @@ Result<ServeConfig> LoadServeConfig(const std::string& path,
       return InvalidArgument("override '" + o + "' must look like section.key=value");
     }
     FTTE_RETURN_IF_ERROR(Set(c, o.substr(0, eq), o.substr(eq + 1), "--set " + o));
+  }
+  if (c.strategy.dp() && c.dp_updates_per_device > 0) {
+    if (c.strategy.dp_noise_multiplier != 0 || c.dp_target_epsilon <= 0) {
+      return InvalidArgument(
+          "[privacy] updates_per_device calibrates the noise to target_epsilon: set "
+          "noise_multiplier = 0 and target_epsilon (e.g. 8), or drop updates_per_device to "
+          "give noise_multiplier yourself");
+    }
+    c.strategy.dp_noise_multiplier =
+        fl::NoiseForLoad(c.strategy.dp_delta, c.dp_target_epsilon, c.dp_updates_per_device);
   }
   if (c.strategy.dp()) {
     if (c.strategy.dp_noise_multiplier <= 0) {

@@ -471,6 +471,10 @@ const std::vector<Field<SimConfig>>& PrivacyFields() {
       FloatKey<C>("noise_multiplier", FTTE_REF(privacy.noise_multiplier), kNonNegative),
       FloatKey<C>("delta", FTTE_REF(privacy.delta), kUnitOpenOpen),
       FloatKey<C>("target_epsilon", FTTE_REF(privacy.target_epsilon), kNonNegative),
+      IntKey<C>("updates_per_device", FTTE_REF(privacy.updates_per_device), 0),
+      FloatKey<C>("adaptive_quantile", FTTE_REF(privacy.adaptive_quantile), kNonNegative),
+      FloatKey<C>("adaptive_rate", FTTE_REF(privacy.adaptive_rate), kPositive),
+      FloatKey<C>("quantile_noise", FTTE_REF(privacy.quantile_noise), kNonNegative),
   };
   return kFields;
 }

@@ -488,6 +488,8 @@ void MethodRun::Finish() {
     const fl::Strategy::Privacy p = strategy_->PrivacySpent();
     res_.epsilon = p.epsilon;
     res_.dp_delta = config_.privacy.delta;
+    res_.dp_noise_multiplier = config_.privacy.NoiseMultiplier();
+    res_.dp_final_clip = strategy_->dp_clip();
     res_.dp_max_load = p.max_load;
     res_.dp_clipped = st.dp_clipped;
     res_.dp_refused = st.dp_refused;

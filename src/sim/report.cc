@@ -180,6 +180,8 @@ Json RunJson(const MethodResult& r) {
     // JSON has no infinity: null means no finite bound (no noise).
     j["privacy"] = {{"epsilon", std::isfinite(r.epsilon) ? Json(r.epsilon) : Json(nullptr)},
                     {"delta", r.dp_delta},
+                    {"noise_multiplier", r.dp_noise_multiplier},
+                    {"clip", r.dp_final_clip},
                     {"max_load", r.dp_max_load},
                     {"clipped", r.dp_clipped},
                     {"refused", r.dp_refused}};
@@ -266,6 +268,8 @@ MethodResult RunFrom(const Json& j) {
     r.privacy_report = true;
     r.epsilon = epsilon_from(p.at("epsilon"));
     r.dp_delta = p.at("delta").get<double>();
+    r.dp_noise_multiplier = p.value("noise_multiplier", 0.0);
+    r.dp_final_clip = p.value("clip", 0.0);
     r.dp_max_load = p.at("max_load").get<int64_t>();
     r.dp_clipped = p.at("clipped").get<int64_t>();
     r.dp_refused = p.at("refused").get<int64_t>();
@@ -781,14 +785,18 @@ std::string SummaryTable(const std::vector<MethodResult>& runs) {
       p != runs.end()) {
     char d[32];
     std::snprintf(d, sizeof d, "%g", p->dp_delta);
-    out += std::string("privacy (user-level, central; epsilon at delta ") + d +
+    char z[32];
+    std::snprintf(z, sizeof z, "%.4g", p->dp_noise_multiplier);
+    out += std::string("privacy (user-level, central, noise multiplier ") + z +
+           "; epsilon at delta " + d +
            " of the most exposed device, over the aggregations its updates went into, no "
            "sampling assumption):";
     for (const auto& g : groups) {
       double worst = 0;
       for (const MethodResult* r : g) worst = std::max(worst, r->epsilon);
-      char e[48];
-      std::snprintf(e, sizeof e, " %s epsilon %.3g", g.front()->name.c_str(), worst);
+      char e[96];
+      std::snprintf(e, sizeof e, " %s epsilon %.3g (final clip %.3g)", g.front()->name.c_str(),
+                    worst, g.front()->dp_final_clip);
       out += e;
     }
     out += "\n";

@@ -161,17 +161,27 @@ std::vector<TargetTime> TargetTimes(const std::vector<SeriesPoint>& series,
   return out;
 }
 
+double PrivacyConfig::NoiseMultiplier() const {
+  if (updates_per_device > 0 && target_epsilon > 0 && noise_multiplier == 0) {
+    return fl::NoiseForLoad(delta, target_epsilon, updates_per_device);
+  }
+  return noise_multiplier;
+}
+
 fl::ServerConfig EffectiveServerConfig(const SimConfig& config, const MethodConfig& method) {
   fl::ServerConfig s = method.server;
   if (config.privacy.Enabled()) {
-    s.dp_clip = config.privacy.clip;
-    s.dp_noise_multiplier = config.privacy.noise_multiplier;
-    s.dp_delta = config.privacy.delta;
+    const PrivacyConfig& p = config.privacy;
+    s.dp_clip = p.clip;
+    s.dp_noise_multiplier = p.NoiseMultiplier();
+    s.dp_delta = p.delta;
     s.dp_seed = config.seed;
-    if (config.privacy.target_epsilon > 0 && config.privacy.noise_multiplier > 0) {
-      s.dp_max_load = fl::MaxGaussianLoad(config.privacy.noise_multiplier, config.privacy.delta,
-                                          config.privacy.target_epsilon);
+    if (p.target_epsilon > 0 && s.dp_noise_multiplier > 0) {
+      s.dp_max_load = fl::MaxGaussianLoad(s.dp_noise_multiplier, p.delta, p.target_epsilon);
     }
+    s.dp_quantile = p.adaptive_quantile;
+    s.dp_quantile_rate = p.adaptive_rate;
+    s.dp_quantile_noise = p.quantile_noise;
   }
   return s;
 }

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "ftte/data/synthetic.h"
+#include "ftte/fl/privacy.h"
 #include "ftte/sim/config.h"
 #include "ftte/sim/report.h"
 
@@ -255,6 +256,43 @@ TEST(SimulatorPrivacyTest, EveryMethodReportsTheEpsilonItSpent) {
   EXPECT_NE(ValidateSimConfig(bad).message().find("aggregation = mean without them"),
             std::string::npos)
       << ValidateSimConfig(bad).message();
+}
+
+// The noise calibrated to a budget (updates_per_device), and adaptive clipping, from a config:
+// the run charges the calibrated z, its bound moves and is reported, and bad combinations are
+// refused with the fix.
+TEST(SimulatorPrivacyTest, CalibratedNoiseAndAdaptiveClipping) {
+  SimConfig c = SmallConfig(fl::Algorithm::kFedBuff);
+  c.duration_s = 40;
+  c.privacy.clip = 5;  // the first bound; adaptive clipping moves it (noisily: K is 3 here)
+  c.privacy.noise_multiplier = 0;
+  c.privacy.delta = 1e-3;
+  c.privacy.target_epsilon = 8;
+  c.privacy.updates_per_device = 20;
+  c.privacy.adaptive_quantile = 0.5;
+  ASSERT_TRUE(ValidateSimConfig(c).ok()) << ValidateSimConfig(c).message();
+  const double z = fl::NoiseForLoad(1e-3, 8, 20);
+  EXPECT_EQ(EffectiveServerConfig(c, c.methods[0]).dp_noise_multiplier, z);
+  EXPECT_EQ(EffectiveServerConfig(c, c.methods[0]).dp_max_load, fl::MaxGaussianLoad(z, 1e-3, 8));
+  const MethodResult r = RunMethod(c, c.methods[0], SmallEnvironment(c)).value();
+  EXPECT_EQ(r.dp_noise_multiplier, z);
+  EXPECT_GT(r.versions, 0);
+  EXPECT_NE(r.dp_final_clip, 5);
+  EXPECT_GT(r.dp_final_clip, 0);
+  EXPECT_TRUE(std::isfinite(r.dp_final_clip));
+  EXPECT_LE(r.epsilon, 8);
+  const std::string json = ResultsJson(c, {r});
+  EXPECT_NE(json.find("\"noise_multiplier\": "), std::string::npos);
+  SimConfig bad = c;
+  bad.privacy.noise_multiplier = 1;  // both given
+  EXPECT_NE(ValidateSimConfig(bad).message().find("set noise_multiplier = 0"), std::string::npos);
+  bad = c;
+  bad.privacy.target_epsilon = 0;
+  EXPECT_NE(ValidateSimConfig(bad).message().find("updates_per_device calibrates"),
+            std::string::npos);
+  bad = c;
+  bad.privacy.quantile_noise = 0.01;
+  EXPECT_NE(ValidateSimConfig(bad).message().find("quantile_noise"), std::string::npos);
 }
 
 TEST(DevicesTest, StragglerFractionAndDeterminism) {

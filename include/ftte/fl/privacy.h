@@ -45,6 +45,10 @@ PrivacySpent EpsilonFromRdp(const std::vector<double>& orders, const std::vector
 // (0 if even one mechanism exceeds it; noise_multiplier > 0, target_epsilon > 0).
 double GaussianEpsilon(double noise_multiplier, double delta, int64_t load);
 int64_t MaxGaussianLoad(double noise_multiplier, double delta, double target_epsilon);
+// The smallest noise multiplier (to a relative 1e-6, rounded up) at which `load` Gaussian
+// mechanisms stay within target_epsilon at delta: the inverse of MaxGaussianLoad, to calibrate
+// the noise to a budget (load >= 1, target_epsilon > 0).
+double NoiseForLoad(double delta, double target_epsilon, int64_t load);
 
 // RDP over the default (or given) orders, composed as steps are recorded.
 class RdpAccountant {

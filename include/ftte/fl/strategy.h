@@ -108,7 +108,21 @@ struct ServerConfig {
   // > 0: a per-device budget (fl::MaxGaussianLoad of a target epsilon): an update that would
   // take its device's load above it is refused, so no device ever spends more.
   int64_t dp_max_load = 0;
+  // Adaptive clipping (Andrew et al. 2021, "Differentially Private Learning with Adaptive
+  // Clipping"): with dp_quantile in (0, 1), dp_clip is only the first bound; after every
+  // aggregation the bound moves geometrically towards the dp_quantile quantile of the updates'
+  // norms, C <- C exp(-dp_quantile_rate (b - dp_quantile)), where b is the share of the
+  // aggregation's updates within C, counted with Gaussian noise of standard deviation
+  // dp_quantile_noise (0: the larger of K / 20 and 2 dp_noise_multiplier, K the aggregation's
+  // fixed size). The count is a second Gaussian query with the same sensitivity structure, so
+  // the updates' noise multiplier rises to (z^-2 - (2 dp_quantile_noise)^-2)^-1/2 and the two
+  // releases together cost exactly one Gaussian mechanism of multiplier z: the accounting is
+  // unchanged.
+  double dp_quantile = 0;
+  double dp_quantile_rate = 0.2;
+  double dp_quantile_noise = 0;
   bool dp() const { return dp_clip > 0; }
+  bool dp_adaptive() const { return dp() && dp_quantile > 0; }
 };
 // A configuration error a Strategy cannot run with (krum with too small a buffer or round, a
 // trim fraction outside [0, 0.5), ...), naming the setting and the fix; Ok otherwise.
@@ -167,6 +181,8 @@ struct ServerState {
   // updates, oldest first (empty unless clip or sample cap is on).
   std::vector<double> recent_norms;
   std::vector<int64_t> recent_samples;
+  // Differential privacy: the clip bound now (adaptive clipping moves it); 0: the config's.
+  double dp_clip = 0;
 };
 
 // First plans already made, by everything that decides them: the simulator shares one cache
@@ -250,6 +266,12 @@ class Strategy {
     int64_t max_load = 0;
   };
   Privacy PrivacySpent() const;
+  // With differential privacy on: the clip bound updates are held to now (dp_clip unless
+  // adaptive clipping moved it), the noise multiplier of the updates' sum and the standard
+  // deviation of the adaptive count (both z and 0 without adaptive clipping).
+  double dp_clip() const { return dp_clip_; }
+  double DpUpdateNoise() const;
+  double DpQuantileNoise() const;
   // Whether one more update of this device could be taken (false once its budget is spent),
   // and whether one could with `waiting` of its updates already in the aggregation being filled.
   bool CanContribute(int64_t device) const { return WouldFit(device, 0); }
@@ -276,9 +298,11 @@ class Strategy {
   // Differential privacy with a budget: whether `u` may join `pending` (the updates of the
   // aggregation being filled) without its device's load exceeding dp_max_load; counts a refusal.
   bool WithinBudget(const Update& u, const std::vector<Update>& pending);
-  // Differential privacy: sum_i w_i delta_i (no renormalisation) plus Gaussian noise of
-  // standard deviation dp_noise_multiplier * dp_clip * max_weight on every value of the
-  // updates' masks, and the devices' loads counted. Each w_i must be <= max_weight.
+  // Differential privacy: sum_i w_i clip(delta_i) (no renormalisation; each update clipped to
+  // L2 norm dp_clip(), a non-finite one taken as zero) plus Gaussian noise of standard deviation
+  // DpUpdateNoise() * dp_clip() * max_weight on every value of the updates' masks, and the
+  // devices' loads counted; then adaptive clipping moves the bound. Each w_i must be
+  // <= max_weight.
   std::vector<double> PrivateAggregate(const std::vector<Update>& updates,
                                        const std::vector<double>& w, double max_weight);
 
@@ -308,6 +332,7 @@ class Strategy {
   std::vector<Plan> plans_;
   ImportanceTable importance_;  // FTTE
   std::vector<int64_t> row_versions_;
+  double dp_clip_ = 0;
   std::vector<double> recent_norms_;
   std::vector<int64_t> recent_samples_;
 };

@@ -69,6 +69,9 @@ struct ServeConfig {
   // [privacy]: user-level central differential privacy (fl::ServerConfig dp_*; docs/privacy.md):
   // clip > 0 turns it on; target_epsilon > 0 is a per-device budget.
   double dp_target_epsilon = 0;
+  // > 0, with noise_multiplier 0 and target_epsilon: the noise is calibrated so that a device
+  // may send this many single-update aggregations within target_epsilon (fl::NoiseForLoad).
+  int64_t dp_updates_per_device = 0;
   // [stop]: the federation is done at the first of these (0 = never)
   double target_accuracy = 0;
   int64_t max_versions = 0;

@@ -124,7 +124,18 @@ struct PrivacyConfig {
   // > 0: no device spends more (its updates beyond are refused and it gets no more work); the
   // run goes on with the others, and ends early in effect when every device has spent it.
   double target_epsilon = 0;
+  // > 0 (with noise_multiplier = 0 and target_epsilon): the noise is calibrated so that a
+  // device may send this many updates (each into its own aggregation) within target_epsilon
+  // (fl::NoiseForLoad).
+  int64_t updates_per_device = 0;
+  // Adaptive clipping (fl::ServerConfig dp_quantile...): clip is then the first bound, which
+  // follows the adaptive_quantile quantile of the update norms; 0 = a fixed clip.
+  double adaptive_quantile = 0;
+  double adaptive_rate = 0.2;
+  double quantile_noise = 0;  // 0: the default (docs/privacy.md)
   bool Enabled() const { return clip > 0; }
+  // The noise multiplier the run uses: the configured one, or the calibrated one.
+  double NoiseMultiplier() const;
 };
 
 struct SimConfig {
@@ -254,6 +265,8 @@ struct MethodResult {
   // updates the clip shortened.
   bool privacy_report = false;
   double epsilon = 0, dp_delta = 0;
+  double dp_noise_multiplier = 0;  // the z the accountant charges (configured or calibrated)
+  double dp_final_clip = 0;        // the clip bound at the end (adaptive clipping moves it)
   int64_t dp_max_load = 0, dp_clipped = 0, dp_refused = 0;
   std::map<int64_t, int64_t> staleness;  // tau -> count
   double wall_s = 0;
