@@ -11,10 +11,9 @@ void FedAvgStrategy::AggregateRound(const std::vector<Update>& round) {
     bounded = round;
     for (Update& u : bounded) Bound(&u);
   }
-  if (config_.dp()) {  // the DP clip, then equal weights over the fixed round size
+  if (config_.dp()) {  // the DP bounds, then equal weights over the fixed round size
     for (Update u : round) {
-      Admit(&u);
-      if (WithinBudget(u, bounded)) bounded.push_back(std::move(u));
+      if (Admit(&u) && WithinBudget(u, bounded)) bounded.push_back(std::move(u));
     }
     stats_.received -= static_cast<int64_t>(round.size());  // (Admit counted them again)
     if (bounded.empty()) return;

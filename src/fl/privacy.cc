@@ -1,7 +1,10 @@
 #include "ftte/fl/privacy.h"
 
+#include <sodium.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "ftte/core/check.h"
@@ -125,6 +128,65 @@ void RdpAccountant::Compose(double q, double noise_multiplier, int64_t steps) {
 
 PrivacySpent RdpAccountant::Spent(double delta) const {
   return EpsilonFromRdp(orders_, rdp_, delta);
+}
+
+namespace {
+
+void InitSodium() {
+  FTTE_CHECK(sodium_init() >= 0) << "libsodium could not initialise (no entropy source?)";
+}
+
+}  // namespace
+
+NoiseKey RandomNoiseKey() {
+  InitSodium();
+  NoiseKey key;
+  randombytes_buf(key.data(), key.size());
+  return key;
+}
+
+NoiseKey DerivedNoiseKey(uint64_t seed) {
+  InitSodium();
+  uint8_t in[16] = {'f', 't', 't', 'e', '-', 'n', 'o', 'i'};
+  std::memcpy(in + 8, &seed, sizeof seed);
+  NoiseKey key;
+  crypto_generichash(key.data(), key.size(), in, sizeof in, nullptr, 0);  // BLAKE2b
+  return key;
+}
+
+bool PrivatizeUpdate(std::vector<float>* delta, double clip, double stddev, const NoiseKey& key) {
+  FTTE_CHECK(clip > 0 && stddev >= 0) << "clip " << clip << ", stddev " << stddev;
+  InitSodium();
+  double sq = 0;
+  for (float x : *delta) sq += static_cast<double>(x) * x;
+  const double norm = std::sqrt(sq);
+  const bool clipped = !(norm <= clip);
+  const double scale = !std::isfinite(norm) ? 0 : clipped ? clip / norm : 1;
+  // Two normals per 16 bytes of keystream, a block of values at a time.
+  constexpr size_t kBlock = 2048;
+  uint64_t bits[kBlock];
+  const uint8_t nonce[crypto_stream_chacha20_ietf_NONCEBYTES] = {};
+  uint32_t counter = 0;  // in 64-byte ChaCha20 blocks
+  const size_t n = delta->size();
+  for (size_t start = 0; start < n; start += kBlock) {
+    const size_t count = std::min(kBlock, n - start);
+    const size_t pairs = (count + 1) / 2;
+    uint8_t* stream = reinterpret_cast<uint8_t*>(bits);
+    std::fill(bits, bits + 2 * pairs, uint64_t{0});  // zeros xor the keystream: the keystream
+    crypto_stream_chacha20_ietf_xor_ic(stream, stream, pairs * 16, nonce, counter, key.data());
+    counter += static_cast<uint32_t>((pairs * 16 + 63) / 64);
+    for (size_t p = 0; p < pairs; ++p) {
+      const double u1 = (static_cast<double>(bits[2 * p] >> 11) + 1) * 0x1p-53;  // (0, 1]
+      const double u2 = static_cast<double>(bits[2 * p + 1] >> 11) * 0x1p-53;    // [0, 1)
+      const double r = std::sqrt(-2 * std::log(u1)), t = 2 * M_PI * u2;
+      for (size_t k = 0; k < 2 && 2 * p + k < count; ++k) {
+        float& v = (*delta)[start + 2 * p + k];
+        const double x = std::isfinite(v) ? v * scale : 0;
+        v = static_cast<float>(x + stddev * r * (k == 0 ? std::cos(t) : std::sin(t)));
+      }
+    }
+  }
+  return clipped;
 }
 
 }  // namespace ftte::fl

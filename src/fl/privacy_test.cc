@@ -124,5 +124,42 @@ TEST(PrivacyTest, NoiseForLoadIsTheSmallestNoiseWithinTheBudget) {
   }
 }
 
+// The device's part of distributed DP: clipped to the bound, then noise of the given standard
+// deviation on every value, repeatable under one key and independent across keys.
+TEST(PrivacyTest, PrivatizeUpdateClipsAndAddsTheNoiseOfItsKey) {
+  const size_t n = 200000;
+  std::vector<float> zero(n, 0.0f);
+  std::vector<float> a = zero;
+  EXPECT_FALSE(PrivatizeUpdate(&a, 1.0, 0.5, DerivedNoiseKey(1)));
+  double sum = 0, sq = 0;
+  for (float x : a) {
+    sum += x;
+    sq += static_cast<double>(x) * x;
+  }
+  const double mean = sum / n, sd = std::sqrt(sq / n - mean * mean);
+  EXPECT_NEAR(mean, 0, 0.005);
+  EXPECT_NEAR(sd, 0.5, 0.005);
+  size_t beyond = 0;  // a normal tail, not a bounded one: ~0.27% beyond 3 sd
+  for (float x : a) beyond += std::fabs(x) > 1.5;
+  EXPECT_NEAR(static_cast<double>(beyond) / n, 0.0027, 0.0007);
+  std::vector<float> again = zero, other = zero;
+  PrivatizeUpdate(&again, 1.0, 0.5, DerivedNoiseKey(1));
+  PrivatizeUpdate(&other, 1.0, 0.5, DerivedNoiseKey(2));
+  EXPECT_EQ(again, a);
+  EXPECT_NE(other, a);
+  double dot = 0;  // independent streams: correlation ~ 0
+  for (size_t i = 0; i < n; ++i) dot += static_cast<double>(a[i]) * other[i];
+  EXPECT_NEAR(dot / (n * 0.25), 0, 0.01);
+  // Clipping before the noise: norm 10 -> 1, no noise -> exactly the scaled update.
+  std::vector<float> big = {6, 8};
+  EXPECT_TRUE(PrivatizeUpdate(&big, 1.0, 0.0, RandomNoiseKey()));
+  EXPECT_FLOAT_EQ(big[0], 0.6f);
+  EXPECT_FLOAT_EQ(big[1], 0.8f);
+  std::vector<float> bad = {NAN, 1};  // non-finite: nothing of it leaves, only noise
+  PrivatizeUpdate(&bad, 1.0, 0.0, RandomNoiseKey());
+  EXPECT_EQ(bad, std::vector<float>({0, 0}));
+  EXPECT_NE(RandomNoiseKey(), RandomNoiseKey());
+}
+
 }  // namespace
 }  // namespace ftte::fl

@@ -130,6 +130,11 @@ Status ValidateServerConfig(const ServerConfig& c) {
         std::to_string(c.dp_noise_multiplier / 2) +
         "); leave it 0 for the default, or use a fixed clip (adaptive_quantile = 0)");
   }
+  if (c.dp_distributed && (!c.dp() || c.dp_adaptive())) {
+    return InvalidArgument(
+        "privacy: distributed mode needs clip > 0 and a fixed clip (adaptive clipping would "
+        "need each device's noised count; not built): set adaptive_quantile = 0");
+  }
   if (c.dp() && c.robust()) {
     return InvalidArgument(
         "privacy: the noise is calibrated to a fixed clip and the mean; robust rules and "
@@ -242,6 +247,10 @@ Plan Strategy::MakePlan(const Mask& mask, const Selection& selection, int64_t mi
   p.client = inputs_.client;
   p.client.frozen = config_.frozen;
   p.client.micro_batch = micro_batch;
+  if (config_.dp() && config_.dp_distributed) {
+    p.client.dp_clip = config_.dp_clip;
+    p.client.dp_noise_stddev = DpDeviceNoise();
+  }
   p.device_peak_bytes = PredictClientPeak(*model_, mask, p.client);
   p.selection = selection;
   return p;
@@ -372,8 +381,18 @@ bool Strategy::Admit(Update* u) {
   }
   Bound(u);
   // Differential privacy: no Observe, its statistics would leave the device unprotected; the
-  // clip is PrivateAggregate's (the bound in force when the aggregation is made).
-  if (config_.dp()) return true;
+  // clip is PrivateAggregate's (the bound in force when the aggregation is made). Distributed:
+  // the device clipped and noised it; what an honest device cannot exceed is checked.
+  if (config_.dp()) {
+    if (config_.dp_distributed) {
+      const double n = static_cast<double>(u->delta.size()), norm = Norm(u->delta);
+      if (!(norm <= config_.dp_clip + DpDeviceNoise() * (std::sqrt(n) + 6))) {
+        ++stats_.dp_oversized;
+        return false;
+      }
+    }
+    return true;
+  }
   Observe(*u);
   return true;
 }
@@ -401,6 +420,11 @@ double Strategy::DpQuantileNoise() const {
   return std::max(DpCohort(config_) / 20, 2 * config_.dp_noise_multiplier);
 }
 
+double Strategy::DpDeviceNoise() const {
+  if (!config_.dp() || !config_.dp_distributed) return 0;
+  return config_.dp_noise_multiplier * config_.dp_clip / std::sqrt(DpCohort(config_));
+}
+
 double Strategy::DpUpdateNoise() const {
   const double z = config_.dp_noise_multiplier;
   if (!config_.dp_adaptive() || z <= 0) return z;
@@ -413,9 +437,10 @@ double Strategy::DpUpdateNoise() const {
 std::vector<double> Strategy::PrivateAggregate(const std::vector<Update>& updates,
                                                const std::vector<double>& w, double max_weight) {
   std::vector<double> agg(weights_.size(), 0.0);
-  std::vector<uint8_t> covered(weights_.size(), 0);
+  std::vector<int32_t> covered(weights_.size(), 0);  // updates covering each value
   std::map<int64_t, int64_t> per_device;
   int64_t within = 0;  // updates no longer than the bound (adaptive clipping's count)
+  const bool distributed = config_.dp_distributed;  // updates arrive clipped and noised
   for (size_t i = 0; i < updates.size(); ++i) {
     FTTE_CHECK(w[i] <= max_weight * (1 + 1e-12)) << "weight " << w[i] << " above " << max_weight;
     const Mask& mask = PlanAt(updates[i].base_version).mask;
@@ -423,7 +448,7 @@ std::vector<double> Strategy::PrivateAggregate(const std::vector<Update>& update
     FTTE_CHECK(static_cast<int64_t>(d.size()) == mask.Numel(layout_))
         << "update does not match the mask of its plan";
     ++per_device[updates[i].device];
-    const double norm = Norm(d);
+    const double norm = distributed ? 0 : Norm(d);
     if (norm <= dp_clip_) {
       ++within;
     } else {
@@ -441,19 +466,23 @@ std::vector<double> Strategy::PrivateAggregate(const std::vector<Update>& update
         if (wi != 0) {
           for (int64_t j = 0; j < rs; ++j) agg[off + j] += wi * d[at + j];
         }
-        std::fill(covered.begin() + static_cast<std::ptrdiff_t>(off),
-                  covered.begin() + static_cast<std::ptrdiff_t>(off + rs), 1);
+        for (int64_t j = 0; j < rs; ++j) ++covered[off + j];
         at += static_cast<size_t>(rs);
       }
       base += static_cast<size_t>(layout_[k].numel());
     }
   }
   // Noise on every value any update could touch; seeded by the version, so runs repeat.
+  // Distributed: the devices added K shares of variance sd^2 / K each (times w^2 = max_weight^2
+  // here); the server adds only the shares missing on a value fewer than K updates cover.
   const double sd = DpUpdateNoise() * dp_clip_ * max_weight;
   if (sd > 0) {
     Rng rng = Rng(config_.dp_seed ^ 0x6470'6e6f'6973'6531ULL).Fork(static_cast<uint64_t>(version_));
+    const double k = DpCohort(config_);
     for (size_t v = 0; v < agg.size(); ++v) {
-      if (covered[v]) agg[v] += sd * rng.Normal();
+      if (!covered[v]) continue;
+      const double share = distributed ? std::max(0.0, 1 - covered[v] / k) : 1;
+      if (share > 0) agg[v] += sd * std::sqrt(share) * rng.Normal();
     }
   }
   for (const auto& [device, k] : per_device) stats_.dp_load[device] += k * k;
@@ -650,7 +679,9 @@ bool Strategy::Receive(const Update& u) {
   if (config_.dp()) {  // age weights over the fixed K: one update moves the sum by <= clip / K
     const double k = static_cast<double>(config_.buffer);
     std::vector<double> w;
-    for (const Update& b : buffer_) w.push_back(Staleness(version_ - b.base_version) / k);
+    for (const Update& b : buffer_) {  // distributed: uniform (secure aggregation's plain sum)
+      w.push_back(config_.dp_distributed ? 1 / k : Staleness(version_ - b.base_version) / k);
+    }
     agg = PrivateAggregate(buffer_, w, 1 / k);
   } else {
     agg = Combine(buffer_, BufferWeights(buffer_));

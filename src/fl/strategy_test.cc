@@ -593,6 +593,71 @@ TEST(StrategyTest, AdaptiveClippingFollowsTheQuantileAndSplitsTheNoise) {
             std::string::npos);
 }
 
+// Distributed DP: devices clip and add z * clip / sqrt(K) each; K shares make the central noise,
+// the server adds only what is missing, weights are uniform, and an update longer than clip +
+// noise allow is refused.
+TEST(StrategyTest, DistributedPrivacyAddsUpToTheCentralNoise) {
+  ServerConfig c;
+  c.algorithm = Algorithm::kFedBuff;
+  c.buffer = 4;
+  c.dp_clip = 1;
+  c.dp_noise_multiplier = 2;
+  c.dp_distributed = true;
+  ASSERT_TRUE(ValidateServerConfig(c).ok());
+  auto s = Make(c);
+  EXPECT_DOUBLE_EQ(s->DpDeviceNoise(), 2.0 * 1 / 2);  // z C / sqrt(K)
+  EXPECT_EQ(s->plan().client.dp_clip, 1);
+  EXPECT_EQ(s->plan().client.dp_noise_stddev, s->DpDeviceNoise());
+  const int64_t n = s->plan().mask.Numel(s->layout());
+  // Four devices' zero updates, each noised by its device: the sum's noise is z C / K.
+  std::vector<float> before = s->weights();
+  for (int64_t d = 0; d < 4; ++d) {
+    Update u = Uniform(*s, 0, 1, 0, 0.0f);
+    u.device = d;
+    u.base_version = s->version();
+    PrivatizeUpdate(&u.delta, 1, s->DpDeviceNoise(), DerivedNoiseKey(static_cast<uint64_t>(d)));
+    s->Receive(u);
+  }
+  ASSERT_EQ(s->version(), 1);
+  double sq = 0;
+  for (float d : Moved(*s, before)) sq += static_cast<double>(d) * d;
+  EXPECT_NEAR(std::sqrt(sq / n), 2.0 * 1 / 4, 0.01);
+  // Un-noised updates of a full buffer: the server adds nothing (the devices' shares are due),
+  // and stale ones weigh as much as fresh ones.
+  auto quiet = Make(c);
+  before = quiet->weights();
+  for (int64_t d = 0; d < 4; ++d) {
+    Update u = Uniform(*quiet, 0, 1, 0, 1e-4f);
+    u.device = d;
+    quiet->Receive(u);
+  }
+  for (float d : Moved(*quiet, before)) ASSERT_NEAR(d, 1e-4f, 1e-8);
+  // A FedAvg round of 4 with 2 updates: the server adds the two missing shares.
+  c.algorithm = Algorithm::kFedAvg;
+  c.concurrency = 4;
+  auto f = Make(c);
+  before = f->weights();
+  std::vector<Update> round;
+  for (int64_t d = 0; d < 2; ++d) {
+    round.push_back(Uniform(*f, 0, 1, 0, 0.0f));
+    round.back().device = d;
+  }
+  f->AggregateRound(round);
+  sq = 0;
+  for (float d : Moved(*f, before)) sq += static_cast<double>(d) * d;
+  EXPECT_NEAR(std::sqrt(sq / n), 2.0 * 1 / 4 * std::sqrt(0.5), 0.01);
+  // Too long for clip + noise: refused and counted, not aggregated.
+  Update huge = Uniform(*quiet, quiet->version(), 1, 0, 2.0f);  // norm 2 sqrt(n): > 1 + noise
+  huge.device = 9;
+  EXPECT_FALSE(quiet->Receive(huge));
+  EXPECT_EQ(quiet->stats().dp_oversized, 1);
+  EXPECT_EQ(quiet->buffered(), 0);
+  // Not with adaptive clipping.
+  ServerConfig bad = c;
+  bad.dp_quantile = 0.5;
+  EXPECT_NE(ValidateServerConfig(bad).message().find("distributed mode needs"), std::string::npos);
+}
+
 TEST(StrategyTest, ParseAlgorithmAndReselect) {
   EXPECT_EQ(ParseAlgorithm("fedbuff").value(), Algorithm::kFedBuff);
   auto bad = ParseAlgorithm("fedprox");

@@ -208,6 +208,7 @@ Status Coordinator::Restore(const StateStore::Loaded& loaded) {
   st.stats.dp_refused = s.dp_refused();
   for (const auto& [device, load] : s.dp_load()) st.stats.dp_load[device] = load;
   st.dp_clip = s.dp_clip();
+  st.stats.dp_oversized = s.dp_oversized();
   FTTE_RETURN_IF_ERROR(RestoreImportance(s, &st.importance));
   FTTE_RETURN_IF_ERROR(strategy_->Restore(std::move(st)));
   plans = nullptr;
@@ -349,6 +350,7 @@ state::Snapshot Coordinator::MakeSnapshot() const {
   s.set_dp_refused(st.stats.dp_refused);
   for (const auto& [device, load] : st.stats.dp_load) (*s.mutable_dp_load())[device] = load;
   s.set_dp_clip(st.dp_clip);
+  s.set_dp_oversized(st.stats.dp_oversized);
   s.set_mask(PackMaskBits(strategy_->plan().mask, layout_));
   return s;
 }
@@ -764,6 +766,7 @@ v1::StatusResponse Coordinator::GetStatus() const {
     ps->set_max_load(p.max_load);
     ps->set_refused(strategy_->stats().dp_refused);
     ps->set_clip(strategy_->dp_clip());
+    ps->set_oversized(strategy_->stats().dp_oversized);
   }
   return s;
 }

@@ -583,6 +583,28 @@ TEST(CoordinatorTest, AnAdaptiveClipBoundSurvivesRestarts) {
   EXPECT_EQ(h.c->GetStatus().privacy().clip(), clip);
 }
 
+// Distributed DP in ftte serve: the work tells each device its clip and noise share, and an
+// update longer than clip + noise allow is dropped and counted (it survives a restart).
+TEST(CoordinatorTest, DistributedPrivacyTellsDevicesTheirNoiseShare) {
+  Harness h("distributed_dp", fl::Algorithm::kFedBuff);
+  h.config.strategy.buffer = 4;
+  h.config.strategy.dp_clip = 1;
+  h.config.strategy.dp_noise_multiplier = 2;
+  h.config.strategy.dp_distributed = true;
+  ASSERT_TRUE(h.Start().ok());
+  const int64_t a = h.Enroll("a");
+  auto w = h.c->GetWork(a, {});
+  ASSERT_TRUE(w.ok());
+  ASSERT_EQ(w->kind(), v1::Work::TRAIN);
+  EXPECT_EQ(w->hyperparameters().dp_clip(), 1);
+  EXPECT_DOUBLE_EQ(w->hyperparameters().dp_noise_stddev(), 2.0 * 1 / 2);  // z C / sqrt(K)
+  ASSERT_TRUE(h.Submit(h.MakeUpdate(a, 1, 2.0f, /*lease=*/false)).ok());  // norm 2 sqrt(n)
+  EXPECT_EQ(h.c->GetStatus().privacy().oversized(), 1);
+  h.c.reset();
+  ASSERT_TRUE(h.Start().ok());
+  EXPECT_EQ(h.c->GetStatus().privacy().oversized(), 1);
+}
+
 TEST(ServeConfigTest, PrivacySettingsAreCheckedBeforeStart) {
   const std::vector<std::string> base = {"auth.enroll_key=k", "server.insecure=true",
                                          "strategy.algorithm=fedbuff", "privacy.clip=1",
@@ -617,6 +639,13 @@ TEST(ServeConfigTest, PrivacySettingsAreCheckedBeforeStart) {
   EXPECT_GE(calibrated->strategy.dp_max_load, 30);
   r = with({"privacy.updates_per_device=30"});  // noise 1.5 given too
   EXPECT_NE(r.status().message().find("set noise_multiplier = 0"), std::string::npos);
+  auto distributed = with({"privacy.mode=distributed"});
+  ASSERT_TRUE(distributed.ok()) << distributed.status().ToString();
+  EXPECT_TRUE(distributed->strategy.dp_distributed);
+  r = with({"privacy.mode=local"});
+  EXPECT_NE(r.status().message().find("not central or distributed"), std::string::npos);
+  r = with({"privacy.mode=distributed", "privacy.adaptive_quantile=0.5"});
+  EXPECT_NE(r.status().message().find("distributed mode needs"), std::string::npos);
   r = with({"privacy.adaptive_quantile=0.5", "privacy.quantile_noise=0.5"});
   EXPECT_NE(r.status().message().find("quantile_noise"), std::string::npos) << r.status().message();
 }

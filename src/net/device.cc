@@ -11,6 +11,7 @@
 #include "ftte/fl/changed_rows.h"
 #include "ftte/fl/client.h"
 #include "ftte/fl/encoding.h"
+#include "ftte/fl/privacy.h"
 #include "wire.h"
 
 namespace ftte::net {
@@ -219,6 +220,10 @@ struct Device::Impl {
         }
         wake.notify_all();
         beat.join();
+      }
+      if (config.dp_clip > 0) {  // distributed DP: clipped and noised before it leaves
+        fl::PrivatizeUpdate(&r.update.delta, config.dp_clip, config.dp_noise_stddev,
+                            fl::RandomNoiseKey());
       }
       r.update.device = device_id;
       r.update.base_version = version;

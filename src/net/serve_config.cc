@@ -211,6 +211,14 @@ const std::vector<Key>& Keys() {
       {"privacy.updates_per_device",
        Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.dp_updates_per_device; }, 0,
                     1e9)},
+      {"privacy.mode",
+       [](ServeConfig& c, const std::string& v) -> Status {
+         if (v != "central" && v != "distributed") {
+           return InvalidArgument("'" + v + "' is not central or distributed");
+         }
+         c.strategy.dp_distributed = v == "distributed";
+         return Status::Ok();
+       }},
       {"privacy.adaptive_quantile",
        Num<double>([](ServeConfig& c) -> double& { return c.strategy.dp_quantile; }, 0, 0.999)},
       {"privacy.adaptive_rate",

@@ -66,6 +66,8 @@ v1::Hyperparameters HyperparametersToProto(const fl::ClientConfig& c, bool int8_
   h.set_momentum(c.optimizer.momentum);
   h.set_int8_upload(int8_upload);
   h.set_frozen_storage(c.frozen == FrozenStorage::kInt8 ? "int8" : "float32");
+  h.set_dp_clip(c.dp_clip);
+  h.set_dp_noise_stddev(c.dp_noise_stddev);
   return h;
 }
 
@@ -98,6 +100,14 @@ Result<fl::ClientConfig> HyperparametersFromProto(const v1::Hyperparameters& h) 
   c.optimizer.lr = h.learning_rate();
   c.optimizer.momentum = h.momentum();
   c.frozen = h.frozen_storage() == "int8" ? FrozenStorage::kInt8 : FrozenStorage::kFloat32;
+  if (!std::isfinite(h.dp_clip()) || h.dp_clip() < 0 || !std::isfinite(h.dp_noise_stddev()) ||
+      h.dp_noise_stddev() < 0 || (h.dp_noise_stddev() > 0 && h.dp_clip() == 0)) {
+    return InvalidArgument(
+        "hyperparameters: dp_clip and dp_noise_stddev must be finite and >= 0, "
+        "and noise needs a clip");
+  }
+  c.dp_clip = h.dp_clip();
+  c.dp_noise_stddev = h.dp_noise_stddev();
   return c;
 }
 

@@ -34,9 +34,13 @@ TEST(WireTest, HyperparametersRoundTripAndAreRangeChecked) {
   c.batch = 16;
   c.optimizer.lr = 0.25f;
   c.frozen = FrozenStorage::kInt8;
+  c.dp_clip = 0.5;
+  c.dp_noise_stddev = 0.25;
   v1::Hyperparameters h = HyperparametersToProto(c, true);
   auto back = HyperparametersFromProto(h);
   ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->dp_clip, 0.5);
+  EXPECT_EQ(back->dp_noise_stddev, 0.25);
   EXPECT_EQ(back->local_steps, 7);
   EXPECT_EQ(back->batch, 16);
   EXPECT_EQ(back->optimizer.lr, 0.25f);
@@ -48,6 +52,12 @@ TEST(WireTest, HyperparametersRoundTripAndAreRangeChecked) {
   EXPECT_FALSE(HyperparametersFromProto(h).ok());
   h.set_learning_rate(0.1f);
   h.set_frozen_storage("fp4");
+  EXPECT_FALSE(HyperparametersFromProto(h).ok());
+  h.set_frozen_storage("int8");
+  h.set_dp_noise_stddev(-1);
+  EXPECT_FALSE(HyperparametersFromProto(h).ok());
+  h.set_dp_noise_stddev(1);
+  h.set_dp_clip(0);  // noise without a clip
   EXPECT_FALSE(HyperparametersFromProto(h).ok());
 }
 

@@ -475,6 +475,10 @@ const std::vector<Field<SimConfig>>& PrivacyFields() {
       FloatKey<C>("adaptive_quantile", FTTE_REF(privacy.adaptive_quantile), kNonNegative),
       FloatKey<C>("adaptive_rate", FTTE_REF(privacy.adaptive_rate), kPositive),
       FloatKey<C>("quantile_noise", FTTE_REF(privacy.quantile_noise), kNonNegative),
+      StringKey<C>("mode", FTTE_REF(privacy.mode),
+                   [](const ConfigValue& v) {
+                     return OneOf(v, {"central", "distributed"});
+                   }),
   };
   return kFields;
 }

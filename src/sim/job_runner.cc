@@ -1,6 +1,7 @@
 #include "job_runner.h"
 
 #include "ftte/core/check.h"
+#include "ftte/fl/privacy.h"
 
 namespace ftte::sim {
 
@@ -54,6 +55,10 @@ void JobRunner::WorkerLoop() {
     const Job& j = item.second;
     fl::ClientResult r = trainer.value()->Train(
         *j.weights, j.plan->mask, j.data ? *j.data : *train_, *j.indices, j.plan->client, j.seed);
+    if (j.plan->client.dp_clip > 0) {  // distributed DP: the device's clip and noise share
+      fl::PrivatizeUpdate(&r.update.delta, j.plan->client.dp_clip, j.plan->client.dp_noise_stddev,
+                          fl::DerivedNoiseKey(j.seed));
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       done_.emplace(item.first, std::move(r));

@@ -493,6 +493,8 @@ void MethodRun::Finish() {
     res_.dp_max_load = p.max_load;
     res_.dp_clipped = st.dp_clipped;
     res_.dp_refused = st.dp_refused;
+    res_.dp_oversized = st.dp_oversized;
+    res_.dp_distributed = config_.privacy.mode == "distributed";
   }
   res_.staleness = st.staleness;
   res_.final_weights = strategy_->weights();

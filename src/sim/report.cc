@@ -184,7 +184,9 @@ Json RunJson(const MethodResult& r) {
                     {"clip", r.dp_final_clip},
                     {"max_load", r.dp_max_load},
                     {"clipped", r.dp_clipped},
-                    {"refused", r.dp_refused}};
+                    {"refused", r.dp_refused},
+                    {"mode", r.dp_distributed ? "distributed" : "central"},
+                    {"oversized", r.dp_oversized}};
   }
   if (r.robust_report) {
     j["robust"] = {{"clipped", r.clipped},
@@ -273,6 +275,8 @@ MethodResult RunFrom(const Json& j) {
     r.dp_max_load = p.at("max_load").get<int64_t>();
     r.dp_clipped = p.at("clipped").get<int64_t>();
     r.dp_refused = p.at("refused").get<int64_t>();
+    r.dp_distributed = p.value("mode", std::string("central")) == "distributed";
+    r.dp_oversized = p.value("oversized", int64_t{0});
   }
   if (j.contains("robust")) {
     const Json& b = j.at("robust");
@@ -787,8 +791,8 @@ std::string SummaryTable(const std::vector<MethodResult>& runs) {
     std::snprintf(d, sizeof d, "%g", p->dp_delta);
     char z[32];
     std::snprintf(z, sizeof z, "%.4g", p->dp_noise_multiplier);
-    out += std::string("privacy (user-level, central, noise multiplier ") + z +
-           "; epsilon at delta " + d +
+    out += std::string("privacy (user-level, ") + (p->dp_distributed ? "distributed" : "central") +
+           ", noise multiplier " + z + "; epsilon at delta " + d +
            " of the most exposed device, over the aggregations its updates went into, no "
            "sampling assumption):";
     for (const auto& g : groups) {

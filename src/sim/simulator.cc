@@ -182,6 +182,7 @@ fl::ServerConfig EffectiveServerConfig(const SimConfig& config, const MethodConf
     s.dp_quantile = p.adaptive_quantile;
     s.dp_quantile_rate = p.adaptive_rate;
     s.dp_quantile_noise = p.quantile_noise;
+    s.dp_distributed = p.mode == "distributed";
   }
   return s;
 }

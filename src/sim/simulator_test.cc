@@ -295,6 +295,37 @@ TEST(SimulatorPrivacyTest, CalibratedNoiseAndAdaptiveClipping) {
   EXPECT_NE(ValidateSimConfig(bad).message().find("quantile_noise"), std::string::npos);
 }
 
+// privacy.mode = "distributed": devices clip and noise their updates (the simulator runs the
+// device's code, fl::PrivatizeUpdate), the run is deterministic at any thread count, and the
+// accounting is the central one's.
+TEST(SimulatorPrivacyTest, DistributedModeRunsTheDevicesShareOfTheNoise) {
+  SimConfig c = SmallConfig(fl::Algorithm::kFedBuff);
+  c.duration_s = 40;
+  c.privacy.clip = 0.5;
+  c.privacy.noise_multiplier = 1;
+  c.privacy.mode = "distributed";
+  ASSERT_TRUE(ValidateSimConfig(c).ok()) << ValidateSimConfig(c).message();
+  Environment env = SmallEnvironment(c);
+  const MethodResult r = RunMethod(c, c.methods[0], env).value();
+  EXPECT_TRUE(r.dp_distributed);
+  EXPECT_GT(r.versions, 0);
+  EXPECT_EQ(r.dp_oversized, 0);  // honest devices stay within clip + noise
+  EXPECT_TRUE(std::isfinite(r.epsilon));
+  c.threads = 2;
+  ExpectSame(r, RunMethod(c, c.methods[0], env).value());
+  EXPECT_NE(ResultsJson(c, {r}).find("\"mode\": \"distributed\""), std::string::npos);
+  EXPECT_NE(SummaryTable({r}).find("privacy (user-level, distributed"), std::string::npos);
+  SimConfig central = c;
+  central.privacy.mode = "central";
+  const MethodResult cr = RunMethod(central, central.methods[0], env).value();
+  EXPECT_NE(cr.final_weights, r.final_weights);  // where the noise comes from differs ...
+  EXPECT_GT(r.epsilon, 0);
+  SimConfig bad = c;
+  bad.privacy.adaptive_quantile = 0.5;
+  EXPECT_NE(ValidateSimConfig(bad).message().find("distributed mode needs"), std::string::npos);
+  EXPECT_FALSE(ParseSimConfig("[privacy]\nmode = \"local\"\n", "t.toml").ok());
+}
+
 TEST(DevicesTest, StragglerFractionAndDeterminism) {
   PopulationConfig p;
   p.devices = 200;

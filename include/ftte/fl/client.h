@@ -26,6 +26,11 @@ struct ClientConfig {
   // budget would use). Never sent: the simulator runs with large tiles because its host is not
   // the device; the device's memory is measured by a step with the planned micro-batch and tile.
   int64_t tile_floats = 0;
+  // Distributed differential privacy (docs/privacy.md): dp_clip > 0: the device clips its
+  // update to this L2 norm and adds Gaussian noise of standard deviation dp_noise_stddev to
+  // every value (fl::PrivatizeUpdate) before it leaves the device.
+  double dp_clip = 0;
+  double dp_noise_stddev = 0;
 };
 
 struct ClientResult {

@@ -18,6 +18,7 @@
 #ifndef FTTE_FL_PRIVACY_H_
 #define FTTE_FL_PRIVACY_H_
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -68,6 +69,19 @@ class RdpAccountant {
   std::vector<double> orders_, rdp_;
   int64_t steps_ = 0;
 };
+
+// Distributed differential privacy, the device's part (docs/privacy.md): a device clips its
+// update and adds its share of the noise before the update leaves it, so the server never holds
+// an un-noised update. The noise is drawn from a ChaCha20 keystream (libsodium) under a 256-bit
+// key: a real device's key comes from the operating system's CSPRNG, so the server cannot
+// predict (and subtract) it; the simulator derives keys from its seed, so runs repeat.
+using NoiseKey = std::array<uint8_t, 32>;
+NoiseKey RandomNoiseKey();
+NoiseKey DerivedNoiseKey(uint64_t seed);
+// Clips `delta` to L2 norm `clip` (> 0; a non-finite update becomes zero) and adds Gaussian noise
+// of standard deviation `stddev` (>= 0) to every value (Box-Muller on 53-bit uniforms of the
+// key's stream). Returns whether the clip shortened the update.
+bool PrivatizeUpdate(std::vector<float>* delta, double clip, double stddev, const NoiseKey& key);
 
 }  // namespace ftte::fl
 

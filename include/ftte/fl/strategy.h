@@ -121,6 +121,16 @@ struct ServerConfig {
   double dp_quantile = 0;
   double dp_quantile_rate = 0.2;
   double dp_quantile_noise = 0;
+  // Distributed DP: instead of the server, each device adds its share of the noise, standard
+  // deviation z * dp_clip / sqrt(K) per value (Strategy::DpDeviceNoise; K the aggregation's
+  // fixed size), after clipping its own update; it learns both from its plan's ClientConfig.
+  // The K shares of a full aggregation sum to the central noise; the server adds only what
+  // is missing where fewer than K updates cover a value (a FedAvg round short of devices, a
+  // re-selection in flight). Weights are uniform (w_max for every update: a sum that secure
+  // aggregation can compute has no per-update weights). The server cannot clip a noised update;
+  // it refuses one longer than dp_clip + (its noise's norm + 6 standard deviations), which an
+  // honest device exceeds with probability below 1e-8. Adaptive clipping is not built for it.
+  bool dp_distributed = false;
   bool dp() const { return dp_clip > 0; }
   bool dp_adaptive() const { return dp() && dp_quantile > 0; }
 };
@@ -155,7 +165,8 @@ struct ServerStats {
   // one Gaussian mechanism's RDP that device has spent.
   int64_t dp_clipped = 0;
   std::map<int64_t, int64_t> dp_load;
-  int64_t dp_refused = 0;  // updates refused because their device's budget was spent
+  int64_t dp_refused = 0;    // updates refused because their device's budget was spent
+  int64_t dp_oversized = 0;  // distributed DP: updates refused as longer than clip + noise allow
 };
 
 // What FTTE has learned of each unit's importance: per parameter, per row, the current estimate
@@ -272,6 +283,8 @@ class Strategy {
   double dp_clip() const { return dp_clip_; }
   double DpUpdateNoise() const;
   double DpQuantileNoise() const;
+  // Distributed DP: the noise standard deviation each device adds per value (0 otherwise).
+  double DpDeviceNoise() const;
   // Whether one more update of this device could be taken (false once its budget is spent),
   // and whether one could with `waiting` of its updates already in the aggregation being filled.
   bool CanContribute(int64_t device) const { return WouldFit(device, 0); }

@@ -133,6 +133,8 @@ struct PrivacyConfig {
   double adaptive_quantile = 0;
   double adaptive_rate = 0.2;
   double quantile_noise = 0;  // 0: the default (docs/privacy.md)
+  // "central": the server adds the noise; "distributed": each device adds its share.
+  std::string mode = "central";
   bool Enabled() const { return clip > 0; }
   // The noise multiplier the run uses: the configured one, or the calibrated one.
   double NoiseMultiplier() const;
@@ -268,6 +270,8 @@ struct MethodResult {
   double dp_noise_multiplier = 0;  // the z the accountant charges (configured or calibrated)
   double dp_final_clip = 0;        // the clip bound at the end (adaptive clipping moves it)
   int64_t dp_max_load = 0, dp_clipped = 0, dp_refused = 0;
+  int64_t dp_oversized = 0;  // distributed: updates refused as longer than clip + noise allow
+  bool dp_distributed = false;
   std::map<int64_t, int64_t> staleness;  // tau -> count
   double wall_s = 0;
   std::vector<SeriesPoint> series;
