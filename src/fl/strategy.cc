@@ -115,11 +115,11 @@ Status ValidateServerConfig(const ServerConfig& c) {
         "privacy: clip and noise_multiplier must be >= 0 (clip 0 = off) and "
         "delta in (0, 1), e.g. 1e-5 or below 1 / devices");
   }
-  if (!(c.dp_quantile >= 0 && c.dp_quantile < 1) || !(c.dp_quantile_rate > 0) ||
+  if (!(c.dp_quantile >= 0 && c.dp_quantile < 1) || !(c.dp_quantile_rate >= 0) ||
       !(c.dp_quantile_noise >= 0)) {
     return InvalidArgument(
         "privacy: adaptive_quantile must be in [0, 1) (0 = a fixed clip; 0.5 follows the "
-        "median norm), adaptive_rate > 0 (e.g. 0.2) and quantile_noise >= 0 (0 = default)");
+        "median norm), adaptive_rate >= 0 (0 = default) and quantile_noise >= 0 (0 = default)");
   }
   if (c.dp_adaptive() && c.dp_quantile_noise > 0 &&
       !(2 * c.dp_quantile_noise > c.dp_noise_multiplier)) {
@@ -420,6 +420,11 @@ double Strategy::DpQuantileNoise() const {
   return std::max(DpCohort(config_) / 20, 2 * config_.dp_noise_multiplier);
 }
 
+double Strategy::DpQuantileRate() const {
+  if (config_.dp_quantile_rate > 0) return config_.dp_quantile_rate;
+  return 0.2 * std::min(1.0, DpCohort(config_) / 20 / DpQuantileNoise());
+}
+
 double Strategy::DpDeviceNoise() const {
   if (!config_.dp() || !config_.dp_distributed) return 0;
   return config_.dp_noise_multiplier * config_.dp_clip / std::sqrt(DpCohort(config_));
@@ -491,7 +496,7 @@ std::vector<double> Strategy::PrivateAggregate(const std::vector<Update>& update
     Rng rng = Rng(config_.dp_seed ^ 0x6470'7175'616e'7431ULL).Fork(static_cast<uint64_t>(version_));
     const double share = (static_cast<double>(within) + DpQuantileNoise() * rng.Normal()) /
                          static_cast<double>(updates.size());
-    dp_clip_ *= std::exp(-config_.dp_quantile_rate * (share - config_.dp_quantile));
+    dp_clip_ *= std::exp(-DpQuantileRate() * (share - config_.dp_quantile));
   }
   return agg;
 }

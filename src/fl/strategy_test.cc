@@ -568,6 +568,9 @@ TEST(StrategyTest, AdaptiveClippingFollowsTheQuantileAndSplitsTheNoise) {
   EXPECT_NEAR(Make(c)->DpUpdateNoise(), 1 / std::sqrt(1 - 1.0 / 16), 1e-12);
   c.dp_quantile_noise = 0;
   EXPECT_EQ(Make(c)->DpQuantileNoise(), 2);
+  EXPECT_DOUBLE_EQ(Make(c)->DpQuantileRate(), 0.2);  // the configured rate
+  c.dp_quantile_rate = 0;  // the default: 0.2 scaled down by the count's noise over K / 20
+  EXPECT_DOUBLE_EQ(Make(c)->DpQuantileRate(), 0.2 * (4.0 / 20) / 2);
   c.buffer = 100;
   EXPECT_EQ(Make(c)->DpQuantileNoise(), 5);
   c.dp_quantile = 0;  // a fixed clip: the noise is z

@@ -222,7 +222,7 @@ const std::vector<Key>& Keys() {
       {"privacy.adaptive_quantile",
        Num<double>([](ServeConfig& c) -> double& { return c.strategy.dp_quantile; }, 0, 0.999)},
       {"privacy.adaptive_rate",
-       Num<double>([](ServeConfig& c) -> double& { return c.strategy.dp_quantile_rate; }, 1e-9,
+       Num<double>([](ServeConfig& c) -> double& { return c.strategy.dp_quantile_rate; }, 0,
                    100)},
       {"privacy.quantile_noise",
        Num<double>([](ServeConfig& c) -> double& { return c.strategy.dp_quantile_noise; }, 0,

@@ -473,7 +473,7 @@ const std::vector<Field<SimConfig>>& PrivacyFields() {
       FloatKey<C>("target_epsilon", FTTE_REF(privacy.target_epsilon), kNonNegative),
       IntKey<C>("updates_per_device", FTTE_REF(privacy.updates_per_device), 0),
       FloatKey<C>("adaptive_quantile", FTTE_REF(privacy.adaptive_quantile), kNonNegative),
-      FloatKey<C>("adaptive_rate", FTTE_REF(privacy.adaptive_rate), kPositive),
+      FloatKey<C>("adaptive_rate", FTTE_REF(privacy.adaptive_rate), kNonNegative),
       FloatKey<C>("quantile_noise", FTTE_REF(privacy.quantile_noise), kNonNegative),
       StringKey<C>("mode", FTTE_REF(privacy.mode),
                    [](const ConfigValue& v) {

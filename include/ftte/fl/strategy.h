@@ -111,7 +111,7 @@ struct ServerConfig {
   // Adaptive clipping (Andrew et al. 2021, "Differentially Private Learning with Adaptive
   // Clipping"): with dp_quantile in (0, 1), dp_clip is only the first bound; after every
   // aggregation the bound moves geometrically towards the dp_quantile quantile of the updates'
-  // norms, C <- C exp(-dp_quantile_rate (b - dp_quantile)), where b is the share of the
+  // norms, C <- C exp(-rate (b - dp_quantile)), where b is the share of the
   // aggregation's updates within C, counted with Gaussian noise of standard deviation
   // dp_quantile_noise (0: the larger of K / 20 and 2 dp_noise_multiplier, K the aggregation's
   // fixed size). The count is a second Gaussian query with the same sensitivity structure, so
@@ -119,7 +119,10 @@ struct ServerConfig {
   // releases together cost exactly one Gaussian mechanism of multiplier z: the accounting is
   // unchanged.
   double dp_quantile = 0;
-  double dp_quantile_rate = 0.2;
+  // The rate (0: 0.2 x min(1, (K / 20) / the count's noise), Andrew et al.'s 0.2 where their
+  // noise K / 20 applies, lower in proportion where more noise is needed, so the bound's random
+  // walk per aggregation stays as small as theirs; Strategy::DpQuantileRate).
+  double dp_quantile_rate = 0;
   double dp_quantile_noise = 0;
   // Distributed DP: instead of the server, each device adds its share of the noise, standard
   // deviation z * dp_clip / sqrt(K) per value (Strategy::DpDeviceNoise; K the aggregation's
@@ -283,6 +286,7 @@ class Strategy {
   double dp_clip() const { return dp_clip_; }
   double DpUpdateNoise() const;
   double DpQuantileNoise() const;
+  double DpQuantileRate() const;
   // Distributed DP: the noise standard deviation each device adds per value (0 otherwise).
   double DpDeviceNoise() const;
   // Whether one more update of this device could be taken (false once its budget is spent),
