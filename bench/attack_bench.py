@@ -29,11 +29,10 @@ import argparse
 import concurrent.futures
 import json
 import os
-import subprocess
 import sys
 
 from benchlib import (FTTE, REPO, late_accuracy, log, machine_info, md_table, mean_ci,
-                      require_ftte)
+                      require_ftte, simulate_results)
 
 ATTACKS = ("sign_flip", "scale", "random", "label_flip", "samples")
 FRACTIONS = (0.01, 0.10, 0.20)
@@ -63,12 +62,7 @@ def run(config, name, sets, out_dir, threads, seeds, methods):
     for s in sets:
         cmd += ["--set", s]
     log("attack: %s" % name)
-    p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.exit("error: %s failed (exit %d):\n%s" % (" ".join(cmd), p.returncode,
-                                                        p.stderr.strip()[-2000:]))
-    with open(os.path.join(d, "results.json")) as f:
-        return json.load(f)
+    return simulate_results(cmd, d)
 
 
 def accuracy(results):

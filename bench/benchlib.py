@@ -33,6 +33,16 @@ def run_json(cmd):
     return json.loads(lines[-1])
 
 
+def simulate_results(cmd, out_dir):
+    """Run an `ftte simulate ... --out out_dir` command; return its results.json."""
+    p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit("error: %s failed (exit %d):\n%s" % (" ".join(cmd), p.returncode,
+                                                        p.stderr.strip()[-2000:]))
+    with open(os.path.join(out_dir, "results.json")) as f:
+        return json.load(f)
+
+
 def file_sha256(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()[:16]

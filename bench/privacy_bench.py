@@ -31,7 +31,7 @@ import subprocess
 import sys
 
 from benchlib import (FTTE, REPO, late_accuracy, log, machine_info, md_table, mean_ci,
-                      require_ftte)
+                      require_ftte, simulate_results)
 
 MICRO = os.path.join(REPO, "build", "release", "bench", "ftte_micro")
 
@@ -44,12 +44,7 @@ def simulate(a, out_dir, method, sets):
     for s in list(a.set or []) + sets:
         cmd += ["--set", s]
     log("privacy: %s" % os.path.relpath(out_dir, a.out))
-    p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.exit("error: %s failed (exit %d):\n%s" % (" ".join(cmd), p.returncode,
-                                                        p.stderr.strip()[-2000:]))
-    with open(os.path.join(out_dir, "results.json")) as f:
-        return json.load(f)
+    return simulate_results(cmd, out_dir)
 
 
 def summarize(results):
