@@ -17,9 +17,10 @@ The metric is the accuracy (top-1 for next-word models) over the last quarter of
 mean over seeds with the 95% interval, and its change from the non-private run.
 
 Runs go to <out>/<name>/<eps>-<method>/ and are resumed (`--resume`), so an interrupted study
-continues. Unless --no-micro, the server's cost of privacy is measured too: one FedBuff
-aggregation (K = 10, the cnn) plain, with central DP and with adaptive clipping
-(`bench/ftte_micro --benchmark_filter=Aggregation`, medians of 3 repetitions). Writes
+continues. Unless --no-micro, the cost of privacy is measured too: one FedBuff aggregation
+(K = 10, the cnn) plain, with central DP and with adaptive clipping, and a device's clip and
+noise share in distributed mode (`bench/ftte_micro --benchmark_filter='Aggregation|Privatize'`,
+medians of 3 repetitions). Writes
 <out>/<name>.json and <out>/<name>.md.
 """
 import argparse
@@ -69,7 +70,7 @@ def micro():
     if not os.access(MICRO, os.X_OK):
         sys.exit("error: %s not found; build it with: cmake --build --preset release "
                  "--target ftte_micro (or pass --no-micro)" % MICRO)
-    p = subprocess.run([MICRO, "--benchmark_filter=Aggregation", "--benchmark_repetitions=3",
+    p = subprocess.run([MICRO, "--benchmark_filter=Aggregation|Privatize", "--benchmark_repetitions=3",
                         "--benchmark_format=json"], cwd=REPO, capture_output=True, text=True)
     if p.returncode != 0:
         sys.exit("error: ftte_micro failed:\n" + p.stderr[-2000:])
@@ -176,11 +177,13 @@ def main():
           "", md_table(["epsilon"] + methods, rows), ""]
     if costs:
         plain_ms = costs.get("plain", {}).get("ms")
-        md += ["The server's cost of privacy: one FedBuff aggregation of K = 10 updates of the "
-               "cnn (%d values each; `bench/ftte_micro --benchmark_filter=Aggregation`, median "
-               "of 3). Central DP adds nothing to a device's training step." %
+        md += ["The cost of privacy: one FedBuff aggregation of K = 10 updates of the cnn (%d "
+               "values each) on the server, and (device-noise) what distributed DP adds to one "
+               "device's job: clipping its update and adding its noise share "
+               "(`bench/ftte_micro --benchmark_filter='Aggregation|Privatize'`, median of 3, one "
+               "thread). Central DP adds nothing to a device's job." %
                next(iter(costs.values()))["values"], "",
-               md_table(["aggregation", "ms", "vs plain"],
+               md_table(["operation", "ms", "vs plain aggregation"],
                         [[k, "%.1f" % v["ms"], "%.2fx" % (v["ms"] / plain_ms)]
                          for k, v in costs.items()]), ""]
     with open(os.path.join(a.out, a.name + ".md"), "w") as f:
