@@ -131,7 +131,7 @@ struct PrivacyConfig {
   // Adaptive clipping (fl::ServerConfig dp_quantile...): clip is then the first bound, which
   // follows the adaptive_quantile quantile of the update norms; 0 = a fixed clip.
   double adaptive_quantile = 0;
-  double adaptive_rate = 0;  // 0: the default (docs/privacy.md)
+  double adaptive_rate = 0;   // 0: the default (docs/privacy.md)
   double quantile_noise = 0;  // 0: the default (docs/privacy.md)
   // "central": the server adds the noise; "distributed": each device adds its share.
   std::string mode = "central";
