@@ -385,8 +385,7 @@ bool Strategy::Admit(Update* u) {
   // the device clipped and noised it; what an honest device cannot exceed is checked.
   if (config_.dp()) {
     if (config_.dp_distributed) {
-      const double n = static_cast<double>(u->delta.size()), norm = Norm(u->delta);
-      if (!(norm <= config_.dp_clip + DpDeviceNoise() * (std::sqrt(n) + 6))) {
+      if (!(Norm(u->delta) <= DpNormBound(static_cast<int64_t>(u->delta.size())))) {
         ++stats_.dp_oversized;
         return false;
       }
@@ -428,6 +427,10 @@ double Strategy::DpQuantileRate() const {
 double Strategy::DpDeviceNoise() const {
   if (!config_.dp() || !config_.dp_distributed) return 0;
   return config_.dp_noise_multiplier * config_.dp_clip / std::sqrt(DpCohort(config_));
+}
+
+double Strategy::DpNormBound(int64_t values) const {
+  return config_.dp_clip + DpDeviceNoise() * (std::sqrt(static_cast<double>(values)) + 6);
 }
 
 double Strategy::DpUpdateNoise() const {

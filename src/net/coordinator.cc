@@ -648,10 +648,18 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
   }
   double norm2 = 0;
   for (float v : u.delta) norm2 += static_cast<double>(v) * v;
-  if (!(std::sqrt(norm2) <= config_.max_update_norm)) {
+  // Distributed DP: the bound is what an honest device's clip and noise share allow (its noise
+  // alone may exceed the absolute bound on a large model).
+  const double bound = config_.strategy.dp_distributed
+                           ? strategy_->DpNormBound(static_cast<int64_t>(u.delta.size()))
+                           : config_.max_update_norm;
+  if (!(std::sqrt(norm2) <= bound)) {
     return Reject(device, "norm",
                   InvalidArgument("the update's L2 norm " + std::to_string(std::sqrt(norm2)) +
-                                  " exceeds the bound " + std::to_string(config_.max_update_norm)));
+                                  " exceeds the bound " + std::to_string(bound) +
+                                  (config_.strategy.dp_distributed
+                                       ? " (distributed privacy: clip + the noise share's norm)"
+                                       : "")));
   }
   // Only the version this device's outstanding lease was given: an update without work, after
   // its lease expired, or claiming another version (to dodge staleness weights) is refused;

@@ -583,8 +583,9 @@ TEST(CoordinatorTest, AnAdaptiveClipBoundSurvivesRestarts) {
   EXPECT_EQ(h.c->GetStatus().privacy().clip(), clip);
 }
 
-// Distributed DP in ftte serve: the work tells each device its clip and noise share, and an
-// update longer than clip + noise allow is dropped and counted (it survives a restart).
+// Distributed DP in ftte serve: the work tells each device its clip and noise share, an update
+// longer than clip + noise allow is refused with the reason, and a noised one within is taken
+// (its noise may exceed validation.max_update_norm).
 TEST(CoordinatorTest, DistributedPrivacyTellsDevicesTheirNoiseShare) {
   Harness h("distributed_dp", fl::Algorithm::kFedBuff);
   h.config.strategy.buffer = 4;
@@ -598,11 +599,17 @@ TEST(CoordinatorTest, DistributedPrivacyTellsDevicesTheirNoiseShare) {
   ASSERT_EQ(w->kind(), v1::Work::TRAIN);
   EXPECT_EQ(w->hyperparameters().dp_clip(), 1);
   EXPECT_DOUBLE_EQ(w->hyperparameters().dp_noise_stddev(), 2.0 * 1 / 2);  // z C / sqrt(K)
-  ASSERT_TRUE(h.Submit(h.MakeUpdate(a, 1, 2.0f, /*lease=*/false)).ok());  // norm 2 sqrt(n)
-  EXPECT_EQ(h.c->GetStatus().privacy().oversized(), 1);
+  auto refused = h.Submit(h.MakeUpdate(a, 1, 2.0f, /*lease=*/false));     // norm 2 sqrt(n)
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("distributed privacy"), std::string::npos)
+      << refused.status().message();
   h.c.reset();
+  h.config.max_update_norm = 1;  // below the noise's norm: distributed DP's bound applies
   ASSERT_TRUE(h.Start().ok());
-  EXPECT_EQ(h.c->GetStatus().privacy().oversized(), 1);
+  fl::Update noised = h.MakeUpdate(a, 2, 0.0f);
+  fl::PrivatizeUpdate(&noised.delta, 1, 1.0, fl::DerivedNoiseKey(5));
+  ASSERT_TRUE(h.Submit(noised).ok());
+  EXPECT_EQ(h.c->accepted(), 1);
 }
 
 TEST(ServeConfigTest, PrivacySettingsAreCheckedBeforeStart) {

@@ -287,8 +287,11 @@ class Strategy {
   double DpUpdateNoise() const;
   double DpQuantileNoise() const;
   double DpQuantileRate() const;
-  // Distributed DP: the noise standard deviation each device adds per value (0 otherwise).
+  // Distributed DP: the noise standard deviation each device adds per value (0 otherwise), and
+  // the longest update of `values` values an honest device sends (clip + its noise's norm + 6
+  // standard deviations: exceeded with probability below 1e-8).
   double DpDeviceNoise() const;
+  double DpNormBound(int64_t values) const;
   // Whether one more update of this device could be taken (false once its budget is spent),
   // and whether one could with `waiting` of its updates already in the aggregation being filled.
   bool CanContribute(int64_t device) const { return WouldFit(device, 0); }
