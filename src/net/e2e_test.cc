@@ -165,6 +165,25 @@ TEST_F(E2eTest, ServerAndThreeClientProcessesTrainPastTheTarget) {
   EXPECT_LE(measured, 8.0);
 }
 
+// Distributed differential privacy across real processes: the server tells the clients their
+// clip and noise share, each client clips and noises its own update (a fresh random key per job)
+// before it leaves, and the server takes every one and reports the epsilon. The clip is tiny
+// (1e-4), so an update the client did not clip (norm ~0.1 and more) would be refused as longer
+// than clip + noise allow.
+TEST_F(E2eTest, DistributedPrivacyClientsNoiseTheirOwnUpdates) {
+  const std::string config = WriteConfig("insecure = true");
+  const pid_t server =
+      Serve(config, {"stop.max_versions=3", "privacy.clip=1e-4", "privacy.noise_multiplier=0.5",
+                     "privacy.delta=1e-3", "privacy.mode=distributed"});
+  std::vector<pid_t> clients;
+  for (int i = 0; i < 3; ++i) clients.push_back(Client(i, {"--insecure"}));
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Wait(clients[i], 240), 0) << Slurp(Log(i));
+  EXPECT_EQ(Wait(server, 60), 0);
+  const std::string log = Slurp(dir_ + "/server.log");
+  EXPECT_NE(log.find("privacy epsilon"), std::string::npos) << log;
+  EXPECT_EQ(log.find("rejected an update"), std::string::npos) << log;
+}
+
 TEST_F(E2eTest, TlsMutualTlsAndTokensAreEnforced) {
   ASSERT_EQ(std::system(
                 ("\"" FTTE_SOURCE_DIR "/scripts/make_certs.sh\" " + dir_ + " 2>/dev/null").c_str()),
