@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 
@@ -110,6 +111,41 @@ double NoiseForLoad(double delta, double target_epsilon, int64_t load) {
     (GaussianEpsilon(mid, delta, load) > target_epsilon ? lo : hi) = mid;
   }
   return hi;
+}
+
+Result<PrivacySettings> ResolvePrivacy(double noise_multiplier, double delta, double target_epsilon,
+                                       int64_t updates_per_device) {
+  PrivacySettings p;
+  p.noise_multiplier = noise_multiplier;
+  if (updates_per_device > 0) {
+    if (noise_multiplier != 0 || target_epsilon <= 0) {
+      return InvalidArgument(
+          "[privacy] updates_per_device calibrates the noise to target_epsilon: set "
+          "noise_multiplier = 0 and target_epsilon (e.g. 8), or drop updates_per_device to "
+          "give noise_multiplier yourself");
+    }
+    p.noise_multiplier = NoiseForLoad(delta, target_epsilon, updates_per_device);
+  }
+  if (!(p.noise_multiplier > 0)) {
+    return InvalidArgument(
+        "[privacy] clip > 0 with noise_multiplier = 0 clips but gives no privacy (epsilon is "
+        "infinite); set noise_multiplier (e.g. 1.0), or target_epsilon with "
+        "updates_per_device to calibrate it, or clip = 0 to turn privacy off");
+  }
+  if (target_epsilon > 0) {
+    p.max_load = MaxGaussianLoad(p.noise_multiplier, delta, target_epsilon);
+    if (p.max_load == 0) {
+      char msg[256];
+      std::snprintf(msg, sizeof msg,
+                    "[privacy] target_epsilon %g is below what one update costs at "
+                    "noise_multiplier %g and delta %g (epsilon %.3g): no device could take "
+                    "part; raise noise_multiplier or target_epsilon",
+                    target_epsilon, p.noise_multiplier, delta,
+                    GaussianEpsilon(p.noise_multiplier, delta, 1));
+      return InvalidArgument(msg);
+    }
+  }
+  return p;
 }
 
 RdpAccountant::RdpAccountant(std::vector<double> orders)

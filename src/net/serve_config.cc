@@ -300,34 +300,13 @@ Result<ServeConfig> LoadServeConfig(const std::string& path,
     }
     FTTE_RETURN_IF_ERROR(Set(c, o.substr(0, eq), o.substr(eq + 1), "--set " + o));
   }
-  if (c.strategy.dp() && c.dp_updates_per_device > 0) {
-    if (c.strategy.dp_noise_multiplier != 0 || c.dp_target_epsilon <= 0) {
-      return InvalidArgument(
-          "[privacy] updates_per_device calibrates the noise to target_epsilon: set "
-          "noise_multiplier = 0 and target_epsilon (e.g. 8), or drop updates_per_device to "
-          "give noise_multiplier yourself");
-    }
-    c.strategy.dp_noise_multiplier =
-        fl::NoiseForLoad(c.strategy.dp_delta, c.dp_target_epsilon, c.dp_updates_per_device);
-  }
   if (c.strategy.dp()) {
-    if (c.strategy.dp_noise_multiplier <= 0) {
-      return InvalidArgument(
-          "[privacy] clip > 0 with noise_multiplier = 0 gives no privacy (epsilon is infinite); "
-          "set noise_multiplier (e.g. 1.0), or clip = 0 to turn privacy off");
-    }
+    FTTE_ASSIGN_OR_RETURN(const fl::PrivacySettings p,
+                          fl::ResolvePrivacy(c.strategy.dp_noise_multiplier, c.strategy.dp_delta,
+                                             c.dp_target_epsilon, c.dp_updates_per_device));
+    c.strategy.dp_noise_multiplier = p.noise_multiplier;
+    c.strategy.dp_max_load = p.max_load;
     c.strategy.dp_seed = c.seed;
-    if (c.dp_target_epsilon > 0) {
-      c.strategy.dp_max_load = fl::MaxGaussianLoad(c.strategy.dp_noise_multiplier,
-                                                   c.strategy.dp_delta, c.dp_target_epsilon);
-      if (c.strategy.dp_max_load == 0) {
-        return InvalidArgument("[privacy] target_epsilon " + std::to_string(c.dp_target_epsilon) +
-                               " is below what one update costs (epsilon " +
-                               std::to_string(fl::GaussianEpsilon(c.strategy.dp_noise_multiplier,
-                                                                  c.strategy.dp_delta, 1)) +
-                               "); raise noise_multiplier or target_epsilon");
-      }
-    }
   }
   if (Status s = fl::ValidateServerConfig(c.strategy); !s.ok()) return s;
   if (c.strategy.mask == "budget" && c.budget_bytes <= 0) {

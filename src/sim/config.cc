@@ -279,30 +279,11 @@ Status CheckMethods(const SimConfig& c) {
       return InvalidArgument("method '" + m.name + "': " + s.message());
     }
   }
-  if (c.privacy.Enabled() && c.privacy.updates_per_device > 0 &&
-      (c.privacy.noise_multiplier != 0 || c.privacy.target_epsilon <= 0)) {
-    return InvalidArgument(
-        "[privacy] updates_per_device calibrates the noise to target_epsilon: set "
-        "noise_multiplier = 0 and target_epsilon (e.g. 8), or drop updates_per_device to "
-        "give noise_multiplier yourself");
-  }
-  if (c.privacy.Enabled() && c.privacy.NoiseMultiplier() <= 0) {
-    return InvalidArgument(
-        "[privacy] clip > 0 with noise_multiplier = 0 clips but gives no privacy (epsilon is "
-        "infinite); set noise_multiplier (e.g. 1.0), or target_epsilon with "
-        "updates_per_device to calibrate it, or clip = 0 to turn privacy off");
-  }
-  if (c.privacy.Enabled() && c.privacy.target_epsilon > 0 &&
-      fl::MaxGaussianLoad(c.privacy.NoiseMultiplier(), c.privacy.delta, c.privacy.target_epsilon) ==
-          0) {
-    char msg[256];
-    std::snprintf(msg, sizeof msg,
-                  "[privacy] target_epsilon %g is below what one update costs at "
-                  "noise_multiplier %g and delta %g (epsilon %.3g): no device could take part; "
-                  "raise noise_multiplier or target_epsilon",
-                  c.privacy.target_epsilon, c.privacy.noise_multiplier, c.privacy.delta,
-                  fl::GaussianEpsilon(c.privacy.noise_multiplier, c.privacy.delta, 1));
-    return InvalidArgument(msg);
+  if (c.privacy.Enabled()) {
+    const PrivacyConfig& p = c.privacy;
+    FTTE_RETURN_IF_ERROR(
+        fl::ResolvePrivacy(p.noise_multiplier, p.delta, p.target_epsilon, p.updates_per_device)
+            .status());
   }
   if (c.attack.Enabled() && c.attack.fraction <= 0) {
     return InvalidArgument("[attack] kind = \"" + c.attack.kind +

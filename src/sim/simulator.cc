@@ -162,10 +162,8 @@ std::vector<TargetTime> TargetTimes(const std::vector<SeriesPoint>& series,
 }
 
 double PrivacyConfig::NoiseMultiplier() const {
-  if (updates_per_device > 0 && target_epsilon > 0 && noise_multiplier == 0) {
-    return fl::NoiseForLoad(delta, target_epsilon, updates_per_device);
-  }
-  return noise_multiplier;
+  const auto p = fl::ResolvePrivacy(noise_multiplier, delta, target_epsilon, updates_per_device);
+  return p.ok() ? p->noise_multiplier : noise_multiplier;  // (refused by ValidateSimConfig)
 }
 
 fl::ServerConfig EffectiveServerConfig(const SimConfig& config, const MethodConfig& method) {
@@ -173,12 +171,12 @@ fl::ServerConfig EffectiveServerConfig(const SimConfig& config, const MethodConf
   if (config.privacy.Enabled()) {
     const PrivacyConfig& p = config.privacy;
     s.dp_clip = p.clip;
-    s.dp_noise_multiplier = p.NoiseMultiplier();
     s.dp_delta = p.delta;
     s.dp_seed = config.seed;
-    if (p.target_epsilon > 0 && s.dp_noise_multiplier > 0) {
-      s.dp_max_load = fl::MaxGaussianLoad(s.dp_noise_multiplier, p.delta, p.target_epsilon);
-    }
+    const auto resolved =
+        fl::ResolvePrivacy(p.noise_multiplier, p.delta, p.target_epsilon, p.updates_per_device);
+    s.dp_noise_multiplier = resolved.ok() ? resolved->noise_multiplier : p.noise_multiplier;
+    if (resolved.ok()) s.dp_max_load = resolved->max_load;  // (else ValidateSimConfig refuses)
     s.dp_quantile = p.adaptive_quantile;
     s.dp_quantile_rate = p.adaptive_rate;
     s.dp_quantile_noise = p.quantile_noise;

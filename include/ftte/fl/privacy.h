@@ -22,6 +22,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "ftte/core/status.h"
+
 namespace ftte::fl {
 
 // The orders the accountant tracks by default: 2, 3, ..., 64, then 80, 96, 128, 192, 256.
@@ -50,6 +52,18 @@ int64_t MaxGaussianLoad(double noise_multiplier, double delta, double target_eps
 // mechanisms stay within target_epsilon at delta: the inverse of MaxGaussianLoad, to calibrate
 // the noise to a budget (load >= 1, target_epsilon > 0).
 double NoiseForLoad(double delta, double target_epsilon, int64_t load);
+
+// A [privacy] configuration as a run uses it, the same in `ftte simulate` and `ftte serve`: the
+// noise multiplier (the configured one, or with updates_per_device > 0 the one calibrated to
+// target_epsilon by NoiseForLoad) and the per-device budget in loads (MaxGaussianLoad of
+// target_epsilon; 0 without a target). Refused, naming the fix: updates_per_device with a noise
+// multiplier or without a target, no noise (no privacy), a target below one update's cost.
+struct PrivacySettings {
+  double noise_multiplier = 0;
+  int64_t max_load = 0;
+};
+Result<PrivacySettings> ResolvePrivacy(double noise_multiplier, double delta, double target_epsilon,
+                                       int64_t updates_per_device);
 
 // RDP over the default (or given) orders, composed as steps are recorded.
 class RdpAccountant {
