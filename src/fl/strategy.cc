@@ -142,6 +142,36 @@ Status ValidateServerConfig(const ServerConfig& c) {
         "sample_cap_multiplier) would let one device's data move others' weights. Use "
         "aggregation = mean without them (the DP clip bounds every update)");
   }
+  if (c.secure()) {
+    if (c.algorithm != Algorithm::kFedBuff && c.algorithm != Algorithm::kFtte) {
+      return InvalidArgument(std::string("secure aggregation is built for the buffered "
+                                         "algorithms (fedbuff, ftte), not ") +
+                             AlgorithmName(c.algorithm) +
+                             " (fedasync applies single updates; fedavg rounds: not built yet)");
+    }
+    if (c.secure_cohort < c.buffer) {
+      return InvalidArgument("secure aggregation: cohort " + std::to_string(c.secure_cohort) +
+                             " is smaller than the buffer " + std::to_string(c.buffer) +
+                             "; a cohort is one aggregation's updates: set cohort >= buffer");
+    }
+    if (c.secure_cohort > c.concurrency) {
+      return InvalidArgument("secure aggregation: cohort " + std::to_string(c.secure_cohort) +
+                             " is larger than concurrency " + std::to_string(c.concurrency) +
+                             ": members hold their training slot until their cohort is full, so "
+                             "it would never fill; raise concurrency or lower the cohort");
+    }
+    if (c.robust()) {
+      return InvalidArgument(
+          "secure aggregation: robust rules and bounds (aggregation, clip_multiplier, "
+          "sample_cap_multiplier) need each update, which the server never sees; use "
+          "aggregation = mean without them");
+    }
+    if (c.dp() && !c.dp_distributed) {
+      return InvalidArgument(
+          "secure aggregation with central privacy: the server cannot clip updates it cannot "
+          "see; set privacy.mode = \"distributed\" (each device clips and adds its noise share)");
+    }
+  }
   if (c.rule == Rule::kMean) return Status::Ok();
   if (c.algorithm == Algorithm::kFedAsync) {
     return InvalidArgument(std::string("aggregation rule ") + RuleName(c.rule) +
@@ -311,16 +341,21 @@ std::vector<double> Strategy::Aggregate(const std::vector<Update>& updates,
     }
   }
   // Rows some updates did not train: the weighted mean among those that did.
+  RescaleRows(row_w, total, &agg);
+  return agg;
+}
+
+void Strategy::RescaleRows(const std::vector<double>& row_w, double total,
+                           std::vector<double>* agg) const {
   size_t base = 0, row = 0;
   for (const ParamLayout& p : layout_) {
     for (int64_t r = 0; r < p.rows; ++r, ++row) {
       if (row_w[row] == 0 || row_w[row] == total) continue;
       const double scale = total / row_w[row];
-      for (int64_t j = 0; j < p.row_size; ++j) agg[base + r * p.row_size + j] *= scale;
+      for (int64_t j = 0; j < p.row_size; ++j) (*agg)[base + r * p.row_size + j] *= scale;
     }
     base += static_cast<size_t>(p.numel());
   }
-  return agg;
 }
 
 bool Strategy::Apply(const std::vector<double>& aggregate) {
@@ -483,16 +518,7 @@ std::vector<double> Strategy::PrivateAggregate(const std::vector<Update>& update
   // Noise on every value any update could touch; seeded by the version, so runs repeat.
   // Distributed: the devices added K shares of variance sd^2 / K each (times w^2 = max_weight^2
   // here); the server adds only the shares missing on a value fewer than K updates cover.
-  const double sd = DpUpdateNoise() * dp_clip_ * max_weight;
-  if (sd > 0) {
-    Rng rng = Rng(config_.dp_seed ^ 0x6470'6e6f'6973'6531ULL).Fork(static_cast<uint64_t>(version_));
-    const double k = DpCohort(config_);
-    for (size_t v = 0; v < agg.size(); ++v) {
-      if (!covered[v]) continue;
-      const double share = distributed ? std::max(0.0, 1 - covered[v] / k) : 1;
-      if (share > 0) agg[v] += sd * std::sqrt(share) * rng.Normal();
-    }
-  }
+  AddDpNoise(covered, DpUpdateNoise() * dp_clip_ * max_weight, &agg);
   for (const auto& [device, k] : per_device) stats_.dp_load[device] += k * k;
   if (config_.dp_adaptive() && !updates.empty()) {
     // The share within the bound, noised (its own stream), moves the bound geometrically.
@@ -502,6 +528,18 @@ std::vector<double> Strategy::PrivateAggregate(const std::vector<Update>& update
     dp_clip_ *= std::exp(-DpQuantileRate() * (share - config_.dp_quantile));
   }
   return agg;
+}
+
+void Strategy::AddDpNoise(const std::vector<int32_t>& covered, double sd,
+                          std::vector<double>* agg) const {
+  if (!(sd > 0)) return;
+  Rng rng = Rng(config_.dp_seed ^ 0x6470'6e6f'6973'6531ULL).Fork(static_cast<uint64_t>(version_));
+  const double k = DpCohort(config_);
+  for (size_t v = 0; v < agg->size(); ++v) {
+    if (!covered[v]) continue;
+    const double share = config_.dp_distributed ? std::max(0.0, 1 - covered[v] / k) : 1;
+    if (share > 0) (*agg)[v] += sd * std::sqrt(share) * rng.Normal();
+  }
 }
 
 bool Strategy::WouldFit(int64_t device, int64_t waiting) const {

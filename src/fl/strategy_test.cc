@@ -672,3 +672,89 @@ TEST(StrategyTest, ParseAlgorithmAndReselect) {
 
 }  // namespace
 }  // namespace ftte::fl
+
+namespace ftte::fl {
+namespace {
+
+// The cohort sum the members of a secure aggregation would produce: each weighted update
+// expanded to model coordinates.
+std::vector<float> CohortSum(const Strategy& s, const std::vector<Update>& members,
+                             const std::vector<double>& w) {
+  std::vector<float> sum(s.weights().size(), 0.0f);
+  for (size_t i = 0; i < members.size(); ++i) {
+    AddMasked(members[i].delta, static_cast<float>(w[i]), s.PlanAt(members[i].base_version).mask,
+              s.layout(), &sum);
+  }
+  return sum;
+}
+
+// Without per-update statistics in play (equal variances), a cohort's secure sum moves the
+// model exactly as the same updates through the buffer do, for FedBuff and FTTE, stale members
+// and mixed masks included.
+TEST(StrategyTest, ACohortSumAggregatesLikeTheBuffer) {
+  for (Algorithm a : {Algorithm::kFedBuff, Algorithm::kFtte}) {
+    ServerConfig c;
+    c.algorithm = a;
+    c.buffer = 3;
+    c.mask = "budget";
+    c.frozen = FrozenStorage::kInt8;
+    c.server_momentum = a == Algorithm::kFtte ? 0.5 : 0;
+    if (a == Algorithm::kFtte) {  // a new plan after every aggregation: members' masks differ
+      c.reselect = Reselect::kRotating;
+      c.reselect_every = 1;
+    }
+    ServerConfig secure = c;
+    secure.secure_cohort = 3;
+    auto plain = Make(c, Inputs(LastLayerBudget()));
+    auto sa = Make(secure, Inputs(LastLayerBudget()));
+    for (int round = 0; round < 3; ++round) {
+      std::vector<Update> members;
+      for (int i = 0; i < 3; ++i) {
+        const int64_t base = std::max<int64_t>(0, plain->version() - i);  // ages 0, 1, 2
+        Update u = Uniform(*plain, base, 10 + 7 * i, 0.5, 0.01f * static_cast<float>(i + 1));
+        u.device = i;
+        members.push_back(std::move(u));
+      }
+      for (const Update& u : members) plain->Receive(u);
+      std::vector<Update> known = members;
+      for (Update& u : known) u.delta.clear();  // what the server may know of a member
+      const std::vector<double> w = sa->CohortWeights(known);
+      ASSERT_TRUE(sa->ReceiveCohort(known, w, CohortSum(*sa, members, w)));
+      ASSERT_EQ(sa->version(), plain->version());
+      for (size_t v = 0; v < sa->weights().size(); ++v) {
+        ASSERT_NEAR(sa->weights()[v], plain->weights()[v], 1e-6) << AlgorithmName(a) << " " << v;
+      }
+    }
+    EXPECT_EQ(sa->stats().applied, plain->stats().applied);
+    EXPECT_EQ(sa->stats().staleness, plain->stats().staleness);
+    if (a == Algorithm::kFtte) {
+      EXPECT_GT(sa->stats().replans, 0);
+      EXPECT_FALSE(sa->PlanAt(0).mask == sa->plan().mask);
+    }
+  }
+}
+
+TEST(StrategyTest, SecureAggregationRefusesWhatNeedsSingleUpdates) {
+  ServerConfig c;
+  c.algorithm = Algorithm::kFtte;
+  c.buffer = 10;
+  c.secure_cohort = 8;
+  EXPECT_NE(ValidateServerConfig(c).message().find("set cohort >= buffer"), std::string::npos);
+  c.secure_cohort = 12;
+  EXPECT_NE(ValidateServerConfig(c).message().find("raise concurrency"), std::string::npos);
+  c.secure_cohort = 10;
+  EXPECT_TRUE(ValidateServerConfig(c).ok());
+  c.rule = Rule::kMedian;
+  EXPECT_NE(ValidateServerConfig(c).message().find("never sees"), std::string::npos);
+  c.rule = Rule::kMean;
+  c.dp_clip = 1;
+  c.dp_noise_multiplier = 1;
+  EXPECT_NE(ValidateServerConfig(c).message().find("mode = \"distributed\""), std::string::npos);
+  c.dp_distributed = true;
+  EXPECT_TRUE(ValidateServerConfig(c).ok());
+  c.algorithm = Algorithm::kFedAsync;
+  EXPECT_NE(ValidateServerConfig(c).message().find("not fedasync"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ftte::fl

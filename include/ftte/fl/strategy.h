@@ -135,6 +135,13 @@ struct ServerConfig {
   // honest device exceeds with probability below 1e-8. Adaptive clipping is not built for it.
   bool dp_distributed = false;
   bool dp() const { return dp_clip > 0; }
+
+  // Secure aggregation (fl/secagg.h, docs/secure-aggregation.md): > 0 aggregates cohorts of
+  // this many updates (at least the buffer K) through ReceiveCohort, and the server never holds
+  // a single update. FedBuff and FTTE; needs the mean rule without robust bounds (they need
+  // each update), and privacy off or distributed (the server cannot clip what it cannot see).
+  int64_t secure_cohort = 0;
+  bool secure() const { return secure_cohort > 0; }
   bool dp_adaptive() const { return dp() && dp_quantile > 0; }
 };
 // A configuration error a Strategy cannot run with (krum with too small a buffer or round, a
@@ -263,6 +270,28 @@ class Strategy {
   // Synchronous: one round of updates based on version(); the sample-weighted mean is applied.
   virtual void AggregateRound(const std::vector<Update>& updates);
 
+  // Secure aggregation (config().secure()): the server learns what is public of each member of
+  // a cohort (device, base_version, so its plan's mask, and num_samples; `delta` is empty) and
+  // the sum of their weighted updates, never one update. CohortWeights are the weights the
+  // members apply to their own updates before masking, from that public part alone: the
+  // algorithm's buffer weights with the variance unknown (FTTE: age and samples; FedBuff: age);
+  // with distributed privacy uniform, 1 / K. Each is in [0, 1].
+  std::vector<double> CohortWeights(const std::vector<Update>& members) const;
+  // `sum` is sum_i w_i delta_i in model coordinates (every value of the model; members' deltas
+  // expanded from their masks, zero elsewhere), `w` the weights the members applied. The
+  // aggregate is `sum` with each row rescaled as Aggregate does (the weighted mean among the
+  // members that trained the row); with distributed privacy the devices' noise is topped up
+  // where fewer than K members cover a value and each member's device is charged one load.
+  // One aggregation (the version moves unless the result is refused as non-finite); returns
+  // whether the model changed. No device statistics are observed (FTTE's federated importance
+  // comes from the proxy set). Members older than max_staleness must be left out by the caller
+  // (Stale).
+  bool ReceiveCohort(const std::vector<Update>& members, const std::vector<double>& w,
+                     const std::vector<float>& sum);
+  bool Stale(int64_t base_version) const {
+    return config_.max_staleness >= 0 && version_ - base_version > config_.max_staleness;
+  }
+
   // The state to checkpoint, and its restoration (same config and plans). Restore checks the
   // sizes and fails, changing nothing, if they do not fit.
   ServerState State() const;
@@ -330,6 +359,12 @@ class Strategy {
   // of the updates that trained it): the plain weighted sum when all share one mask.
   std::vector<double> Aggregate(const std::vector<Update>& updates,
                                 const std::vector<double>& w) const;
+  // Aggregate's second half: each row of `agg` scaled by total / row_w[row] where row_w is
+  // neither 0 nor total.
+  void RescaleRows(const std::vector<double>& row_w, double total, std::vector<double>* agg) const;
+  // Differential privacy's noise of standard deviation sd on every value some update covers
+  // (distributed: only the shares missing where fewer than K cover it), seeded by the version.
+  void AddDpNoise(const std::vector<int32_t>& covered, double sd, std::vector<double>* agg) const;
   // Heavy-ball momentum on the aggregate, then the server step; bumps the version. An aggregate
   // that would make any momentum or weight non-finite is refused: nothing changes (not even the
   // version), stats().refused counts it, and the result is false.
