@@ -12,6 +12,7 @@
 #include "config_schema.h"
 #include "ftte/core/model.h"
 #include "ftte/fl/privacy.h"
+#include "secure_cohort.h"
 
 namespace ftte::sim {
 
@@ -28,6 +29,8 @@ using internal::MethodFields;
 using internal::PersonalizeFields;
 using internal::PrivacyFields;
 using internal::Quote;
+using internal::SecureAggregationFields;
+using internal::SecureCohortConfig;
 using internal::Shown;
 using internal::TopFields;
 using internal::TuneFields;
@@ -285,6 +288,14 @@ Status CheckMethods(const SimConfig& c) {
         fl::ResolvePrivacy(p.noise_multiplier, p.delta, p.target_epsilon, p.updates_per_device)
             .status());
   }
+  if (c.secure_aggregation.enabled) {
+    for (const MethodConfig& m : c.methods) {
+      const auto cohort =
+          SecureCohortConfig(c.secure_aggregation, EffectiveServerConfig(c, m).secure_cohort);
+      if (!cohort.ok())
+        return InvalidArgument("method '" + m.name + "': " + cohort.status().message());
+    }
+  }
   if (c.attack.Enabled() && c.attack.fraction <= 0) {
     return InvalidArgument("[attack] kind = \"" + c.attack.kind +
                            "\" with fraction = 0 attacks nobody; set fraction > 0 (e.g. 0.1) "
@@ -372,6 +383,7 @@ bool Shown(const SimConfig& config, const std::string& section, const std::strin
   if (section == "tune") return config.tune.Enabled();
   if (section == "attack") return config.attack.Enabled();
   if (section == "privacy") return config.privacy.Enabled();
+  if (section == "secure_aggregation") return config.secure_aggregation.enabled;
   if (section == "method" && method != nullptr) {
     for (const char* k : {"aggregation", "trim_fraction", "krum_f", "clip_multiplier",
                           "sample_cap_multiplier", "robust_window"}) {
@@ -442,26 +454,27 @@ Result<SimConfig> ParseSimConfig(const std::string& toml_text, const std::string
   }
   SimConfig c;
   std::vector<std::string> top_keys = KeyNames(TopFields());
-  for (const char* section :
-       {"client", "devices", "personalize", "tune", "attack", "privacy", "method"}) {
+  for (const char* section : {"client", "devices", "personalize", "tune", "attack", "privacy",
+                              "secure_aggregation", "method"}) {
     top_keys.push_back(section);
   }
   for (auto&& [k, node] : root) {
     const std::string key(k.str());
     const std::string at = Location(origin, node.source());
     if (key == "client" || key == "devices" || key == "personalize" || key == "tune" ||
-        key == "attack" || key == "privacy") {
+        key == "attack" || key == "privacy" || key == "secure_aggregation") {
       const toml::table* t = node.as_table();
       if (!t) {
         return InvalidArgument(at + ": " + key + " must be a table: write [" + key +
                                "] on a line of its own and its keys below it");
       }
-      const auto& fields = key == "client"    ? ClientFields()
-                           : key == "devices" ? DeviceFields()
-                           : key == "tune"    ? TuneFields()
-                           : key == "attack"  ? AttackFields()
-                           : key == "privacy" ? PrivacyFields()
-                                              : PersonalizeFields();
+      const auto& fields = key == "client"               ? ClientFields()
+                           : key == "devices"            ? DeviceFields()
+                           : key == "tune"               ? TuneFields()
+                           : key == "attack"             ? AttackFields()
+                           : key == "privacy"            ? PrivacyFields()
+                           : key == "secure_aggregation" ? SecureAggregationFields()
+                                                         : PersonalizeFields();
       FTTE_RETURN_IF_ERROR(ApplyTable(*t, fields, c, key + ".", "[" + key + "]", origin));
     } else if (key == "method") {
       const toml::array* arr = node.as_array();
@@ -546,10 +559,13 @@ Status ApplyOverride(SimConfig* config, const std::string& key, const std::strin
     FTTE_RETURN_IF_ERROR(set(AttackFields(), c, key.substr(7), "[attack]"));
   } else if (key.rfind("privacy.", 0) == 0) {
     FTTE_RETURN_IF_ERROR(set(PrivacyFields(), c, key.substr(8), "[privacy]"));
+  } else if (key.rfind("secure_aggregation.", 0) == 0) {
+    FTTE_RETURN_IF_ERROR(set(SecureAggregationFields(), c, key.substr(19), "[secure_aggregation]"));
   } else {
     std::vector<std::string> accepted = KeyNames(TopFields());
-    for (const char* p : {"client.<key>", "devices.<key>", "personalize.<key>", "tune.<key>",
-                          "attack.<key>", "privacy.<key>", "method.<name>.<key>"}) {
+    for (const char* p :
+         {"client.<key>", "devices.<key>", "personalize.<key>", "tune.<key>", "attack.<key>",
+          "privacy.<key>", "secure_aggregation.<key>", "method.<name>.<key>"}) {
       accepted.push_back(p);
     }
     const auto* f = FindField(TopFields(), key);
@@ -661,6 +677,7 @@ std::vector<ConfigSection> DescribeSimConfig(const SimConfig& config) {
   section("tune", TuneFields(), config, nullptr);
   section("attack", AttackFields(), config, nullptr);
   section("privacy", PrivacyFields(), config, nullptr);
+  section("secure_aggregation", SecureAggregationFields(), config, nullptr);
   for (const MethodConfig& m : config.methods) section("method", MethodFields(), m, &m);
   return out;
 }

@@ -483,6 +483,19 @@ const std::vector<Field<SimConfig>>& PrivacyFields() {
   return kFields;
 }
 
+const std::vector<Field<SimConfig>>& SecureAggregationFields() {
+  using C = SimConfig;
+  static const std::vector<Field<C>> kFields = {
+      BoolKey<C>("enabled", FTTE_REF(secure_aggregation.enabled)),
+      IntKey<C>("cohort", FTTE_REF(secure_aggregation.cohort), 0),
+      IntKey<C>("neighbours", FTTE_REF(secure_aggregation.neighbours), 0),
+      IntKey<C>("threshold", FTTE_REF(secure_aggregation.threshold), 0),
+      FloatKey<C>("range", FTTE_REF(secure_aggregation.range), kPositive),
+      FloatKey<C>("dropout", FTTE_REF(secure_aggregation.dropout), kUnitClosed),
+  };
+  return kFields;
+}
+
 const std::vector<Field<SimConfig>>& PersonalizeFields() {
   using C = SimConfig;
   static const std::vector<Field<C>> kFields = {

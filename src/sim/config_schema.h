@@ -26,13 +26,14 @@ struct Field {
 // The keys of each table, in schema order. Method names and algorithms are keys too; setting the
 // algorithm resets the algorithm-dependent defaults (mask, frozen, upload_sparse).
 const std::vector<Field<SimConfig>>& TopFields();
-const std::vector<Field<SimConfig>>& ClientFields();       // [client]
-const std::vector<Field<SimConfig>>& DeviceFields();       // [devices]
-const std::vector<Field<SimConfig>>& PersonalizeFields();  // [personalize] (text datasets)
-const std::vector<Field<SimConfig>>& TuneFields();         // [tune]
-const std::vector<Field<SimConfig>>& AttackFields();       // [attack]
-const std::vector<Field<SimConfig>>& PrivacyFields();      // [privacy]
-const std::vector<Field<MethodConfig>>& MethodFields();    // [[method]]
+const std::vector<Field<SimConfig>>& ClientFields();             // [client]
+const std::vector<Field<SimConfig>>& DeviceFields();             // [devices]
+const std::vector<Field<SimConfig>>& PersonalizeFields();        // [personalize] (text datasets)
+const std::vector<Field<SimConfig>>& TuneFields();               // [tune]
+const std::vector<Field<SimConfig>>& AttackFields();             // [attack]
+const std::vector<Field<SimConfig>>& PrivacyFields();            // [privacy]
+const std::vector<Field<SimConfig>>& SecureAggregationFields();  // [secure_aggregation]
+const std::vector<Field<MethodConfig>>& MethodFields();          // [[method]]
 
 // Whether DescribeSimConfig shows `key` of `section` ("" top level, "personalize", "method"):
 // the text-only keys are hidden for image datasets (so image runs' outputs stay as they were),

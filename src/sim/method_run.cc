@@ -173,6 +173,12 @@ Status MethodRun::Setup() {
         "delta < 1 / devices (e.g. " +
         std::to_string(std::pow(static_cast<double>(env_.devices.size()), -1.1)) + ")");
   }
+  if (config_.secure_aggregation.enabled) {
+    secure_ = true;
+    res_.secure_report = true;
+    FTTE_ASSIGN_OR_RETURN(cohort_config_, SecureCohortConfig(config_.secure_aggregation,
+                                                             strategy_->config().secure_cohort));
+  }
   SetupAttack();
   return Status::Ok();
 }
@@ -325,6 +331,9 @@ Event MethodRun::Start(int64_t device, double t) {
   const DeviceProfile& p = env_.devices[device];
   const double trained = t + 2 * p.latency_s + static_cast<double>(down) / p.downlink_bytes_per_s +
                          ComputeSeconds(device, costs);
+  if (secure_) {  // the upload is the protocol's masked input (JoinCohort)
+    return Event{trained, seq_++, device, ticket, strategy_->version(), 0};
+  }
   if (method_.upload_changed_rows) {
     return Event{trained, seq_++, device, ticket, strategy_->version(), 0, false};
   }
@@ -445,6 +454,16 @@ void MethodRun::RunAsync() {
     const Event e = events.top();
     events.pop();
     if (e.time > config_.duration_s) break;
+    if (e.cohort >= 0) {
+      RecordUntil(e.time - 1e-9);
+      CompleteCohort(e.cohort);
+      continue;
+    }
+    if (e.free_slot) {
+      const int64_t d = PickDevice();
+      if (d >= 0) events.push(Start(d, e.time));
+      continue;
+    }
     if (!e.uploaded) {
       Event done = Upload(e);
       done.seq = seq_++;
@@ -452,15 +471,88 @@ void MethodRun::RunAsync() {
       continue;
     }
     RecordUntil(e.time - 1e-9);
+    if (secure_) {  // the slot frees once the member's masked input is in (JoinCohort)
+      JoinCohort(Take(e), e.time, &events);
+      continue;
+    }
     strategy_->Receive(Take(e));
     const int64_t d = PickDevice();
     if (d >= 0) events.push(Start(d, e.time));
   }
   // Drain the jobs still in flight so the workers stop cleanly.
   while (!events.empty()) {
-    if (stash_.count(events.top().ticket) == 0) runner_->Wait(events.top().ticket);
+    const Event& e = events.top();
+    if (e.ticket >= 0 && stash_.count(e.ticket) == 0) runner_->Wait(e.ticket);
     events.pop();
   }
+}
+
+template <typename Queue>
+void MethodRun::JoinCohort(fl::Update u, double t, Queue* events) {
+  if (strategy_->Stale(u.base_version)) {  // too old to join: lost, counted; slot free
+    ++res_.secure_lost;
+    Event slot{t, seq_++, -1, -1, 0, 0};
+    slot.free_slot = true;
+    events->push(slot);
+    return;
+  }
+  busy_[u.device] = true;  // in the protocol until its cohort ends
+  filling_.push_back(std::move(u));
+  if (static_cast<int>(filling_.size()) < cohort_config_.members) return;
+  Cohort c;
+  std::vector<uint8_t> drop(filling_.size(), 0);
+  std::vector<const DeviceProfile*> devices;
+  Rng rng = Rng(config_.seed ^ 0x5ecA'66ULL).Fork(static_cast<uint64_t>(cohort_count_));
+  for (size_t i = 0; i < filling_.size(); ++i) {
+    fl::Update known = filling_[i];
+    known.delta.clear();
+    known.row_sq.clear();
+    c.members.push_back(std::move(known));
+    devices.push_back(&env_.devices[filling_[i].device]);
+    drop[i] = rng.Uniform() < config_.secure_aggregation.dropout;
+  }
+  c.w = strategy_->CohortWeights(c.members);
+  fl::secagg::CohortConfig cohort = cohort_config_;
+  cohort.cohort_id = static_cast<uint64_t>(cohort_count_);
+  c.result = RunSecureCohort(cohort, *strategy_, filling_, c.w, drop, devices, config_.seed);
+  for (size_t i = 0; i < filling_.size(); ++i) {
+    res_.bytes_up += c.result.up_bytes[i];
+    res_.bytes_down += c.result.down_bytes[i];
+  }
+  for (size_t i = 0; i < filling_.size(); ++i) {
+    Event slot{t + c.result.input_done_s[i], seq_++, -1, -1, 0, 0};
+    slot.free_slot = true;
+    events->push(slot);
+  }
+  filling_.clear();
+  Event done{t + c.result.duration_s, seq_++, -1, -1, 0, 0};
+  done.cohort = cohort_count_;
+  cohorts_.emplace(cohort_count_++, std::move(c));
+  events->push(done);
+}
+
+void MethodRun::CompleteCohort(int64_t id) {
+  auto it = cohorts_.find(id);
+  FTTE_CHECK(it != cohorts_.end()) << "cohort " << id;
+  const Cohort& c = it->second;
+  for (const fl::Update& m : c.members) busy_[m.device] = false;
+  ++res_.secure_cohorts;
+  protocol_s_ += c.result.duration_s;
+  res_.secure_clamped += c.result.clamped;
+  if (c.result.aborted) {
+    ++res_.secure_aborted;
+    res_.secure_lost += static_cast<int64_t>(c.members.size());
+  } else {
+    res_.secure_lost += static_cast<int64_t>(c.members.size() - c.result.contributors.size());
+    std::vector<fl::Update> members;
+    std::vector<double> w;
+    for (size_t i : c.result.contributors) {
+      members.push_back(c.members[i]);
+      w.push_back(c.w[i]);
+    }
+    strategy_->ReceiveCohort(members, w, c.result.sum);
+  }
+  cohorts_.erase(it);
 }
 
 void MethodRun::Finish() {
@@ -495,6 +587,9 @@ void MethodRun::Finish() {
     res_.dp_refused = st.dp_refused;
     res_.dp_oversized = st.dp_oversized;
     res_.dp_distributed = config_.privacy.mode == "distributed";
+  }
+  if (res_.secure_cohorts > 0) {
+    res_.secure_protocol_s = protocol_s_ / static_cast<double>(res_.secure_cohorts);
   }
   res_.staleness = st.staleness;
   res_.final_weights = strategy_->weights();

@@ -13,6 +13,7 @@
 #include "ftte/fl/strategy.h"
 #include "ftte/sim/simulator.h"
 #include "job_runner.h"
+#include "secure_cohort.h"
 
 namespace ftte::sim::internal {
 
@@ -51,7 +52,9 @@ struct Event {
   int64_t ticket;
   int64_t base_version;
   int64_t up_bytes;
-  bool uploaded = true;  // false: training ended at `time`; the upload (real bytes) follows
+  bool uploaded = true;    // false: training ended at `time`; the upload (real bytes) follows
+  int64_t cohort = -1;     // >= 0: a secure-aggregation cohort's protocol ends at `time`
+  bool free_slot = false;  // secure aggregation: a member's masked input is in; start another
   bool operator>(const Event& o) const { return time != o.time ? time > o.time : seq > o.seq; }
 };
 
@@ -88,6 +91,11 @@ class MethodRun {
   void RecordUntil(double t);
   void RunRounds();
   void RunAsync();
+  // Secure aggregation: a finished job joins the cohort being filled; a full cohort runs the
+  // protocol (its end is an event); CompleteCohort aggregates its sum and frees its devices.
+  template <typename Queue>
+  void JoinCohort(fl::Update u, double t, Queue* events);
+  void CompleteCohort(int64_t cohort);
   void Finish();
 
   const SimConfig& config_;
@@ -116,6 +124,18 @@ class MethodRun {
   std::map<int64_t, std::vector<int64_t>> flipped_at_;  // device -> its samples in flipped_
   std::set<int64_t> malicious_;                         // tickets of malicious jobs
   int64_t malicious_launched_ = 0;
+  // [secure_aggregation]
+  bool secure_ = false;
+  fl::secagg::CohortConfig cohort_config_;
+  std::vector<fl::Update> filling_;  // finished jobs of the cohort being filled
+  struct Cohort {
+    std::vector<fl::Update> members;  // what the server knows of them (no deltas)
+    std::vector<double> w;
+    SecureCohortResult result;
+  };
+  std::map<int64_t, Cohort> cohorts_;  // running the protocol, by id
+  int64_t cohort_count_ = 0;
+  double protocol_s_ = 0;
 };
 
 }  // namespace ftte::sim::internal

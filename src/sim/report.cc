@@ -188,6 +188,13 @@ Json RunJson(const MethodResult& r) {
                     {"mode", r.dp_distributed ? "distributed" : "central"},
                     {"oversized", r.dp_oversized}};
   }
+  if (r.secure_report) {
+    j["secure_aggregation"] = {{"cohorts", r.secure_cohorts},
+                               {"aborted", r.secure_aborted},
+                               {"lost", r.secure_lost},
+                               {"clamped", r.secure_clamped},
+                               {"protocol_s", r.secure_protocol_s}};
+  }
   if (r.robust_report) {
     j["robust"] = {{"clipped", r.clipped},
                    {"samples_capped", r.samples_capped},
@@ -277,6 +284,15 @@ MethodResult RunFrom(const Json& j) {
     r.dp_refused = p.at("refused").get<int64_t>();
     r.dp_distributed = p.value("mode", std::string("central")) == "distributed";
     r.dp_oversized = p.value("oversized", int64_t{0});
+  }
+  if (j.contains("secure_aggregation")) {
+    const Json& a = j.at("secure_aggregation");
+    r.secure_report = true;
+    r.secure_cohorts = a.at("cohorts").get<int64_t>();
+    r.secure_aborted = a.at("aborted").get<int64_t>();
+    r.secure_lost = a.at("lost").get<int64_t>();
+    r.secure_clamped = a.at("clamped").get<int64_t>();
+    r.secure_protocol_s = a.at("protocol_s").get<double>();
   }
   if (j.contains("robust")) {
     const Json& b = j.at("robust");

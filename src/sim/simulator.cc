@@ -182,6 +182,10 @@ fl::ServerConfig EffectiveServerConfig(const SimConfig& config, const MethodConf
     s.dp_quantile_noise = p.quantile_noise;
     s.dp_distributed = p.mode == "distributed";
   }
+  if (config.secure_aggregation.enabled) {
+    s.secure_cohort =
+        config.secure_aggregation.cohort > 0 ? config.secure_aggregation.cohort : s.buffer;
+  }
   return s;
 }
 

@@ -326,6 +326,64 @@ TEST(SimulatorPrivacyTest, DistributedModeRunsTheDevicesShareOfTheNoise) {
   EXPECT_FALSE(ParseSimConfig("[privacy]\nmode = \"local\"\n", "t.toml").ok());
 }
 
+// The real protocol runs per cohort: the model learns, the protocol's bytes and rounds are
+// counted, dropouts lose only their own updates, and runs repeat exactly at any thread count.
+TEST(SimulatorSecureAggregationTest, CohortsLearnAndCountTheirCost) {
+  for (fl::Algorithm a : {fl::Algorithm::kFedBuff, fl::Algorithm::kFtte}) {
+    SimConfig c = SmallConfig(a);
+    c.methods[0].server.buffer = 3;
+    c.secure_aggregation.enabled = true;
+    c.secure_aggregation.cohort = 4;
+    ASSERT_TRUE(ValidateSimConfig(c).ok()) << ValidateSimConfig(c).message();
+    Environment env = SmallEnvironment(c);
+    const MethodResult r = RunMethod(c, c.methods[0], env).value();
+    EXPECT_TRUE(r.secure_report);
+    EXPECT_GT(r.secure_cohorts, 3) << r.name;
+    EXPECT_EQ(r.secure_aborted, 0);
+    EXPECT_EQ(r.secure_lost, 0);
+    EXPECT_EQ(r.updates_applied, 4 * r.versions);  // one aggregation per cohort of 4
+    EXPECT_GT(r.secure_protocol_s, 4 * 2 * 0.05);  // four rounds, each at least a round trip
+    EXPECT_GT(r.final_accuracy, r.series.front().accuracy + 0.2) << r.name;
+    // The masked input is 4 bytes per value of the cohort's mask, at least the plain
+    // float32 update.
+    EXPECT_GE(static_cast<double>(r.bytes_up) / static_cast<double>(r.updates_applied),
+              static_cast<double>(r.mask_update_bytes));
+    c.threads = 2;
+    ExpectSame(r, RunMethod(c, c.methods[0], env).value());
+    const std::string json = ResultsJson(c, {r});
+    EXPECT_NE(json.find("\"secure_aggregation\""), std::string::npos);
+
+    SimConfig lossy = c;
+    lossy.secure_aggregation.dropout = 0.25;  // 1 of 4 on average: threshold 2 of 3 holds
+    const MethodResult d = RunMethod(lossy, lossy.methods[0], env).value();
+    EXPECT_GT(d.secure_lost, 0);
+    EXPECT_EQ(d.secure_lost + d.updates_applied, 4 * d.secure_cohorts);
+    EXPECT_GT(d.final_accuracy, d.series.front().accuracy + 0.2) << d.name;
+  }
+}
+
+TEST(SimulatorSecureAggregationTest, SettingsThatBreakTheGuaranteeAreRefused) {
+  SimConfig c = SmallConfig(fl::Algorithm::kFtte);
+  c.secure_aggregation.enabled = true;
+  c.secure_aggregation.cohort = 4;
+  c.secure_aggregation.threshold = 1;  // of 3 neighbours: at most half
+  EXPECT_NE(ValidateSimConfig(c).message().find("set threshold to 2 or more"), std::string::npos)
+      << ValidateSimConfig(c).message();
+  c.secure_aggregation.threshold = 0;
+  c.secure_aggregation.cohort = 1;  // below the buffer
+  EXPECT_NE(ValidateSimConfig(c).message().find("set cohort >= buffer"), std::string::npos);
+  SimConfig fedavg = SmallConfig(fl::Algorithm::kFedAvg);
+  fedavg.secure_aggregation.enabled = true;
+  EXPECT_NE(ValidateSimConfig(fedavg).message().find("not fedavg"), std::string::npos);
+  auto parsed = ParseSimConfig(
+      "[secure_aggregation]\nenabled = true\ncohort = 16\n[[method]]\nname = \"ftte\"\n"
+      "concurrency = 20\n",
+      "t.toml");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->secure_aggregation.cohort, 16);
+  EXPECT_FALSE(ParseSimConfig("[secure_aggregation]\ndropout = 2\n", "t.toml").ok());
+}
+
 TEST(DevicesTest, StragglerFractionAndDeterminism) {
   PopulationConfig p;
   p.devices = 200;

@@ -140,6 +140,20 @@ struct PrivacyConfig {
   double NoiseMultiplier() const;
 };
 
+// Secure aggregation (docs/secure-aggregation.md): updates reach the server only as the masked
+// sum of a cohort (fl/secagg.h, the real protocol with libsodium), for FedBuff and FTTE. A
+// device that finishes training joins the cohort being filled; when it has `cohort` members
+// they run the four rounds, whose messages and round trips count in bytes and virtual time,
+// and the unmasked sum is one aggregation.
+struct SecureAggregationConfig {
+  bool enabled = false;
+  int64_t cohort = 0;      // members per cohort; 0: each method's buffer K
+  int64_t neighbours = 0;  // per member (SecAgg+); 0: all up to 16 members, else ~3 log2(n)
+  int64_t threshold = 0;   // shares that rebuild a secret; 0: neighbours / 2 + 1
+  double range = 1.0;      // the fixed-point bound on every weighted update value
+  double dropout = 0;      // chance a member leaves before sending its masked input
+};
+
 struct SimConfig {
   std::string model = "cnn";
   std::string dataset = "fashion-mnist";
@@ -170,6 +184,7 @@ struct SimConfig {
   TuneConfig tune;
   AttackConfig attack;
   PrivacyConfig privacy;
+  SecureAggregationConfig secure_aggregation;
   // Not a config key: the run evaluates on tune.validation training samples (held out of the
   // devices' data) instead of the test set. Tuning trials set it.
   bool on_validation = false;
@@ -272,6 +287,13 @@ struct MethodResult {
   int64_t dp_max_load = 0, dp_clipped = 0, dp_refused = 0;
   int64_t dp_oversized = 0;  // distributed: updates refused as longer than clip + noise allow
   bool dp_distributed = false;
+  // Secure aggregation (config.secure_aggregation.enabled): cohorts aggregated, cohorts
+  // aborted (too few members left to unmask; their updates are lost), members whose updates
+  // did not reach a sum (dropped out, or in an aborted cohort), weighted update values the
+  // fixed-point range clamped, and the mean duration of the protocol's rounds per cohort.
+  bool secure_report = false;
+  int64_t secure_cohorts = 0, secure_aborted = 0, secure_lost = 0, secure_clamped = 0;
+  double secure_protocol_s = 0;
   std::map<int64_t, int64_t> staleness;  // tau -> count
   double wall_s = 0;
   std::vector<SeriesPoint> series;
