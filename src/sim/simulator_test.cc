@@ -362,6 +362,30 @@ TEST(SimulatorSecureAggregationTest, CohortsLearnAndCountTheirCost) {
   }
 }
 
+// Distributed DP inside the masked sum: devices clip and noise, the cohort's sum carries the
+// noise, and the accountant charges each member.
+TEST(SimulatorSecureAggregationTest, ComposesWithDistributedPrivacy) {
+  SimConfig c = SmallConfig(fl::Algorithm::kFtte);
+  c.duration_s = 40;
+  c.secure_aggregation.enabled = true;
+  c.secure_aggregation.cohort = 3;
+  c.methods[0].server.buffer = 3;
+  c.privacy.clip = 0.5;
+  c.privacy.noise_multiplier = 1;
+  c.privacy.mode = "distributed";
+  ASSERT_TRUE(ValidateSimConfig(c).ok()) << ValidateSimConfig(c).message();
+  Environment env = SmallEnvironment(c);
+  const MethodResult r = RunMethod(c, c.methods[0], env).value();
+  EXPECT_GT(r.versions, 0);
+  EXPECT_EQ(r.secure_clamped, 0);  // weighted values 1/K of a clipped, noised update
+  EXPECT_TRUE(std::isfinite(r.epsilon));
+  EXPECT_GT(r.epsilon, 0);
+  SimConfig central = c;
+  central.privacy.mode = "central";
+  EXPECT_NE(ValidateSimConfig(central).message().find("mode = \"distributed\""),
+            std::string::npos);
+}
+
 TEST(SimulatorSecureAggregationTest, SettingsThatBreakTheGuaranteeAreRefused) {
   SimConfig c = SmallConfig(fl::Algorithm::kFtte);
   c.secure_aggregation.enabled = true;
