@@ -43,6 +43,19 @@ def simulate_results(cmd, out_dir):
         return json.load(f)
 
 
+def simulate_method(a, out_dir, method, sets, tag):
+    """One method of a study: `ftte simulate` on a.config (a.seeds, a.threads, a.set and `sets`
+    as --set), resumed, into out_dir; returns its results.json."""
+    cmd = [FTTE, "simulate", "--config", a.config, "--out", out_dir, "--threads",
+           str(a.threads), "--resume", "--methods", method]
+    if a.seeds:
+        cmd += ["--seeds", a.seeds]
+    for s in list(a.set or []) + sets:
+        cmd += ["--set", s]
+    log("%s: %s" % (tag, os.path.relpath(out_dir, a.out)))
+    return simulate_results(cmd, out_dir)
+
+
 def file_sha256(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()[:16]

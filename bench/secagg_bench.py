@@ -23,21 +23,14 @@ import os
 import subprocess
 import sys
 
-from benchlib import (FTTE, REPO, late_accuracy, log, machine_info, md_table, mean_ci,
-                      require_ftte, simulate_results)
+from benchlib import (REPO, late_accuracy, log, machine_info, md_table, mean_ci,
+                      require_ftte, simulate_method)
 
 MICRO = os.path.join(REPO, "build", "release", "bench", "ftte_micro")
 
 
 def simulate(a, out_dir, method, sets):
-    cmd = [FTTE, "simulate", "--config", a.config, "--out", out_dir, "--threads",
-           str(a.threads), "--resume", "--methods", method]
-    if a.seeds:
-        cmd += ["--seeds", a.seeds]
-    for s in list(a.set or []) + sets:
-        cmd += ["--set", s]
-    log("secagg: %s" % os.path.relpath(out_dir, a.out))
-    return simulate_results(cmd, out_dir)
+    return simulate_method(a, out_dir, method, sets, "secagg")
 
 
 def summarize(results):
