@@ -23,7 +23,7 @@ import os
 import subprocess
 import sys
 
-from benchlib import (REPO, late_accuracy, log, machine_info, md_table, mean_ci,
+from benchlib import (FTTE, REPO, file_sha256, late_accuracy, log, machine_info, md_table, mean_ci,
                       require_ftte, simulate_method)
 
 MICRO = os.path.join(REPO, "build", "release", "bench", "ftte_micro")
@@ -132,8 +132,10 @@ def main():
                      "-" if s["lost"] is None else "%.0f" % s["lost"]])
     machine = machine_info()
     args = " ".join(sys.argv[1:])
-    report = {"machine": machine, "arguments": args, "config": a.config, "runs": table,
-              "protocol_cost": costs}
+    binary = "%s (sha256 %s)" % (os.path.relpath(FTTE, REPO) if FTTE.startswith(REPO) else FTTE,
+                                 file_sha256(FTTE))
+    report = {"machine": machine, "arguments": args, "config": a.config, "binary": binary,
+              "runs": table, "protocol_cost": costs}
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, a.name + ".json"), "w") as f:
         json.dump(report, f, indent=1)
@@ -142,9 +144,10 @@ def main():
           "(mean over the seeds that held it), accuracy over the last quarter of the horizon "
           "(mean ± 95%% interval over seeds), updates applied, upload per applied update (all "
           "protocol messages included), the protocol's virtual seconds per cohort and the "
-          "updates lost per run." % ((" " + args) if args else "", machine["git_commit"],
-                                     machine["cpu_model"], machine["nproc"],
-                                     100 * config["target_accuracy"]),
+          "updates lost per run. Simulations by %s; runs are resumed, so a report may be "
+          "written at a later commit than its runs." % (
+              (" " + args) if args else "", machine["git_commit"], machine["cpu_model"],
+              machine["nproc"], 100 * config["target_accuracy"], binary),
           "", md_table(["method", "cohort", "held time to target", "vs off", "late accuracy",
                         "updates", "upload/update", "vs off", "protocol s", "lost"], rows), ""]
     if costs:
