@@ -821,6 +821,28 @@ std::string SummaryTable(const std::vector<MethodResult>& runs) {
     }
     out += "\n";
   }
+  if (std::any_of(runs.begin(), runs.end(),
+                  [](const MethodResult& r) { return r.secure_report; })) {
+    out += "secure aggregation (the server saw only cohort sums; per run, mean over seeds):";
+    for (const auto& g : groups) {
+      if (!g.front()->secure_report) continue;
+      double cohorts = 0, lost = 0, aborted = 0, protocol = 0;
+      for (const MethodResult* r : g) {
+        cohorts += static_cast<double>(r->secure_cohorts);
+        lost += static_cast<double>(r->secure_lost);
+        aborted += static_cast<double>(r->secure_aborted);
+        protocol += r->secure_protocol_s;
+      }
+      const double n = static_cast<double>(g.size());
+      char e[160];
+      std::snprintf(e, sizeof e,
+                    " %s %.0f cohorts (%.0f aborted), %.0f updates lost, %.1f s of protocol "
+                    "per cohort;",
+                    g.front()->name.c_str(), cohorts / n, aborted / n, lost / n, protocol / n);
+      out += e;
+    }
+    out.back() = '\n';
+  }
   if (std::none_of(runs.begin(), runs.end(),
                    [](const MethodResult& r) { return r.language_model; })) {
     return out;

@@ -352,6 +352,8 @@ TEST(SimulatorSecureAggregationTest, CohortsLearnAndCountTheirCost) {
     ExpectSame(r, RunMethod(c, c.methods[0], env).value());
     const std::string json = ResultsJson(c, {r});
     EXPECT_NE(json.find("\"secure_aggregation\""), std::string::npos);
+    EXPECT_NE(SummaryTable({r}).find("secure aggregation (the server saw only cohort sums"),
+              std::string::npos);
 
     SimConfig lossy = c;
     lossy.secure_aggregation.dropout = 0.25;  // 1 of 4 on average: threshold 2 of 3 holds
@@ -382,8 +384,7 @@ TEST(SimulatorSecureAggregationTest, ComposesWithDistributedPrivacy) {
   EXPECT_GT(r.epsilon, 0);
   SimConfig central = c;
   central.privacy.mode = "central";
-  EXPECT_NE(ValidateSimConfig(central).message().find("mode = \"distributed\""),
-            std::string::npos);
+  EXPECT_NE(ValidateSimConfig(central).message().find("mode = \"distributed\""), std::string::npos);
 }
 
 TEST(SimulatorSecureAggregationTest, SettingsThatBreakTheGuaranteeAreRefused) {
