@@ -43,6 +43,26 @@ def simulate_results(cmd, out_dir):
         return json.load(f)
 
 
+def add_study_args(ap, name):
+    """The options every study driver shares: --set, --jobs, --threads, --name, --out,
+    --no-micro."""
+    ap.add_argument("--set", action="append", help="a setting for every run, as in simulate")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--name", default=name)
+    ap.add_argument("--out", default=os.path.join(REPO, "bench", "results"))
+    ap.add_argument("--no-micro", action="store_true")
+
+
+def parse_study_args(ap):
+    """Parses, checks the shared options and that the ftte binary exists."""
+    a = ap.parse_args()
+    require_ftte()
+    if a.jobs < 1 or a.threads < 1:
+        sys.exit("error: --jobs and --threads must be >= 1")
+    return a
+
+
 def simulate_method(a, out_dir, method, sets, tag):
     """One method of a study: `ftte simulate` on a.config (a.seeds, a.threads, a.set and `sets`
     as --set), resumed, into out_dir; returns its results.json."""

@@ -31,8 +31,8 @@ import os
 import subprocess
 import sys
 
-from benchlib import (REPO, late_accuracy, log, machine_info, md_table, mean_ci,
-                      require_ftte, simulate_method)
+from benchlib import (REPO, add_study_args, late_accuracy, log, machine_info,
+                      md_table, mean_ci, parse_study_args, simulate_method)
 
 MICRO = os.path.join(REPO, "build", "release", "bench", "ftte_micro")
 
@@ -85,16 +85,8 @@ def main():
     ap.add_argument("--clip", type=float, default=0.5, help="the first clip bound")
     ap.add_argument("--quantile", type=float, default=0.5,
                     help="adaptive clipping's target quantile (0: a fixed clip)")
-    ap.add_argument("--set", action="append", help="a setting for every run, as in simulate")
-    ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--name", default="privacy")
-    ap.add_argument("--out", default=os.path.join(REPO, "bench", "results"))
-    ap.add_argument("--no-micro", action="store_true")
-    a = ap.parse_args()
-    require_ftte()
-    if a.jobs < 1 or a.threads < 1:
-        sys.exit("error: --jobs and --threads must be >= 1")
+    add_study_args(ap, "privacy")
+    a = parse_study_args(ap)
     try:
         epsilons = [float(e) for e in a.epsilons.split(",")]
     except ValueError:

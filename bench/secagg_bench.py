@@ -23,8 +23,8 @@ import os
 import subprocess
 import sys
 
-from benchlib import (FTTE, REPO, file_sha256, late_accuracy, log, machine_info, md_table, mean_ci,
-                      require_ftte, simulate_method)
+from benchlib import (FTTE, REPO, add_study_args, file_sha256, late_accuracy, log,
+                      machine_info, md_table, mean_ci, parse_study_args, simulate_method)
 
 MICRO = os.path.join(REPO, "build", "release", "bench", "ftte_micro")
 
@@ -80,16 +80,8 @@ def main():
     ap.add_argument("--methods", default="ftte,fedbuff")
     ap.add_argument("--seeds", help="comma-separated seeds (default: the config's)")
     ap.add_argument("--cohorts", default="0", help="cohort sizes, 0 = the buffer")
-    ap.add_argument("--set", action="append", help="a setting for every run, as in simulate")
-    ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--name", default="secagg")
-    ap.add_argument("--out", default=os.path.join(REPO, "bench", "results"))
-    ap.add_argument("--no-micro", action="store_true")
-    a = ap.parse_args()
-    require_ftte()
-    if a.jobs < 1 or a.threads < 1:
-        sys.exit("error: --jobs and --threads must be >= 1")
+    add_study_args(ap, "secagg")
+    a = parse_study_args(ap)
     try:
         cohorts = [int(c) for c in a.cohorts.split(",")]
     except ValueError:

@@ -438,6 +438,18 @@ Status CohortServer::CheckSender(int32_t sender, uint64_t cohort_id, int32_t mem
   return Status::Ok();
 }
 
+Status CohortServer::CloseRound(int round, int count, const char* what, const char* counted) {
+  if (round_ != round) {
+    return FailedPrecondition(std::string("secure aggregation: ") + what + " closed out of order");
+  }
+  round_ = round + 1;
+  if (count >= config_.threshold) return Status::Ok();
+  round_ = 4;  // aborted: nothing more is taken, nothing is released
+  return FailedPrecondition("secure aggregation: cohort " + std::to_string(config_.cohort_id) +
+                            " aborted at the " + what + ": " + Str(count) + " " + counted +
+                            ", fewer than the threshold " + Str(config_.threshold));
+}
+
 Status CohortServer::ReceiveAdvert(int32_t sender, const KeyAdvert& advert) {
   FTTE_RETURN_IF_ERROR(CheckSender(sender, advert.cohort_id, advert.member, 0));
   if (adverts_[sender]) {
@@ -453,17 +465,9 @@ Status CohortServer::ReceiveAdvert(int32_t sender, const KeyAdvert& advert) {
 }
 
 Result<std::vector<std::vector<KeyAdvert>>> CohortServer::CloseAdverts() {
-  if (round_ != 0) return FailedPrecondition("secure aggregation: adverts already closed");
-  round_ = 1;
   int count = 0;
   for (const auto& a : adverts_) count += a.has_value();
-  if (count < config_.threshold) {
-    round_ = 4;
-    return FailedPrecondition("secure aggregation: cohort " + std::to_string(config_.cohort_id) +
-                              " aborted at the adverts: " + Str(count) +
-                              " members advertised, fewer than the threshold " +
-                              Str(config_.threshold));
-  }
+  FTTE_RETURN_IF_ERROR(CloseRound(0, count, "adverts", "members advertised"));
   std::vector<std::vector<KeyAdvert>> out(config_.members);
   for (int u = 0; u < config_.members; ++u) {
     if (!adverts_[u]) continue;
@@ -509,17 +513,9 @@ Status CohortServer::ReceiveShares(int32_t sender, const KeyShares& msg) {
 }
 
 Result<std::vector<std::vector<EncryptedShare>>> CohortServer::CloseShares() {
-  if (round_ != 1) return FailedPrecondition("secure aggregation: shares closed out of order");
-  round_ = 2;
   int count = 0;
   for (const auto& s : shares_) count += s.has_value();
-  if (count < config_.threshold) {
-    round_ = 4;
-    return FailedPrecondition("secure aggregation: cohort " + std::to_string(config_.cohort_id) +
-                              " aborted at the key shares: " + Str(count) +
-                              " members shared keys, fewer than the threshold " +
-                              Str(config_.threshold));
-  }
+  FTTE_RETURN_IF_ERROR(CloseRound(1, count, "key shares", "members shared keys"));
   std::vector<std::vector<EncryptedShare>> out(config_.members);
   for (const auto& msg : shares_) {
     if (!msg) continue;
@@ -555,17 +551,12 @@ Status CohortServer::ReceiveMaskedInput(int32_t sender, MaskedInput input) {
 }
 
 Result<std::vector<int32_t>> CohortServer::CloseMaskedInputs() {
-  if (round_ != 2) return FailedPrecondition("secure aggregation: inputs closed out of order");
-  round_ = 3;
+  std::vector<int32_t> arrived;
   for (int u = 0; u < config_.members; ++u) {
-    if (masked_[u]) survivors_.push_back(u);
+    if (masked_[u]) arrived.push_back(u);
   }
-  if (static_cast<int>(survivors_.size()) < config_.threshold) {
-    round_ = 4;
-    return FailedPrecondition("secure aggregation: cohort " + std::to_string(config_.cohort_id) +
-                              " aborted at the masked inputs: " + Str(survivors_.size()) +
-                              " arrived, fewer than the threshold " + Str(config_.threshold));
-  }
+  FTTE_RETURN_IF_ERROR(CloseRound(2, static_cast<int>(arrived.size()), "masked inputs", "arrived"));
+  survivors_ = std::move(arrived);
   traffic_.sent[2] += static_cast<int64_t>(survivors_.size()) * (4 + 4 * survivors_.size());
   return survivors_;
 }

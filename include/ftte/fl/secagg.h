@@ -191,6 +191,8 @@ class CohortServer {
 
  private:
   Status CheckSender(int32_t sender, uint64_t cohort_id, int32_t member, int round) const;
+  // Ends `round` with `count` members in it; aborts the cohort below the threshold.
+  Status CloseRound(int round, int count, const char* what, const char* counted);
 
   CohortConfig config_;
   int round_ = 0;
