@@ -457,11 +457,20 @@ void MethodRun::RunAsync() {
     if (e.cohort >= 0) {
       RecordUntil(e.time - 1e-9);
       CompleteCohort(e.cohort);
+      // Slots that found no idle device (all busy training or in a cohort) take the devices
+      // this cohort freed.
+      for (int64_t d; waiting_slots_ > 0 && (d = PickDevice()) >= 0; --waiting_slots_) {
+        events.push(Start(d, e.time));
+      }
       continue;
     }
     if (e.free_slot) {
       const int64_t d = PickDevice();
-      if (d >= 0) events.push(Start(d, e.time));
+      if (d >= 0) {
+        events.push(Start(d, e.time));
+      } else {
+        ++waiting_slots_;
+      }
       continue;
     }
     if (!e.uploaded) {

@@ -135,6 +135,7 @@ class MethodRun {
   };
   std::map<int64_t, Cohort> cohorts_;  // running the protocol, by id
   int64_t cohort_count_ = 0;
+  int64_t waiting_slots_ = 0;  // free slots no idle device was found for (retried per cohort)
   double protocol_s_ = 0;
 };
 

@@ -387,6 +387,21 @@ TEST(SimulatorSecureAggregationTest, ComposesWithDistributedPrivacy) {
   EXPECT_NE(ValidateSimConfig(central).message().find("mode = \"distributed\""), std::string::npos);
 }
 
+// Regression: with a cohort close to the number of devices, a slot freed while every idle
+// device was still in a cohort found nobody and was lost for good, and the run stopped after
+// its first cohort. Such slots now take the devices the next finished cohort frees.
+TEST(SimulatorSecureAggregationTest, ACohortNearThePopulationSizeKeepsRunning) {
+  SimConfig c = SmallConfig(fl::Algorithm::kFedBuff);
+  c.methods[0].server.concurrency = 10;  // of 12 devices
+  c.methods[0].server.buffer = 8;
+  c.secure_aggregation.enabled = true;
+  c.secure_aggregation.cohort = 8;
+  ASSERT_TRUE(ValidateSimConfig(c).ok()) << ValidateSimConfig(c).message();
+  Environment env = SmallEnvironment(c);
+  const MethodResult r = RunMethod(c, c.methods[0], env).value();
+  EXPECT_GT(r.secure_cohorts, 3);
+}
+
 TEST(SimulatorSecureAggregationTest, SettingsThatBreakTheGuaranteeAreRefused) {
   SimConfig c = SmallConfig(fl::Algorithm::kFtte);
   c.secure_aggregation.enabled = true;
