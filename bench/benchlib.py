@@ -76,6 +76,22 @@ def simulate_method(a, out_dir, method, sets, tag):
     return simulate_results(cmd, out_dir)
 
 
+MICRO = os.path.join(REPO, "build", "release", "bench", "ftte_micro")
+
+
+def run_micro(benchmark_filter, *args):
+    """The benchmarks of build/release/bench/ftte_micro matching the filter (Google Benchmark's
+    JSON entries), or exit naming how to build it."""
+    if not os.access(MICRO, os.X_OK):
+        sys.exit("error: %s not found; build it with: cmake --build --preset release "
+                 "--target ftte_micro (or pass --no-micro)" % MICRO)
+    p = subprocess.run([MICRO, "--benchmark_filter=" + benchmark_filter, "--benchmark_format=json"]
+                       + list(args), cwd=REPO, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit("error: ftte_micro failed:\n" + p.stderr[-2000:])
+    return json.loads(p.stdout)["benchmarks"]
+
+
 def file_sha256(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()[:16]

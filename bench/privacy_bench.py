@@ -28,14 +28,11 @@ import concurrent.futures
 import json
 import math
 import os
-import subprocess
 import sys
 
-from benchlib import (REPO, add_study_args, late_accuracy, log, machine_info,
-                      md_table, mean_ci, parse_study_args, simulate_method)
-
-MICRO = os.path.join(REPO, "build", "release", "bench", "ftte_micro")
-
+from benchlib import (add_study_args, late_accuracy, log, machine_info,
+                      md_table, mean_ci, parse_study_args, run_micro,
+                      simulate_method)
 
 def simulate(a, out_dir, method, sets):
     return simulate_method(a, out_dir, method, sets, "privacy")
@@ -60,15 +57,8 @@ def summarize(results):
 
 
 def micro():
-    if not os.access(MICRO, os.X_OK):
-        sys.exit("error: %s not found; build it with: cmake --build --preset release "
-                 "--target ftte_micro (or pass --no-micro)" % MICRO)
-    p = subprocess.run([MICRO, "--benchmark_filter=Aggregation|Privatize", "--benchmark_repetitions=3",
-                        "--benchmark_format=json"], cwd=REPO, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.exit("error: ftte_micro failed:\n" + p.stderr[-2000:])
     out = {}
-    for b in json.loads(p.stdout)["benchmarks"]:
+    for b in run_micro("Aggregation|Privatize", "--benchmark_repetitions=3"):
         if b.get("aggregate_name") == "median":
             out[b["label"]] = {"ms": b["real_time"], "values": b["values"]}
     return out

@@ -20,14 +20,11 @@ import argparse
 import concurrent.futures
 import json
 import os
-import subprocess
 import sys
 
 from benchlib import (FTTE, REPO, add_study_args, file_sha256, late_accuracy, log,
-                      machine_info, md_table, mean_ci, parse_study_args, simulate_method)
-
-MICRO = os.path.join(REPO, "build", "release", "bench", "ftte_micro")
-
+                      machine_info, md_table, mean_ci, parse_study_args, run_micro,
+                      simulate_method)
 
 def simulate(a, out_dir, method, sets):
     return simulate_method(a, out_dir, method, sets, "secagg")
@@ -53,15 +50,8 @@ def summarize(results):
 
 
 def micro():
-    if not os.access(MICRO, os.X_OK):
-        sys.exit("error: %s not found; build it with: cmake --build --preset release "
-                 "--target ftte_micro (or pass --no-micro)" % MICRO)
-    p = subprocess.run([MICRO, "--benchmark_filter=SecAgg", "--benchmark_format=json"],
-                       cwd=REPO, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.exit("error: ftte_micro failed:\n" + p.stderr[-2000:])
     out = {"member": [], "server": []}
-    for b in json.loads(p.stdout)["benchmarks"]:
+    for b in run_micro("SecAgg"):
         args = [int(x) for x in b["name"].split("/")[1:]]
         if b["name"].startswith("BM_SecAggMember"):
             out["member"].append({"cohort": args[0], "neighbours": args[1], "ms": b["real_time"],

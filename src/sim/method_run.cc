@@ -513,9 +513,12 @@ void MethodRun::JoinCohort(fl::Update u, double t, Queue* events) {
   std::vector<const DeviceProfile*> devices;
   Rng rng = Rng(config_.seed ^ 0x5ecA'66ULL).Fork(static_cast<uint64_t>(cohort_count_));
   for (size_t i = 0; i < filling_.size(); ++i) {
-    fl::Update known = filling_[i];
-    known.delta.clear();
-    known.row_sq.clear();
+    const fl::Update& m = filling_[i];  // what the server knows of it: no delta, no statistics
+    fl::Update known;
+    known.device = m.device;
+    known.base_version = m.base_version;
+    known.num_samples = m.num_samples;
+    known.update_id = m.update_id;
     c.members.push_back(std::move(known));
     devices.push_back(&env_.devices[filling_[i].device]);
     drop[i] = rng.Uniform() < config_.secure_aggregation.dropout;

@@ -90,10 +90,8 @@ SecureCohortResult RunSecureCohort(secagg::CohortConfig config, const fl::Strate
     return t;
   };
   auto finish = [&](std::string reason) {
-    if (out.input_done_s.empty()) out.input_done_s.assign(n, round_end(4));
-    for (const auto& r : round_s) {
-      if (!r.empty()) out.duration_s += *std::max_element(r.begin(), r.end());
-    }
+    out.duration_s = round_end(4);
+    if (out.input_done_s.empty()) out.input_done_s.assign(n, out.duration_s);
     if (!reason.empty()) {
       out.aborted = true;
       out.abort_reason = std::move(reason);
