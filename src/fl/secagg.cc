@@ -150,6 +150,29 @@ Status ValidateCohort(const CohortConfig& c) {
   return Status::Ok();
 }
 
+Result<CohortConfig> MakeCohortConfig(int64_t members, int64_t neighbours, int64_t threshold,
+                                      double range) {
+  CohortConfig config;
+  config.members = static_cast<int>(members);
+  int64_t k = neighbours;
+  if (k == 0) {  // SecAgg+: O(log n) neighbours; the complete graph while that is small anyway
+    k = members <= 16 ? members - 1
+                      : std::min<int64_t>(members - 1,
+                                          2 * static_cast<int64_t>(std::ceil(
+                                                  1.5 * std::log2(static_cast<double>(members)))));
+  }
+  config.neighbours = static_cast<int>(k);
+  config.threshold = static_cast<int>(threshold > 0 ? threshold : k / 2 + 1);
+  config.length = 1;
+  config.range = range;
+  if (Status s = ValidateCohort(config); !s.ok()) {
+    return InvalidArgument("cohort " + std::to_string(members) + ", neighbours " +
+                           std::to_string(k) + ", threshold " + std::to_string(config.threshold) +
+                           ": " + s.message());
+  }
+  return config;
+}
+
 std::vector<int> Neighbours(const CohortConfig& c, int member) {
   FTTE_CHECK(member >= 0 && member < c.members) << "member " << member << " of " << c.members;
   std::vector<int> out;

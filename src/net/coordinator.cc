@@ -228,6 +228,8 @@ Status Coordinator::Restore(const StateStore::Loaded& loaded) {
       Apply(u);
     } else if (r.has_round_close()) {
       CloseRound();
+    } else if (r.has_cohort()) {
+      FTTE_RETURN_IF_ERROR(ApplyCohort(r.cohort()));
     }
   }
   log_("resumed from " + dir + " at version " + std::to_string(strategy_->version()) + " with " +
@@ -565,6 +567,7 @@ Result<v1::Work> Coordinator::GetWork(int64_t device, const v1::GetWorkRequest& 
   }
   w.set_values(cached->second);
   w.set_mask(PackMaskBits(strategy_->plan().mask, layout_));
+  w.set_secure_aggregation(config_.secure);
   *w.mutable_hyperparameters() =
       HyperparametersToProto(strategy_->plan().client, config_.int8_upload);
   // A device must never train from a model a crash could take back.
@@ -581,6 +584,47 @@ Status Coordinator::Reject(int64_t device, const std::string& reason, Status why
   return why;
 }
 
+Status Coordinator::CheckVersion(int64_t device, int64_t base_version) {
+  const int64_t version = strategy_->version();
+  if (base_version > version || base_version < 0) {
+    return Reject(device, "future version",
+                  InvalidArgument("the update is based on version " + std::to_string(base_version) +
+                                  "; the model is at " + std::to_string(version) +
+                                  " and issues versions from 0"));
+  }
+  const int64_t tau = version - base_version;  // in [0, version]: no overflow
+  if ((strategy_->synchronous() && tau > 0) ||
+      (config_.strategy.max_staleness >= 0 && tau > config_.strategy.max_staleness)) {
+    SetLease(device, -1);
+    return Reject(device, "stale",
+                  FailedPrecondition("the update is " + std::to_string(tau) +
+                                     " versions old; fetch new work"));
+  }
+  return Status::Ok();
+}
+
+// Only the version this device's outstanding lease was given: an update without work, after
+// its lease expired, or claiming another version (to dodge staleness weights) is refused; an
+// honest device then fetches new work.
+Status Coordinator::CheckLease(int64_t device, int64_t base_version) {
+  DeviceRec& d = devices_[static_cast<size_t>(device)];
+  if (d.lease_until >= 0 && d.lease_until < clock_()) SetLease(device, -1);
+  if (d.lease_until < 0) {
+    return Reject(device, "no lease",
+                  FailedPrecondition("no work is outstanding for this device (none was given, "
+                                     "its lease expired, or the server restarted); fetch new "
+                                     "work"));
+  }
+  if (base_version != d.lease_version) {
+    return Reject(device, "version not issued",
+                  FailedPrecondition(
+                      "the update is based on version " + std::to_string(base_version) +
+                      ", but this device's work was version " + std::to_string(d.lease_version) +
+                      "; train on the work the server sends"));
+  }
+  return Status::Ok();
+}
+
 Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitRequest& req) {
   std::unique_lock<std::mutex> lock(mu_);
   DeviceRec& d = devices_[static_cast<size_t>(device)];
@@ -588,6 +632,11 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
     return Reject(device, "ineligible",
                   FailedPrecondition("this device is excluded: its memory "
                                      "budget is below a job's need"));
+  }
+  if (config_.secure) {
+    return Reject(device, "secure: plain submission",
+                  FailedPrecondition("this federation aggregates securely: hand the update in "
+                                     "through SecureStep (Work.secure_aggregation is set)"));
   }
   auto decoded = fl::DecodeUpdate(req.update(), layout_);
   if (!decoded.ok())
@@ -614,22 +663,7 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
     FTTE_RETURN_IF_ERROR(store_->WaitDurable(appended));
     return resp;
   }
-  const int64_t version = strategy_->version();
-  if (u.base_version > version || u.base_version < 0) {
-    return Reject(device, "future version",
-                  InvalidArgument("the update is based on version " +
-                                  std::to_string(u.base_version) + "; the model is at " +
-                                  std::to_string(version) + " and issues versions from 0"));
-  }
-  const int64_t tau = version - u.base_version;  // in [0, version]: no overflow
-  const bool fedavg = strategy_->synchronous();
-  if ((fedavg && tau > 0) ||
-      (config_.strategy.max_staleness >= 0 && tau > config_.strategy.max_staleness)) {
-    SetLease(device, -1);
-    return Reject(device, "stale",
-                  FailedPrecondition("the update is " + std::to_string(tau) +
-                                     " versions old; fetch new work"));
-  }
+  FTTE_RETURN_IF_ERROR(CheckVersion(device, u.base_version));
   // An update may carry any subset of the mask's rows (natural sparsity: a device sends only
   // the rows it changed); the rows it leaves out count as zero change.
   auto expanded = fl::ExpandToMask(*decoded, strategy_->PlanAt(u.base_version).mask, layout_);
@@ -661,24 +695,7 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
                                        ? " (distributed privacy: clip + the noise share's norm)"
                                        : "")));
   }
-  // Only the version this device's outstanding lease was given: an update without work, after
-  // its lease expired, or claiming another version (to dodge staleness weights) is refused;
-  // an honest device then fetches new work.
-  if (d.lease_until >= 0 && d.lease_until < clock_()) SetLease(device, -1);
-  if (d.lease_until < 0) {
-    return Reject(device, "no lease",
-                  FailedPrecondition("no work is outstanding for this device (none was given, "
-                                     "its lease expired, or the server restarted); fetch new "
-                                     "work"));
-  }
-  if (u.base_version != d.lease_version) {
-    return Reject(device, "version not issued",
-                  FailedPrecondition(
-                      "the update is based on version " + std::to_string(u.base_version) +
-                      ", but this device's work "
-                      "was version " +
-                      std::to_string(d.lease_version) + "; train on the work the server sends"));
-  }
+  FTTE_RETURN_IF_ERROR(CheckLease(device, u.base_version));
   // Never acknowledge an update the strategy would drop for a spent privacy budget.
   if (!strategy_->WouldFit(device, Pending(d))) {
     return Reject(device, "privacy budget",
@@ -776,6 +793,14 @@ v1::StatusResponse Coordinator::GetStatus() const {
     ps->set_clip(strategy_->dp_clip());
     ps->set_oversized(strategy_->stats().dp_oversized);
   }
+  if (config_.secure) {
+    v1::SecureAggregationStatus* sa = s.mutable_secure_aggregation();
+    sa->set_cohorts(secure_cohorts_);
+    sa->set_aborted(secure_aborted_);
+    sa->set_left_out(secure_left_out_);
+    sa->set_forming(static_cast<int64_t>(forming_.size()));
+    sa->set_active(static_cast<int64_t>(cohorts_.size()));
+  }
   return s;
 }
 
@@ -786,6 +811,24 @@ Status Coordinator::Tick() {
     std::lock_guard<std::mutex> lock(mu_);
     const double now = clock_();
     ActiveLeases(now);
+    if (config_.secure) {
+      // Members waiting for a cohort whose lease lapsed (they stopped polling) leave it; rounds
+      // past their deadline close with the members that answered.
+      for (size_t i = 0; i < forming_.size();) {
+        const int64_t device = forming_[i].device;
+        if (devices_[static_cast<size_t>(device)].lease_until >= 0) {
+          ++i;
+          continue;
+        }
+        forming_.erase(forming_.begin() + static_cast<int64_t>(i));
+        LeaveOut(device, "it stopped polling while its cohort was forming (lease expired)");
+      }
+      std::vector<uint64_t> due;
+      for (const auto& [id, c] : cohorts_) {
+        if (c.deadline <= now) due.push_back(id);
+      }
+      for (uint64_t id : due) CloseCohortRound(id);
+    }
     if (strategy_->synchronous() && round_started_ >= 0 && config_.strategy.round_deadline_s > 0 &&
         now - round_started_ >= config_.strategy.round_deadline_s) {
       if (round_.empty()) {

@@ -25,6 +25,7 @@
 
 #include "ftte/core/model.h"
 #include "ftte/core/trainer.h"
+#include "ftte/fl/secagg.h"
 #include "ftte/fl/strategy.h"
 #include "ftte/net/server.h"
 #include "ftte/v1/federation.pb.h"
@@ -56,6 +57,16 @@ class Coordinator {
   // Validates and, if valid, durably accepts an update. A rejection is an error naming the
   // reason; it is counted by reason and logged, and changes nothing.
   Result<v1::SubmitResponse> Submit(int64_t device, const v1::SubmitRequest& request);
+  // Secure aggregation ([secure_aggregation] on): one call of a job's hand-in through a cohort
+  // (federation.proto SecureStep). A join is checked as Submit checks an update's public part
+  // (the lease, the issued version, staleness, the sample count, the privacy budget); the
+  // rounds' messages go to the cohort's fl::secagg::CohortServer, which refuses any that break
+  // the protocol. A round closes when every member still in has sent or at its deadline
+  // (Tick). Cohorts live in memory only: the state directory and the log receive a cohort's
+  // sum once it is unmasked (one record, then ACCEPTED to its members), never a masked or
+  // unmasked single update, so a restart drops the cohorts in flight (their members are told
+  // LEFT_OUT and fetch new work) and never unmasks a partial sum.
+  Result<v1::SecureStepResponse> SecureStep(int64_t device, const v1::SecureStepRequest& request);
   v1::HeartbeatResponse Heartbeat(int64_t device);
   v1::StatusResponse GetStatus() const;
 
@@ -98,6 +109,28 @@ class Coordinator {
     int64_t pending = 0, pending_in = -1;
     int64_t lease_version = -1;  // the model version its outstanding work was given
     bool told_done = false;
+    // Secure aggregation (soft state: a restart forgets it): the update being handed in, the
+    // cohort it is in (0: none yet), its index there, and why it is in no sum (set when it was
+    // left out; answered until the device hands in another update).
+    int64_t secure_update = -1;
+    bool forming = false;
+    uint64_t cohort = 0;
+    int32_t member = -1;
+    std::string left_out;
+  };
+  // A cohort running the protocol (secure aggregation).
+  struct Cohort {
+    fl::secagg::CohortConfig config;
+    std::unique_ptr<fl::secagg::CohortServer> server;
+    std::vector<fl::Update> members;  // the public part only (device, ids, version, samples)
+    std::vector<double> weights;
+    std::string mask;  // the union of the members' plans' masks, as mask bits
+    int round = 0;     // in progress: 0 adverts, 1 shares, 2 masked inputs, 3 unmasking
+    double deadline = 0;
+    std::vector<uint8_t> in, sent;  // members still taking part; those that sent this round
+    std::vector<std::vector<fl::secagg::KeyAdvert>> adverts;      // round 0's output
+    std::vector<std::vector<fl::secagg::EncryptedShare>> shares;  // round 1's
+    std::vector<int32_t> survivors;                               // round 2's
   };
 
   Coordinator(const ServeConfig& config, Clock clock, Logger log);
@@ -109,6 +142,20 @@ class Coordinator {
   // Applies an accepted update (live and on replay).
   void Apply(const fl::Update& u);
   void CloseRound();
+  // Checks shared by Submit and a secure join: the base version is one the server issued to
+  // this device's outstanding lease and not too stale.
+  Status CheckVersion(int64_t device, int64_t base_version);
+  Status CheckLease(int64_t device, int64_t base_version);
+  // Secure aggregation.
+  Status SecureJoin(int64_t device, int64_t update_id, const v1::SecureJoin& join);
+  void FormCohort();
+  Status SecureMessage(int64_t device, const v1::SecureStepRequest& req);
+  void CloseCohortRound(uint64_t id);
+  void EndCohort(uint64_t id, const std::string& reason);  // "" after a sum was applied
+  void LeaveOut(int64_t device, const std::string& reason);
+  v1::SecureStepResponse NextSecureStep(int64_t device);
+  // Applies a cohort's logged sum (live and on replay).
+  Status ApplyCohort(const state::CohortSum& sum);
   Status Reject(int64_t device, const std::string& reason, Status why);
   // Leases and activity are kept ordered by time, so each call costs O(log devices), not a
   // scan of every device: SetLease is the only writer of DeviceRec::lease_until (< 0: none).
@@ -145,6 +192,12 @@ class Coordinator {
   std::map<int64_t, std::string> values_cache_;
   double last_snapshot_ = 0;
   bool done_ = false;
+  // Secure aggregation: members waiting for a cohort to fill, cohorts in flight by id, counts
+  // since this server started.
+  std::vector<fl::Update> forming_;
+  std::map<uint64_t, Cohort> cohorts_;
+  uint64_t next_cohort_ = 0;  // random start: ids do not repeat across restarts
+  int64_t secure_cohorts_ = 0, secure_aborted_ = 0, secure_left_out_ = 0;
 
   // Evaluation (Tick's thread only).
   data::ImageDataset eval_;

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -17,6 +18,7 @@
 #include "ftte/fl/changed_rows.h"
 #include "ftte/fl/encoding.h"
 #include "ftte/fl/privacy.h"
+#include "secure_client.h"
 #include "wire.h"
 
 namespace ftte::net {
@@ -866,6 +868,379 @@ TEST(CoordinatorTest, EvaluationEndsTheFederationAtTheTarget) {
   const int64_t d = h.Enroll("late");
   EXPECT_EQ(h.c->GetWork(d, {})->kind(), v1::Work::DONE);
   EXPECT_EQ(h.c->GetStatus().evaluations_size(), 1);
+}
+
+// Secure aggregation (docs/secure-aggregation.md): devices hand updates in through cohorts.
+
+// A member's update with a signature no sum of several shares: delta[j] = v * (1 + slope *
+// (j mod 6)); members differ in slope, and a weighted sum's slope lies strictly between theirs.
+std::vector<float> Signature(int64_t n, float v, float slope) {
+  std::vector<float> d(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) d[j] = v * (1 + slope * static_cast<float>(j % 6));
+  return d;
+}
+
+// True if `bytes` holds 6 consecutive little-endian floats f with f[k] = f[0] * (1 + slope k)
+// and f[0] != 0: a (scaled) piece of a Signature of that slope.
+bool HoldsSignature(const std::string& bytes, float slope) {
+  constexpr int period = 6;
+  const size_t n = bytes.size() / 4;
+  for (size_t shift = 0; shift < 4; ++shift) {
+    std::vector<float> f((bytes.size() - shift) / 4);
+    if (f.empty()) continue;
+    std::memcpy(f.data(), bytes.data() + shift, 4 * f.size());
+    for (size_t i = 0; i + static_cast<size_t>(period) <= f.size() && i < n; ++i) {
+      if (!(std::abs(f[i]) > 1e-12f) || !std::isfinite(f[i])) continue;
+      bool all = true;
+      for (int k = 1; all && k < period; ++k) {
+        all = std::abs(f[i + k] / f[i] - (1 + slope * static_cast<float>(k))) < 1e-4f;
+      }
+      if (all) return true;
+    }
+  }
+  return false;
+}
+
+std::string ReadAll(const std::string& dir) {
+  std::string all;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    std::ifstream in(e.path(), std::ios::binary);
+    all += std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  return all;
+}
+
+struct SecureDevice {
+  int64_t device = -1;
+  std::unique_ptr<SecureHandIn> hand_in;
+  SecureHandIn::State state = SecureHandIn::State::kRunning;
+  bool silent = false;    // has left (sends nothing more)
+  int leave_before = -1;  // leaves instead of sending this round's message (2: masked input)
+  std::string masked;     // its masked input, as sent
+};
+
+void SecureHarness(Harness& h, int64_t cohort) {
+  h.config.secure = true;
+  h.config.strategy.secure_cohort = cohort;
+  h.config.secure_round_timeout_s = 5;
+}
+
+// Enrols `n` devices, leases each a job and prepares its hand-in of a Signature update (member i:
+// value 0.01 * (i + 1), slope 0.1 * (i + 1)).
+std::vector<SecureDevice> SecureCohort(Harness& h, int n, const std::string& prefix, int64_t id0) {
+  std::vector<SecureDevice> out;
+  for (int i = 0; i < n; ++i) {
+    SecureDevice m;
+    m.device = h.Enroll(prefix + std::to_string(i));
+    fl::Update u = h.MakeUpdate(m.device, id0 + i);
+    u.delta = Signature(static_cast<int64_t>(u.delta.size()), 0.01f * static_cast<float>(i + 1),
+                        0.1f * static_cast<float>(i + 1));
+    m.hand_in = std::make_unique<SecureHandIn>(u, h.c->mask(), h.c->layout(),
+                                               fl::secagg::DerivedSecret(7, id0 + i));
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+int RoundOf(const v1::SecureStepRequest& r) {
+  switch (r.message_case()) {
+    case v1::SecureStepRequest::kAdvert:
+      return 0;
+    case v1::SecureStepRequest::kShares:
+      return 1;
+    case v1::SecureStepRequest::kMaskedInput:
+      return 2;
+    case v1::SecureStepRequest::kUnmask:
+      return 3;
+    default:
+      return -1;
+  }
+}
+
+// Every running member sends its request once; repeated until none is running or `calls`.
+void RunSecure(Harness& h, std::vector<SecureDevice>& ms, int calls = 64) {
+  for (int call = 0; call < calls; ++call) {
+    bool running = false;
+    for (SecureDevice& m : ms) {
+      if (m.silent || m.state != SecureHandIn::State::kRunning) continue;
+      const v1::SecureStepRequest& req = m.hand_in->request();
+      if (m.leave_before >= 0 && RoundOf(req) == m.leave_before) {
+        m.silent = true;
+        continue;
+      }
+      if (req.has_masked_input()) m.masked = req.masked_input();
+      auto r = h.c->SecureStep(m.device, req);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      auto st = m.hand_in->OnReply(*r);
+      ASSERT_TRUE(st.ok()) << st.status().ToString();
+      m.state = *st;
+      running = running || m.state == SecureHandIn::State::kRunning;
+    }
+    if (!running) return;
+  }
+}
+
+// The plain buffer's result for the same updates: what the cohort's sum must reproduce.
+std::vector<float> PlainResult(const std::string& name, int n, int64_t buffer) {
+  Harness p(name, fl::Algorithm::kFedBuff);
+  p.config.strategy.buffer = buffer;
+  EXPECT_TRUE(p.Start().ok());
+  for (int i = 0; i < n; ++i) {
+    const int64_t d = p.Enroll("plain" + std::to_string(i));
+    fl::Update u = p.MakeUpdate(d, 100 + i);
+    u.delta = Signature(static_cast<int64_t>(u.delta.size()), 0.01f * static_cast<float>(i + 1),
+                        0.1f * static_cast<float>(i + 1));
+    EXPECT_TRUE(p.Submit(u).ok());
+  }
+  EXPECT_EQ(p.c->version(), 1);
+  return p.c->weights();
+}
+
+TEST(CoordinatorSecureTest, ACohortsSumIsAppliedAndNoSingleUpdateIsEverStored) {
+  Harness h("secure_sum", fl::Algorithm::kFedBuff);
+  h.config.strategy.buffer = 3;
+  SecureHarness(h, 3);
+  ASSERT_TRUE(h.Start().ok());
+  std::vector<SecureDevice> ms = SecureCohort(h, 3, "phone", 100);
+  // Work says how to hand in; a plain submission is refused.
+  EXPECT_TRUE(h.c->GetWork(ms[0].device, {})->secure_aggregation());
+  fl::Update plain = h.MakeUpdate(ms[0].device, 99, 1e-3f, false);
+  auto refused = h.Submit(plain);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("SecureStep"), std::string::npos);
+  RunSecure(h, ms);
+  for (const SecureDevice& m : ms) {
+    EXPECT_EQ(m.state, SecureHandIn::State::kAccepted) << m.hand_in->message();
+    EXPECT_FALSE(m.masked.empty());
+  }
+  EXPECT_EQ(h.c->version(), 1);
+  // The same as the plain buffer of those updates, up to the fixed point's resolution.
+  const std::vector<float> want = PlainResult("secure_sum_plain", 3, 3), got = h.c->weights();
+  ASSERT_EQ(got.size(), want.size());
+  double worst = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    worst = std::max(worst, std::abs(double{got[i]} - want[i]));
+  EXPECT_LT(worst, 1e-6);
+  v1::StatusResponse st = h.c->GetStatus();
+  EXPECT_EQ(st.secure_aggregation().cohorts(), 1);
+  EXPECT_EQ(st.secure_aggregation().left_out(), 0);
+  EXPECT_EQ(st.accepted(), 3);
+  // Neither the state directory (log, then snapshot) nor the log lines hold one member's update
+  // or its masked input; the signatures are there to be found if they were.
+  const std::vector<float> probe = Signature(64, 0.02f, 0.2f);
+  ASSERT_TRUE(
+      HoldsSignature("xy" + std::string(reinterpret_cast<const char*>(probe.data()), 256), 0.2f));
+  for (int pass = 0; pass < 2; ++pass) {
+    const std::string stored = ReadAll(h.dir);
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_FALSE(HoldsSignature(stored, 0.1f * static_cast<float>(i + 1)))
+          << "member " << i << ", pass " << pass;
+      EXPECT_EQ(stored.find(ms[i].masked.substr(0, 64)), std::string::npos);
+    }
+    ASSERT_TRUE(h.c->Checkpoint().ok());
+  }
+  std::string lines;
+  for (const std::string& l : h.log) lines += l + "\n";
+  EXPECT_NE(lines.find("formed: 3 members"), std::string::npos) << lines;
+  EXPECT_EQ(lines.find("0.01"), std::string::npos) << lines;
+  // A retried last call (its reply lost) is acknowledged again, also after a restart.
+  auto again = h.c->SecureStep(ms[1].device, ms[1].hand_in->request());
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->kind(), v1::SecureStepResponse::ACCEPTED);
+  h.c.reset();
+  ASSERT_TRUE(h.Start().ok());
+  EXPECT_EQ(h.c->weights(), got);
+  again = h.c->SecureStep(ms[2].device, ms[2].hand_in->request());
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->kind(), v1::SecureStepResponse::ACCEPTED);
+  // A member's next job joins the next cohort.
+  fl::Update next = h.MakeUpdate(ms[0].device, 500);
+  SecureHandIn hand_in(next, h.c->mask(), h.c->layout(), fl::secagg::DerivedSecret(7, 500));
+  auto joined = h.c->SecureStep(ms[0].device, hand_in.request());
+  ASSERT_TRUE(joined.ok()) << joined.status().ToString();
+  EXPECT_EQ(joined->kind(), v1::SecureStepResponse::WAIT);
+}
+
+TEST(CoordinatorSecureTest, DropoutsLeaveTheSurvivorsSumAndTooManyAbortTheCohort) {
+  Harness h("secure_drop", fl::Algorithm::kFedBuff);
+  h.config.strategy.buffer = 3;
+  SecureHarness(h, 4);  // complete graph of 4: threshold 2
+  ASSERT_TRUE(h.Start().ok());
+  std::vector<SecureDevice> ms = SecureCohort(h, 4, "a", 100);
+  ms[3].leave_before = 2;  // shares its keys, then leaves before its masked input
+  RunSecure(h, ms);
+  EXPECT_EQ(h.c->version(), 0);  // the round waits for the member until its deadline
+  h.now += 6;
+  ASSERT_TRUE(h.c->Tick().ok());
+  RunSecure(h, ms);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(ms[i].state, SecureHandIn::State::kAccepted) << i;
+  EXPECT_EQ(h.c->version(), 1);
+  auto late = h.c->SecureStep(ms[3].device, ms[3].hand_in->request());
+  ASSERT_TRUE(late.ok());
+  EXPECT_EQ(late->kind(), v1::SecureStepResponse::LEFT_OUT);
+  EXPECT_NE(late->message().find("missed round 'masked inputs'"), std::string::npos)
+      << late->message();
+  EXPECT_EQ(h.c->GetStatus().secure_aggregation().left_out(), 1);
+  EXPECT_EQ(h.c->GetStatus().accepted(), 3);
+
+  // Three of four leave: one survivor is below the threshold, so nothing is released.
+  h.now += 1;
+  std::vector<SecureDevice> next = SecureCohort(h, 4, "b", 200);
+  for (int i = 1; i < 4; ++i) next[i].leave_before = 2;
+  RunSecure(h, next);
+  h.now += 6;
+  ASSERT_TRUE(h.c->Tick().ok());
+  RunSecure(h, next);
+  EXPECT_EQ(next[0].state, SecureHandIn::State::kLeftOut);
+  EXPECT_NE(next[0].hand_in->message().find("aborted"), std::string::npos)
+      << next[0].hand_in->message();
+  const v1::StatusResponse st = h.c->GetStatus();
+  EXPECT_EQ(h.c->version(), 1);
+  EXPECT_EQ(st.secure_aggregation().aborted(), 1);
+  EXPECT_EQ(st.secure_aggregation().cohorts(), 1);
+  EXPECT_EQ(st.secure_aggregation().left_out(), 5);
+  EXPECT_EQ(st.accepted(), 3);
+  // Their devices are free to train again.
+  EXPECT_EQ(h.c->GetWork(next[0].device, {})->kind(), v1::Work::TRAIN);
+}
+
+TEST(CoordinatorSecureTest, ARestartDropsTheCohortsInFlightAndNeverUnmasksThem) {
+  Harness h("secure_crash", fl::Algorithm::kFedBuff);
+  h.config.strategy.buffer = 3;
+  h.config.strategy.concurrency = 6;
+  SecureHarness(h, 3);
+  ASSERT_TRUE(h.Start().ok());
+  std::vector<SecureDevice> first = SecureCohort(h, 3, "a", 100);
+  RunSecure(h, first);
+  ASSERT_EQ(h.c->version(), 1);
+  const std::vector<float> applied = h.c->weights();
+  // The second cohort gets as far as every masked input: one call before unmasking.
+  std::vector<SecureDevice> second = SecureCohort(h, 3, "b", 200);
+  for (SecureDevice& m : second) m.leave_before = 3;
+  RunSecure(h, second);
+  for (const SecureDevice& m : second) ASSERT_FALSE(m.masked.empty());
+  h.c.reset();  // kill -9
+  ASSERT_TRUE(h.Start().ok());
+  EXPECT_EQ(h.c->version(), 1);
+  EXPECT_EQ(h.c->weights(), applied);
+  const std::string stored = ReadAll(h.dir);
+  for (const SecureDevice& m : second) {
+    EXPECT_EQ(stored.find(m.masked.substr(0, 64)), std::string::npos);
+    v1::SecureStepRequest poll = m.hand_in->request();
+    poll.clear_message();
+    auto r = h.c->SecureStep(m.device, poll);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->kind(), v1::SecureStepResponse::LEFT_OUT);
+    EXPECT_NE(r->message().find("restarted"), std::string::npos) << r->message();
+  }
+  for (const SecureDevice& m : first) {  // acknowledged before the crash: still in
+    auto r = h.c->SecureStep(m.device, m.hand_in->request());
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->kind(), v1::SecureStepResponse::ACCEPTED);
+  }
+  EXPECT_EQ(h.c->GetStatus().accepted(), 3);
+}
+
+TEST(CoordinatorSecureTest, HandInsThatBreakTheRulesAreRefused) {
+  Harness h("secure_hostile", fl::Algorithm::kFedBuff);
+  h.config.strategy.buffer = 3;
+  SecureHarness(h, 3);
+  ASSERT_TRUE(h.Start().ok());
+  const int64_t a = h.Enroll("a");
+  auto join = [&](int64_t update_id, int64_t base_version) {
+    v1::SecureStepRequest r;
+    r.set_update_id(update_id);
+    r.mutable_join()->set_base_version(base_version);
+    r.mutable_join()->set_num_samples(16);
+    return h.c->SecureStep(a, r);
+  };
+  // No work outstanding; then a version the server did not issue to it.
+  EXPECT_NE(join(1, 0).status().message().find("no work is outstanding"), std::string::npos);
+  ASSERT_EQ(h.c->GetWork(a, {})->kind(), v1::Work::TRAIN);
+  EXPECT_NE(join(1, 5).status().message().find("the model is at 0"), std::string::npos);
+  auto ok = join(1, 0);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->kind(), v1::SecureStepResponse::WAIT);
+  EXPECT_TRUE(join(1, 0).ok());  // the same join again: a poll
+  auto second = join(2, 0);      // another update while the first is in flight
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.status().message().find("one update per device"), std::string::npos);
+  // Fill the cohort, then send messages that break it.
+  std::vector<SecureDevice> others = SecureCohort(h, 2, "o", 10);
+  for (SecureDevice& m : others) m.leave_before = 1;
+  RunSecure(h, others);
+  v1::SecureStepRequest poll;
+  poll.set_update_id(1);
+  auto step = h.c->SecureStep(a, poll);
+  ASSERT_TRUE(step.ok());
+  ASSERT_EQ(step->kind(), v1::SecureStepResponse::ADVERTISE);
+  const uint64_t cohort = step->cohort().id();
+  v1::SecureStepRequest bad = poll;
+  bad.set_cohort_id(cohort + 1);
+  bad.mutable_advert()->set_encryption_key(std::string(32, 'k'));
+  bad.mutable_advert()->set_mask_key(std::string(32, 'm'));
+  EXPECT_NE(h.c->SecureStep(a, bad).status().message().find("is for cohort"), std::string::npos);
+  bad.set_cohort_id(cohort);
+  bad.mutable_advert()->set_mask_key("short");
+  EXPECT_NE(h.c->SecureStep(a, bad).status().message().find("32 bytes"), std::string::npos);
+  v1::SecureStepRequest early = poll;
+  early.set_cohort_id(cohort);
+  early.set_masked_input(std::string(16, '\0'));
+  EXPECT_NE(h.c->SecureStep(a, early).status().message().find("early"), std::string::npos);
+  // A device outside any hand-in learns so, and nothing it sends is taken.
+  const int64_t stranger = h.Enroll("stranger");
+  v1::SecureStepRequest forged = bad;
+  forged.set_update_id(77);
+  auto r = h.c->SecureStep(stranger, forged);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->kind(), v1::SecureStepResponse::LEFT_OUT);
+  const auto rejected = h.c->rejected();
+  EXPECT_GE(rejected.at("secure: second update"), 1);
+  EXPECT_GE(rejected.at("secure: cohort"), 1);
+}
+
+// Distributed privacy inside the sum: each member's device is charged for its aggregation and the
+// epsilon is reported, as for plain updates.
+TEST(CoordinatorSecureTest, DistributedPrivacyComposesWithTheCohortSum) {
+  Harness h("secure_dp", fl::Algorithm::kFedBuff);
+  h.config.strategy.buffer = 3;
+  h.config.strategy.dp_clip = 1;
+  h.config.strategy.dp_noise_multiplier = 1;
+  h.config.strategy.dp_delta = 1e-5;
+  h.config.strategy.dp_distributed = true;
+  SecureHarness(h, 3);
+  ASSERT_TRUE(h.Start().ok());
+  std::vector<SecureDevice> ms = SecureCohort(h, 3, "p", 100);
+  RunSecure(h, ms);
+  for (const SecureDevice& m : ms) EXPECT_EQ(m.state, SecureHandIn::State::kAccepted);
+  EXPECT_EQ(h.c->version(), 1);
+  const v1::StatusResponse st = h.c->GetStatus();
+  EXPECT_EQ(st.privacy().max_load(), 1);
+  EXPECT_GT(st.privacy().epsilon(), 0);
+  EXPECT_TRUE(std::isfinite(st.privacy().epsilon()));
+}
+
+TEST(CoordinatorSecureTest, ServeConfigRefusesCohortsThatBreakTheGuarantee) {
+  auto load = [](std::vector<std::string> o) {
+    o.push_back("auth.enroll_key=k");
+    o.push_back("server.insecure=true");
+    o.push_back("strategy.algorithm=fedbuff");
+    o.push_back("secure_aggregation.enabled=true");
+    return LoadServeConfig("", o);
+  };
+  auto small =
+      load({"strategy.buffer=10", "strategy.concurrency=20", "secure_aggregation.cohort=5"});
+  ASSERT_FALSE(small.ok());
+  EXPECT_NE(small.status().message().find("smaller than the buffer"), std::string::npos);
+  auto weak = load({"strategy.buffer=4", "strategy.concurrency=20", "secure_aggregation.cohort=8",
+                    "secure_aggregation.neighbours=4", "secure_aggregation.threshold=2"});
+  ASSERT_FALSE(weak.ok());
+  EXPECT_NE(weak.status().message().find("threshold 2 must be in"), std::string::npos)
+      << weak.status().message();
+  auto good = load({"strategy.buffer=4", "strategy.concurrency=20"});
+  ASSERT_TRUE(good.ok()) << good.status().ToString();
+  EXPECT_EQ(good->strategy.secure_cohort, 4);
 }
 
 }  // namespace

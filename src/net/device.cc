@@ -12,6 +12,8 @@
 #include "ftte/fl/client.h"
 #include "ftte/fl/encoding.h"
 #include "ftte/fl/privacy.h"
+#include "ftte/fl/secagg.h"
+#include "secure_client.h"
 #include "wire.h"
 
 namespace ftte::net {
@@ -155,6 +157,43 @@ struct Device::Impl {
     return UnpackMaskBits(work.mask(), layout);
   }
 
+  // Secure aggregation: hands `u` (over `mask`) in through its cohort's rounds, polling
+  // between them. True once the server says its cohort's sum holds it; false when it was left
+  // out or refused (the caller fetches new work).
+  Result<bool> SecureHandIn(const fl::Update& u, const fl::Mask& mask) {
+    net::SecureHandIn hand_in(u, mask, layout, fl::secagg::RandomSecret());
+    while (!stop) {
+      v1::SecureStepResponse resp;
+      grpc::Status s = Retry("secure step", [&] {
+        auto ctx = Context(true);
+        return stub->SecureStep(ctx.get(), hand_in.request(), &resp);
+      });
+      if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+        return Unauthenticated("the server does not know this device: " + s.error_message());
+      }
+      if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
+          s.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+        Count(&DeviceStats::rejected);
+        Log("secure hand-in refused: " + s.error_message());
+        return false;
+      }
+      if (!s.ok()) return FromGrpc(s, "secure step at " + o.server);
+      FTTE_ASSIGN_OR_RETURN(const net::SecureHandIn::State state, hand_in.OnReply(resp));
+      if (state == net::SecureHandIn::State::kAccepted) {
+        std::lock_guard<std::mutex> lock(mu);
+        ++stats.accepted;
+        return true;
+      }
+      if (state == net::SecureHandIn::State::kLeftOut) {
+        Count(&DeviceStats::rejected);
+        Log("update left out: " + hand_in.message());
+        return false;
+      }
+      if (hand_in.wait_s() > 0) Sleep(hand_in.wait_s());
+    }
+    return false;
+  }
+
   Status Run() {
     std::random_device rd;
     const uint64_t id_salt = (static_cast<uint64_t>(rd()) << 32) ^ rd();
@@ -230,6 +269,23 @@ struct Device::Impl {
       r.update.update_id = static_cast<int64_t>(
           (id_salt + static_cast<uint64_t>(round) * 0x9e3779b97f4a7c15ULL) >> 1);
       ++round;
+      if (work.secure_aggregation()) {
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          stats.measured_peak_bytes = std::max(stats.measured_peak_bytes, r.peak_bytes);
+          stats.last_loss = r.update.loss;
+        }
+        auto handed = SecureHandIn(r.update, *mask);
+        if (!handed.ok()) {
+          if (handed.status().code() == StatusCode::kUnauthenticated) {
+            token.clear();
+            continue;
+          }
+          return handed.status();
+        }
+        if (*handed && o.max_updates > 0 && stats.accepted >= o.max_updates) return Status::Ok();
+        continue;
+      }
       fl::EncodeOptions eo;
       eo.int8 = work.hyperparameters().int8_upload();
       v1::SubmitRequest sub;

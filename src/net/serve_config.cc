@@ -10,6 +10,7 @@
 #include "ftte/core/memory.h"
 #include "ftte/core/optimizer.h"
 #include "ftte/fl/privacy.h"
+#include "ftte/fl/secagg.h"
 #include "ftte/net/server.h"
 
 namespace ftte::net {
@@ -227,6 +228,17 @@ const std::vector<Key>& Keys() {
       {"privacy.quantile_noise",
        Num<double>([](ServeConfig& c) -> double& { return c.strategy.dp_quantile_noise; }, 0,
                    1e9)},
+      {"secure_aggregation.enabled", Flag([](ServeConfig& c) -> bool& { return c.secure; })},
+      {"secure_aggregation.cohort",
+       Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.secure_cohort; }, 0, 1e5)},
+      {"secure_aggregation.neighbours",
+       Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.secure_neighbours; }, 0, 1e5)},
+      {"secure_aggregation.threshold",
+       Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.secure_threshold; }, 0, 1e5)},
+      {"secure_aggregation.range",
+       Num<double>([](ServeConfig& c) -> double& { return c.secure_range; }, 1e-9, 1e9)},
+      {"secure_aggregation.round_timeout_s",
+       Num<double>([](ServeConfig& c) -> double& { return c.secure_round_timeout_s; }, 0.01, 1e6)},
       {"stop.target_accuracy",
        Num<double>([](ServeConfig& c) -> double& { return c.target_accuracy; }, 0, 1)},
       {"stop.max_versions",
@@ -307,6 +319,14 @@ Result<ServeConfig> LoadServeConfig(const std::string& path,
     c.strategy.dp_noise_multiplier = p.noise_multiplier;
     c.strategy.dp_max_load = p.max_load;
     c.strategy.dp_seed = c.seed;
+  }
+  if (c.secure) {
+    c.strategy.secure_cohort = c.secure_cohort > 0 ? c.secure_cohort : c.strategy.buffer;
+    if (auto p = fl::secagg::MakeCohortConfig(c.strategy.secure_cohort, c.secure_neighbours,
+                                              c.secure_threshold, c.secure_range);
+        !p.ok()) {
+      return InvalidArgument("[secure_aggregation] " + p.status().message());
+    }
   }
   if (Status s = fl::ValidateServerConfig(c.strategy); !s.ok()) return s;
   if (c.strategy.mask == "budget" && c.budget_bytes <= 0) {

@@ -46,6 +46,15 @@ class Service final : public v1::Federation::Service {
     *resp = std::move(r).value();
     return grpc::Status::OK;
   }
+  grpc::Status SecureStep(grpc::ServerContext* ctx, const v1::SecureStepRequest* req,
+                          v1::SecureStepResponse* resp) override {
+    auto device = c_->Authenticate(BearerToken(*ctx));
+    if (!device.ok()) return ToGrpc(device.status());
+    auto r = c_->SecureStep(*device, *req);
+    if (!r.ok()) return ToGrpc(r.status());
+    *resp = std::move(r).value();
+    return grpc::Status::OK;
+  }
   grpc::Status Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest*,
                          v1::HeartbeatResponse* resp) override {
     auto device = c_->Authenticate(BearerToken(*ctx));

@@ -1,6 +1,7 @@
 #include "wire.h"
 
 #include <cmath>
+#include <cstring>
 
 namespace ftte::net {
 
@@ -109,6 +110,142 @@ Result<fl::ClientConfig> HyperparametersFromProto(const v1::Hyperparameters& h) 
   c.dp_clip = h.dp_clip();
   c.dp_noise_stddev = h.dp_noise_stddev();
   return c;
+}
+
+namespace {
+
+Result<fl::secagg::PublicKey> KeyFromBytes(const std::string& bytes, const char* field) {
+  fl::secagg::PublicKey key;
+  if (bytes.size() != key.size()) {
+    return InvalidArgument(std::string(field) + " must have 32 bytes, got " +
+                           std::to_string(bytes.size()));
+  }
+  std::memcpy(key.data(), bytes.data(), key.size());
+  return key;
+}
+
+std::string BytesOf(const uint8_t* p, size_t n) { return {reinterpret_cast<const char*>(p), n}; }
+
+}  // namespace
+
+v1::SecureAdvert AdvertToProto(const fl::secagg::KeyAdvert& a) {
+  v1::SecureAdvert p;
+  p.set_member(a.member);
+  p.set_encryption_key(BytesOf(a.encryption_key.data(), a.encryption_key.size()));
+  p.set_mask_key(BytesOf(a.mask_key.data(), a.mask_key.size()));
+  return p;
+}
+
+Result<fl::secagg::KeyAdvert> AdvertFromProto(const v1::SecureAdvert& p, uint64_t cohort_id) {
+  fl::secagg::KeyAdvert a;
+  a.cohort_id = cohort_id;
+  a.member = p.member();
+  FTTE_ASSIGN_OR_RETURN(a.encryption_key,
+                        KeyFromBytes(p.encryption_key(), "advert.encryption_key"));
+  FTTE_ASSIGN_OR_RETURN(a.mask_key, KeyFromBytes(p.mask_key(), "advert.mask_key"));
+  return a;
+}
+
+v1::SecureShare ShareToProto(const fl::secagg::EncryptedShare& s) {
+  v1::SecureShare p;
+  p.set_from(s.from);
+  p.set_to(s.to);
+  p.set_ciphertext(BytesOf(s.ciphertext.data(), s.ciphertext.size()));
+  return p;
+}
+
+fl::secagg::EncryptedShare ShareFromProto(const v1::SecureShare& p) {
+  fl::secagg::EncryptedShare s;
+  s.from = p.from();
+  s.to = p.to();
+  s.ciphertext.assign(p.ciphertext().begin(), p.ciphertext().end());
+  return s;
+}
+
+v1::SecureShares SharesToProto(const fl::secagg::KeyShares& s) {
+  v1::SecureShares p;
+  p.set_seed_commitment(BytesOf(s.seed_commitment.data(), s.seed_commitment.size()));
+  for (const auto& e : s.shares) *p.add_shares() = ShareToProto(e);
+  return p;
+}
+
+Result<fl::secagg::KeyShares> SharesFromProto(const v1::SecureShares& p, uint64_t cohort_id,
+                                              int32_t member) {
+  fl::secagg::KeyShares s;
+  s.cohort_id = cohort_id;
+  s.member = member;
+  if (p.seed_commitment().size() != s.seed_commitment.size()) {
+    return InvalidArgument("shares.seed_commitment must have 32 bytes, got " +
+                           std::to_string(p.seed_commitment().size()));
+  }
+  std::memcpy(s.seed_commitment.data(), p.seed_commitment().data(), s.seed_commitment.size());
+  for (const v1::SecureShare& e : p.shares()) s.shares.push_back(ShareFromProto(e));
+  return s;
+}
+
+std::string MaskedInputToBytes(const fl::secagg::MaskedInput& m) {
+  std::string out(4 * m.values.size(), '\0');
+  for (size_t i = 0; i < m.values.size(); ++i) {
+    for (int b = 0; b < 4; ++b) out[4 * i + b] = static_cast<char>((m.values[i] >> (8 * b)) & 0xff);
+  }
+  return out;
+}
+
+Result<fl::secagg::MaskedInput> MaskedInputFromBytes(std::string_view bytes, uint64_t cohort_id,
+                                                     int32_t member, int64_t length) {
+  if (static_cast<int64_t>(bytes.size()) != 4 * length) {
+    return InvalidArgument("masked_input must have 4 bytes per value of the cohort (" +
+                           std::to_string(4 * length) + "), got " + std::to_string(bytes.size()));
+  }
+  fl::secagg::MaskedInput m;
+  m.cohort_id = cohort_id;
+  m.member = member;
+  m.values.resize(static_cast<size_t>(length));
+  for (size_t i = 0; i < m.values.size(); ++i) {
+    uint32_t v = 0;
+    for (int b = 0; b < 4; ++b)
+      v |= static_cast<uint32_t>(static_cast<uint8_t>(bytes[4 * i + b])) << (8 * b);
+    m.values[i] = v;
+  }
+  return m;
+}
+
+v1::SecureUnmask UnmaskToProto(const fl::secagg::Unmask& u) {
+  v1::SecureUnmask p;
+  for (const auto& r : u.shares) {
+    v1::SecureRevealed* q = p.add_shares();
+    q->set_owner(r.owner);
+    q->set_mask_key(r.mask_key);
+    q->set_x(r.share.x);
+    for (uint64_t y : r.share.y) q->add_y(y);
+  }
+  return p;
+}
+
+Result<fl::secagg::Unmask> UnmaskFromProto(const v1::SecureUnmask& p, uint64_t cohort_id,
+                                           int32_t member) {
+  fl::secagg::Unmask u;
+  u.cohort_id = cohort_id;
+  u.member = member;
+  for (const v1::SecureRevealed& q : p.shares()) {
+    fl::secagg::RevealedShare r;
+    r.owner = q.owner();
+    r.mask_key = q.mask_key();
+    r.share.x = q.x();
+    if (static_cast<size_t>(q.y_size()) != r.share.y.size()) {
+      return InvalidArgument("unmask: a revealed share must have " +
+                             std::to_string(r.share.y.size()) + " values, got " +
+                             std::to_string(q.y_size()));
+    }
+    for (size_t i = 0; i < r.share.y.size(); ++i) {
+      r.share.y[i] = q.y(static_cast<int>(i));
+      if (r.share.y[i] >= fl::kShamirPrime) {
+        return InvalidArgument("unmask: a share value is not below the field's prime 2^61 - 1");
+      }
+    }
+    u.shares.push_back(r);
+  }
+  return u;
 }
 
 grpc::Status ToGrpc(const Status& s) {

@@ -12,6 +12,7 @@
 
 #include "ftte/core/status.h"
 #include "ftte/fl/client.h"
+#include "ftte/fl/secagg.h"
 #include "ftte/fl/update.h"
 #include "ftte/v1/federation.grpc.pb.h"
 
@@ -33,6 +34,24 @@ std::vector<fl::ParamLayout> LayoutFromProto(
 v1::Hyperparameters HyperparametersToProto(const fl::ClientConfig& c, bool int8_upload);
 // Checks ranges (batch >= 1, learning rate finite and positive, ...).
 Result<fl::ClientConfig> HyperparametersFromProto(const v1::Hyperparameters& h);
+
+// Secure aggregation's messages (fl/secagg.h). The readers check sizes (32-byte keys and
+// commitment, 4 bytes per masked value, five field elements per share) and name the field; the
+// protocol objects check the rest (membership, rounds, cryptography). `cohort_id` and `member`
+// are the sender's, known from the call, never taken from the message.
+v1::SecureAdvert AdvertToProto(const fl::secagg::KeyAdvert& a);
+Result<fl::secagg::KeyAdvert> AdvertFromProto(const v1::SecureAdvert& p, uint64_t cohort_id);
+v1::SecureShare ShareToProto(const fl::secagg::EncryptedShare& s);
+fl::secagg::EncryptedShare ShareFromProto(const v1::SecureShare& p);
+v1::SecureShares SharesToProto(const fl::secagg::KeyShares& s);
+Result<fl::secagg::KeyShares> SharesFromProto(const v1::SecureShares& p, uint64_t cohort_id,
+                                              int32_t member);
+std::string MaskedInputToBytes(const fl::secagg::MaskedInput& m);
+Result<fl::secagg::MaskedInput> MaskedInputFromBytes(std::string_view bytes, uint64_t cohort_id,
+                                                     int32_t member, int64_t length);
+v1::SecureUnmask UnmaskToProto(const fl::secagg::Unmask& u);
+Result<fl::secagg::Unmask> UnmaskFromProto(const v1::SecureUnmask& p, uint64_t cohort_id,
+                                           int32_t member);
 
 // Status <-> grpc::Status, codes mapped one to one where both have them.
 grpc::Status ToGrpc(const Status& s);

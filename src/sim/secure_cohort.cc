@@ -8,24 +8,8 @@ namespace ftte::sim::internal {
 namespace secagg = fl::secagg;
 
 Result<secagg::CohortConfig> SecureCohortConfig(const SecureAggregationConfig& c, int64_t members) {
-  secagg::CohortConfig config;
-  config.members = static_cast<int>(members);
-  int64_t k = c.neighbours;
-  if (k == 0) {  // SecAgg+: O(log n) neighbours; the complete graph while that is small anyway
-    k = members <= 16 ? members - 1
-                      : std::min<int64_t>(members - 1,
-                                          2 * static_cast<int64_t>(std::ceil(
-                                                  1.5 * std::log2(static_cast<double>(members)))));
-  }
-  config.neighbours = static_cast<int>(k);
-  config.threshold = static_cast<int>(c.threshold > 0 ? c.threshold : k / 2 + 1);
-  config.length = 1;
-  config.range = c.range;
-  if (Status s = secagg::ValidateCohort(config); !s.ok()) {
-    return InvalidArgument("[secure_aggregation] (cohort " + std::to_string(members) +
-                           ", neighbours " + std::to_string(k) + ", threshold " +
-                           std::to_string(config.threshold) + "): " + s.message());
-  }
+  auto config = secagg::MakeCohortConfig(members, c.neighbours, c.threshold, c.range);
+  if (!config.ok()) return InvalidArgument("[secure_aggregation] " + config.status().message());
   return config;
 }
 

@@ -62,6 +62,12 @@ struct CohortConfig {
 // k >= n, n < 2, a non-positive length or range.
 Status ValidateCohort(const CohortConfig& config);
 
+// The parameters for a cohort of `members` (length 1 until the caller sets it): `neighbours` 0
+// picks the complete graph up to 16 members, else 2 * ceil(1.5 * log2 n) (SecAgg+'s O(log n));
+// `threshold` 0 picks neighbours / 2 + 1. Checked by ValidateCohort; the error names the values.
+Result<CohortConfig> MakeCohortConfig(int64_t members, int64_t neighbours, int64_t threshold,
+                                      double range);
+
 // Member `member`'s neighbours, ascending. config must be valid.
 std::vector<int> Neighbours(const CohortConfig& config, int member);
 

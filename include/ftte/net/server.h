@@ -72,6 +72,17 @@ struct ServeConfig {
   // > 0, with noise_multiplier 0 and target_epsilon: the noise is calibrated so that a device
   // may send this many single-update aggregations within target_epsilon (fl::NoiseForLoad).
   int64_t dp_updates_per_device = 0;
+  // [secure_aggregation] (docs/secure-aggregation.md): devices hand updates in through cohorts
+  // of the SecAgg+ protocol (Coordinator::SecureStep) and the server learns only each cohort's
+  // sum. The cohort size lands in strategy.secure_cohort (cohort 0: the buffer K).
+  bool secure = false;
+  int64_t secure_cohort = 0;
+  int64_t secure_neighbours = 0;  // 0: fl::secagg::MakeCohortConfig's default
+  int64_t secure_threshold = 0;   // 0: neighbours / 2 + 1
+  double secure_range = 1.0;      // the fixed point's bound on every weighted value
+  // A protocol round ends when every member has sent its message or this long after it began;
+  // members that missed it are left out (their updates are in no sum, counted).
+  double secure_round_timeout_s = 60;
   // [stop]: the federation is done at the first of these (0 = never)
   double target_accuracy = 0;
   int64_t max_versions = 0;
