@@ -133,6 +133,14 @@ Status Coordinator::Init(data::ImageDataset eval) {
          std::to_string(plan.device_peak_bytes >> 10) + " KiB");
     FTTE_RETURN_IF_ERROR(Checkpoint());
   }
+  if (config_.secure && config_.strategy.algorithm == fl::Algorithm::kFtte &&
+      config_.strategy.reselect != fl::Reselect::kFixed && config_.proxy_samples == 0) {
+    log_(
+        "note: under secure aggregation the devices' importance reports stay hidden, so FTTE's "
+        "re-plans have no importance to rank rows by (only their size and, rotating, their "
+        "time out of the plan); declare a proxy set "
+        "(model.proxy_samples) for importance-ranked re-plans");
+  }
   last_snapshot_ = clock_();
 
   eval_ = std::move(eval);

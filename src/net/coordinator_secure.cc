@@ -14,10 +14,13 @@ namespace secagg = fl::secagg;
 
 namespace {
 
-uint64_t RandomId() {
+uint64_t RandomId() {  // in [1, 2^63): positive as an int64 too
   uint64_t id = 0;
-  while (id == 0) randombytes_buf(&id, sizeof id);
-  return id >> 1;  // positive as an int64 too
+  while (id == 0) {
+    randombytes_buf(&id, sizeof id);
+    id >>= 1;
+  }
+  return id;
 }
 
 const char* RoundName(int round) {
