@@ -633,6 +633,32 @@ Status Coordinator::CheckLease(int64_t device, int64_t base_version) {
   return Status::Ok();
 }
 
+Status Coordinator::CheckSamples(int64_t device, int64_t num_samples) {
+  if (num_samples < 1 || num_samples > config_.max_samples_per_update) {
+    return Reject(device, "sample count",
+                  InvalidArgument("the update claims " + std::to_string(num_samples) +
+                                  " samples; allowed 1 to " +
+                                  std::to_string(config_.max_samples_per_update)));
+  }
+  return Status::Ok();
+}
+
+Status Coordinator::CheckBudget(int64_t device) {
+  if (!strategy_->WouldFit(device, Pending(devices_[static_cast<size_t>(device)]))) {
+    return Reject(device, "privacy budget",
+                  FailedPrecondition("this device has spent its privacy budget ([privacy] "
+                                     "target_epsilon); it takes no further part"));
+  }
+  return Status::Ok();
+}
+
+void Coordinator::RecordAccepted(int64_t device, int64_t update_id) {
+  DeviceRec& d = devices_[static_cast<size_t>(device)];
+  d.recent_ids.push_back(update_id);
+  if (d.recent_ids.size() > kRecentIds) d.recent_ids.pop_front();
+  ++d.accepted;
+}
+
 Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitRequest& req) {
   std::unique_lock<std::mutex> lock(mu_);
   DeviceRec& d = devices_[static_cast<size_t>(device)];
@@ -679,12 +705,7 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
     return Reject(device, "mask mismatch", InvalidArgument(expanded.status().message()));
   }
   u.delta = std::move(expanded->delta);
-  if (u.num_samples < 1 || u.num_samples > config_.max_samples_per_update) {
-    return Reject(device, "sample count",
-                  InvalidArgument("the update claims " + std::to_string(u.num_samples) +
-                                  " samples; allowed 1 to " +
-                                  std::to_string(config_.max_samples_per_update)));
-  }
+  FTTE_RETURN_IF_ERROR(CheckSamples(device, u.num_samples));
   if (!std::isfinite(u.loss) || !std::isfinite(u.variance) || u.variance < 0) {
     return Reject(device, "statistics", InvalidArgument("loss or variance is not finite"));
   }
@@ -705,11 +726,7 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
   }
   FTTE_RETURN_IF_ERROR(CheckLease(device, u.base_version));
   // Never acknowledge an update the strategy would drop for a spent privacy budget.
-  if (!strategy_->WouldFit(device, Pending(d))) {
-    return Reject(device, "privacy budget",
-                  FailedPrecondition("this device has spent its privacy budget ([privacy] "
-                                     "target_epsilon); it takes no further part"));
-  }
+  FTTE_RETURN_IF_ERROR(CheckBudget(device));
   state::LogRecord rec;
   rec.mutable_update()->set_device_id(device);
   rec.mutable_update()->set_update_id(u.update_id);
@@ -726,10 +743,8 @@ Result<v1::SubmitResponse> Coordinator::Submit(int64_t device, const v1::SubmitR
 }
 
 void Coordinator::Apply(const fl::Update& u) {
+  RecordAccepted(u.device, u.update_id);
   DeviceRec& d = devices_[static_cast<size_t>(u.device)];
-  d.recent_ids.push_back(u.update_id);
-  if (d.recent_ids.size() > kRecentIds) d.recent_ids.pop_front();
-  ++d.accepted;
   const int64_t version = strategy_->version(), refused = strategy_->stats().refused;
   if (strategy_->synchronous()) {
     round_.push_back(u);

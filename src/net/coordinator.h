@@ -146,6 +146,11 @@ class Coordinator {
   // this device's outstanding lease and not too stale.
   Status CheckVersion(int64_t device, int64_t base_version);
   Status CheckLease(int64_t device, int64_t base_version);
+  Status CheckSamples(int64_t device, int64_t num_samples);
+  // Refuses an update the strategy would drop for a spent privacy budget.
+  Status CheckBudget(int64_t device);
+  // Records an accepted update id (a retry is answered from the recent ones).
+  void RecordAccepted(int64_t device, int64_t update_id);
   // Secure aggregation.
   Status SecureJoin(int64_t device, int64_t update_id, const v1::SecureJoin& join);
   void FormCohort();
@@ -154,6 +159,7 @@ class Coordinator {
   void EndCohort(uint64_t id, const std::string& reason);  // "" after a sum was applied
   void LeaveOut(int64_t device, const std::string& reason);
   v1::SecureStepResponse NextSecureStep(int64_t device);
+  v1::SecureStepResponse LeftOutResponse(const std::string& why) const;
   // Applies a cohort's logged sum (live and on replay).
   Status ApplyCohort(const state::CohortSum& sum);
   Status Reject(int64_t device, const std::string& reason, Status why);

@@ -55,24 +55,16 @@ Result<v1::SecureStepResponse> Coordinator::SecureStep(int64_t device,
                                   [&](const fl::Update& u) { return u.device == device; }));
       LeaveOut(device, "the federation is done");
     }
-    v1::SecureStepResponse resp;
-    resp.set_kind(v1::SecureStepResponse::LEFT_OUT);
-    resp.set_version(strategy_->version());
-    resp.set_message("the federation is done; this update is in no sum");
-    return resp;
+    return LeftOutResponse("the federation is done; this update is in no sum");
   }
   if (!in_sum()) {
     if (req.has_join()) {
       const bool same = d.secure_update == req.update_id() && d.left_out.empty();
       if (!same) FTTE_RETURN_IF_ERROR(SecureJoin(device, req.update_id(), req.join()));
     } else if (d.secure_update != req.update_id()) {
-      v1::SecureStepResponse resp;
-      resp.set_kind(v1::SecureStepResponse::LEFT_OUT);
-      resp.set_version(strategy_->version());
-      resp.set_message(
+      return LeftOutResponse(
           "no hand-in of this update is under way (the server restarted, or it was never "
           "joined); fetch new work");
-      return resp;
     } else if (req.message_case() != v1::SecureStepRequest::MESSAGE_NOT_SET) {
       FTTE_RETURN_IF_ERROR(SecureMessage(device, req));
     }
@@ -102,18 +94,9 @@ Status Coordinator::SecureJoin(int64_t device, int64_t update_id, const v1::Secu
     return Reject(device, "secure: update id", InvalidArgument("update_id must be >= 0"));
   }
   FTTE_RETURN_IF_ERROR(CheckVersion(device, join.base_version()));
-  if (join.num_samples() < 1 || join.num_samples() > config_.max_samples_per_update) {
-    return Reject(device, "sample count",
-                  InvalidArgument("the update claims " + std::to_string(join.num_samples()) +
-                                  " samples; allowed 1 to " +
-                                  std::to_string(config_.max_samples_per_update)));
-  }
+  FTTE_RETURN_IF_ERROR(CheckSamples(device, join.num_samples()));
   FTTE_RETURN_IF_ERROR(CheckLease(device, join.base_version()));
-  if (!strategy_->WouldFit(device, Pending(d))) {
-    return Reject(device, "privacy budget",
-                  FailedPrecondition("this device has spent its privacy budget ([privacy] "
-                                     "target_epsilon); it takes no further part"));
-  }
+  FTTE_RETURN_IF_ERROR(CheckBudget(device));
   fl::Update u;
   u.device = device;
   u.update_id = update_id;
@@ -331,13 +314,9 @@ void Coordinator::LeaveOut(int64_t device, const std::string& reason) {
 
 v1::SecureStepResponse Coordinator::NextSecureStep(int64_t device) {
   const DeviceRec& d = devices_[static_cast<size_t>(device)];
+  if (!d.left_out.empty()) return LeftOutResponse(d.left_out);
   v1::SecureStepResponse resp;
   resp.set_version(strategy_->version());
-  if (!d.left_out.empty()) {
-    resp.set_kind(v1::SecureStepResponse::LEFT_OUT);
-    resp.set_message(d.left_out);
-    return resp;
-  }
   auto wait = [&](const std::string& why) {
     resp.set_kind(v1::SecureStepResponse::WAIT);
     resp.set_retry_after_ms(100);
@@ -382,6 +361,14 @@ v1::SecureStepResponse Coordinator::NextSecureStep(int64_t device) {
   return resp;
 }
 
+v1::SecureStepResponse Coordinator::LeftOutResponse(const std::string& why) const {
+  v1::SecureStepResponse resp;
+  resp.set_kind(v1::SecureStepResponse::LEFT_OUT);
+  resp.set_version(strategy_->version());
+  resp.set_message(why);
+  return resp;
+}
+
 Status Coordinator::ApplyCohort(const state::CohortSum& rec) {
   const std::string where = config_.state_dir + ": a cohort's sum ";
   FTTE_ASSIGN_OR_RETURN(fl::Mask mask, UnpackMaskBits(rec.mask(), layout_));
@@ -409,12 +396,7 @@ Status Coordinator::ApplyCohort(const state::CohortSum& rec) {
   }
   std::vector<float> full(static_cast<size_t>(fl::TotalNumel(layout_)), 0.0f);
   fl::SetMasked({rec.sum().begin(), rec.sum().end()}, mask, layout_, &full);
-  for (const fl::Update& u : members) {
-    DeviceRec& d = devices_[static_cast<size_t>(u.device)];
-    d.recent_ids.push_back(u.update_id);
-    if (d.recent_ids.size() > kRecentIds) d.recent_ids.pop_front();
-    ++d.accepted;
-  }
+  for (const fl::Update& u : members) RecordAccepted(u.device, u.update_id);
   strategy_->ReceiveCohort(members, w, full);
   ++aggregation_;
   ++secure_cohorts_;

@@ -269,12 +269,12 @@ struct Device::Impl {
       r.update.update_id = static_cast<int64_t>(
           (id_salt + static_cast<uint64_t>(round) * 0x9e3779b97f4a7c15ULL) >> 1);
       ++round;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        stats.measured_peak_bytes = std::max(stats.measured_peak_bytes, r.peak_bytes);
+        stats.last_loss = r.update.loss;
+      }
       if (work.secure_aggregation()) {
-        {
-          std::lock_guard<std::mutex> lock(mu);
-          stats.measured_peak_bytes = std::max(stats.measured_peak_bytes, r.peak_bytes);
-          stats.last_loss = r.update.loss;
-        }
         auto handed = SecureHandIn(r.update, *mask);
         if (!handed.ok()) {
           if (handed.status().code() == StatusCode::kUnauthenticated) {
@@ -294,11 +294,6 @@ struct Device::Impl {
       sub.set_update(fl::EncodeChangedRows(r.update, *mask, layout, eo));
       sub.set_peak_bytes(r.peak_bytes);
       sub.set_steps(r.steps);
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        stats.measured_peak_bytes = std::max(stats.measured_peak_bytes, r.peak_bytes);
-        stats.last_loss = r.update.loss;
-      }
       v1::SubmitResponse resp;
       s = Retry("submit", [&] {
         auto ctx = Context(true);

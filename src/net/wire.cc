@@ -114,8 +114,9 @@ Result<fl::ClientConfig> HyperparametersFromProto(const v1::Hyperparameters& h) 
 
 namespace {
 
-Result<fl::secagg::PublicKey> KeyFromBytes(const std::string& bytes, const char* field) {
-  fl::secagg::PublicKey key;
+// A 32-byte key or commitment (fl::secagg::PublicKey and fl::Secret32 are both 32 bytes).
+Result<std::array<uint8_t, 32>> Bytes32(const std::string& bytes, const char* field) {
+  std::array<uint8_t, 32> key;
   if (bytes.size() != key.size()) {
     return InvalidArgument(std::string(field) + " must have 32 bytes, got " +
                            std::to_string(bytes.size()));
@@ -140,9 +141,8 @@ Result<fl::secagg::KeyAdvert> AdvertFromProto(const v1::SecureAdvert& p, uint64_
   fl::secagg::KeyAdvert a;
   a.cohort_id = cohort_id;
   a.member = p.member();
-  FTTE_ASSIGN_OR_RETURN(a.encryption_key,
-                        KeyFromBytes(p.encryption_key(), "advert.encryption_key"));
-  FTTE_ASSIGN_OR_RETURN(a.mask_key, KeyFromBytes(p.mask_key(), "advert.mask_key"));
+  FTTE_ASSIGN_OR_RETURN(a.encryption_key, Bytes32(p.encryption_key(), "advert.encryption_key"));
+  FTTE_ASSIGN_OR_RETURN(a.mask_key, Bytes32(p.mask_key(), "advert.mask_key"));
   return a;
 }
 
@@ -174,11 +174,7 @@ Result<fl::secagg::KeyShares> SharesFromProto(const v1::SecureShares& p, uint64_
   fl::secagg::KeyShares s;
   s.cohort_id = cohort_id;
   s.member = member;
-  if (p.seed_commitment().size() != s.seed_commitment.size()) {
-    return InvalidArgument("shares.seed_commitment must have 32 bytes, got " +
-                           std::to_string(p.seed_commitment().size()));
-  }
-  std::memcpy(s.seed_commitment.data(), p.seed_commitment().data(), s.seed_commitment.size());
+  FTTE_ASSIGN_OR_RETURN(s.seed_commitment, Bytes32(p.seed_commitment(), "shares.seed_commitment"));
   for (const v1::SecureShare& e : p.shares()) s.shares.push_back(ShareFromProto(e));
   return s;
 }
