@@ -7,38 +7,63 @@
 
 namespace ftte {
 
-Status SaveCheckpoint(Model& model, const std::string& path,
-                      const std::map<std::string, std::string>& extra_metadata) {
-  std::map<std::string, std::string> metadata = {{"ftte.model", model.name()}, {"format", "pt"}};
+namespace {
+
+// The tensors of `model` (float32; int8-stored ones dequantised into `dense`) and the metadata
+// of a checkpoint; `what` names the destination in errors.
+Status CheckpointRecords(Model& model, const std::string& what,
+                         const std::map<std::string, std::string>& extra_metadata,
+                         std::vector<std::vector<float>>* dense, std::vector<TensorRecord>* records,
+                         std::map<std::string, std::string>* metadata) {
+  *metadata = {{"ftte.model", model.name()}, {"format", "pt"}};
   for (const auto& [key, value] : extra_metadata) {
-    if (!metadata.emplace(key, value).second) {
+    if (!metadata->emplace(key, value).second) {
       return InvalidArgument("checkpoint metadata key '" + key +
                              "' is reserved; pick another name");
     }
   }
-  std::vector<std::vector<float>> dense;  // dequantised copies
-  std::vector<TensorRecord> records;
-  dense.reserve(model.params().size());
+  dense->reserve(model.params().size());
   for (Parameter* p : model.params()) {
     const float* data = nullptr;
     if (!p->quantized()) {
       data = p->data();
     } else {
-      dense.emplace_back(static_cast<size_t>(p->numel()));
-      p->ReadRows(0, p->rows(), dense.back().data());
-      data = dense.back().data();
+      dense->emplace_back(static_cast<size_t>(p->numel()));
+      p->ReadRows(0, p->rows(), dense->back().data());
+      data = dense->back().data();
     }
     for (int64_t i = 0; i < p->numel(); ++i) {
       if (!std::isfinite(data[i])) {
-        return FailedPrecondition("not saving " + path + ": tensor '" + p->name() +
+        return FailedPrecondition("not saving " + what + ": tensor '" + p->name() +
                                   "' holds a non-finite value (training diverged); lower the "
                                   "learning rate and train again");
       }
     }
-    records.push_back({p->name(), DType::kF32, p->shape(), data,
-                       static_cast<size_t>(p->numel()) * sizeof(float)});
+    records->push_back({p->name(), DType::kF32, p->shape(), data,
+                        static_cast<size_t>(p->numel()) * sizeof(float)});
   }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status SaveCheckpoint(Model& model, const std::string& path,
+                      const std::map<std::string, std::string>& extra_metadata) {
+  std::vector<std::vector<float>> dense;
+  std::vector<TensorRecord> records;
+  std::map<std::string, std::string> metadata;
+  FTTE_RETURN_IF_ERROR(CheckpointRecords(model, path, extra_metadata, &dense, &records, &metadata));
   return WriteSafetensors(path, records, metadata);
+}
+
+Result<std::string> SerializeCheckpoint(Model& model,
+                                        const std::map<std::string, std::string>& extra_metadata) {
+  std::vector<std::vector<float>> dense;
+  std::vector<TensorRecord> records;
+  std::map<std::string, std::string> metadata;
+  FTTE_RETURN_IF_ERROR(CheckpointRecords(model, "model " + model.name(), extra_metadata, &dense,
+                                         &records, &metadata));
+  return SerializeSafetensors(records, metadata);
 }
 
 Status LoadCheckpoint(Model& model, const std::string& path) {

@@ -18,6 +18,8 @@
 #include <tuple>
 #include <utility>
 
+#include "ftte/core/file.h"
+
 namespace ftte {
 
 // Tensor bytes are copied to and from disk verbatim; safetensors data is little-endian.
@@ -187,70 +189,7 @@ Result<WritePlan> PlanWrite(const std::vector<TensorRecord>& tensors,
   return plan;
 }
 
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd) : fd_(fd) {}
-  ScopedFd(const ScopedFd&) = delete;
-  ScopedFd& operator=(const ScopedFd&) = delete;
-  ~ScopedFd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  // Closes now so the caller sees the error (close can report deferred write failures).
-  int Close() {
-    const int rc = ::close(fd_);
-    fd_ = -1;
-    return rc;
-  }
-
- private:
-  int fd_;
-};
-
 std::string ErrnoText() { return std::strerror(errno); }
-
-Status WriteAll(int fd, const void* data, size_t size, const std::string& path) {
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    const ssize_t n = ::write(fd, p, std::min<size_t>(size, size_t{1} << 30));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return IoError("cannot write " + Quote(path) + ": " + ErrnoText() + "; is the disk full?");
-    }
-    p += n;
-    size -= static_cast<size_t>(n);
-  }
-  return Status::Ok();
-}
-
-// Writes the image to `tmp` and makes it durable. The caller removes `tmp` on failure.
-Status WriteDurably(const std::string& tmp, const WritePlan& plan) {
-  ScopedFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (fd.get() < 0) {
-    return IoError("cannot create " + Quote(tmp) + ": " + ErrnoText() +
-                   "; does the directory exist and is it writable?");
-  }
-  FTTE_RETURN_IF_ERROR(WriteAll(fd.get(), plan.prefix.data(), plan.prefix.size(), tmp));
-  for (const TensorRecord* t : plan.order) {
-    FTTE_RETURN_IF_ERROR(WriteAll(fd.get(), t->data, t->bytes, tmp));
-  }
-  if (::fsync(fd.get()) != 0) return IoError("cannot fsync " + Quote(tmp) + ": " + ErrnoText());
-  if (fd.Close() != 0) return IoError("cannot close " + Quote(tmp) + ": " + ErrnoText());
-  return Status::Ok();
-}
-
-// Persists the rename itself; without this a crash could forget the new directory entry.
-Status SyncParentDirectory(const std::string& path) {
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  if (dir.empty()) dir = ".";
-  ScopedFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0) return IoError("cannot open directory " + Quote(dir) + ": " + ErrnoText());
-  // Some file systems cannot fsync directories (EINVAL); the rename is then as durable as it gets.
-  if (::fsync(fd.get()) != 0 && errno != EINVAL) {
-    return IoError("cannot fsync directory " + Quote(dir) + ": " + ErrnoText());
-  }
-  return Status::Ok();
-}
 
 // ---------------------------------------------------------------------------------------------
 // Reading.
@@ -612,16 +551,11 @@ Status WriteSafetensors(const std::string& path, const std::vector<TensorRecord>
                     "cannot write " + Quote(path) + ": " + planned.status().message());
     }
     const WritePlan& plan = planned.value();
-    const std::string tmp = path + ".tmp";
-    Status s = WriteDurably(tmp, plan);
-    if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
-      s = IoError("cannot rename " + Quote(tmp) + " to " + Quote(path) + ": " + ErrnoText());
+    std::vector<std::string_view> chunks = {plan.prefix};
+    for (const TensorRecord* t : plan.order) {
+      chunks.emplace_back(static_cast<const char*>(t->data), t->bytes);
     }
-    if (!s.ok()) {
-      ::unlink(tmp.c_str());
-      return s;
-    }
-    return SyncParentDirectory(path);
+    return WriteFileAtomically(path, chunks);
   });
 }
 

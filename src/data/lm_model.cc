@@ -16,9 +16,7 @@ namespace {
 // Language models take [T] token ids; image models [C, H, W].
 bool IsLanguageModel(const Model& m) { return m.sample_shape().size() == 1; }
 
-}  // namespace
-
-Status SaveLanguageModel(Model& model, const Tokenizer& tokenizer, const std::string& path) {
+Status CheckLanguageModel(Model& model, const Tokenizer& tokenizer) {
   if (!IsLanguageModel(model)) {
     return InvalidArgument("model " + model.name() +
                            " is an image model; only a language model is saved with a tokenizer");
@@ -29,7 +27,19 @@ Status SaveLanguageModel(Model& model, const Tokenizer& tokenizer, const std::st
                            std::to_string(tokenizer.size()) +
                            " pieces; build the model with vocab=<tokenizer size>");
   }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status SaveLanguageModel(Model& model, const Tokenizer& tokenizer, const std::string& path) {
+  FTTE_RETURN_IF_ERROR(CheckLanguageModel(model, tokenizer));
   return SaveCheckpoint(model, path, {{kTokenizerMetadataKey, tokenizer.Serialize()}});
+}
+
+Result<std::string> SerializeLanguageModel(Model& model, const Tokenizer& tokenizer) {
+  FTTE_RETURN_IF_ERROR(CheckLanguageModel(model, tokenizer));
+  return SerializeCheckpoint(model, {{kTokenizerMetadataKey, tokenizer.Serialize()}});
 }
 
 Result<LanguageModel> LoadLanguageModel(const std::string& path) {
@@ -41,6 +51,10 @@ Result<LanguageModel> LoadLanguageModel(const std::string& path) {
                     path + "`");
   }
   FTTE_ASSIGN_OR_RETURN(SafetensorsFile file, std::move(read));
+  return LanguageModelFrom(file, path);
+}
+
+Result<LanguageModel> LanguageModelFrom(const SafetensorsFile& file, const std::string& path) {
   auto spec = file.metadata.find("ftte.model");
   if (spec == file.metadata.end()) {
     return InvalidArgument(path +
@@ -98,29 +112,42 @@ NextPiecePrediction NextWordPredictor::Predict(std::string_view text, int k) {
   const auto context = static_cast<size_t>(x_.size());
   if (ids.size() > context) ids.erase(ids.begin(), ids.end() - static_cast<ptrdiff_t>(context));
   out.context = ids;
-  // Causal models: the logits at position L-1 depend only on positions < L, so padding the
-  // rest of the window with id 0 changes nothing.
-  std::fill(x_.begin(), x_.end(), 0.0f);
-  std::copy(ids.begin(), ids.end(), x_.begin());
-  trainer_->Evaluate(x_.data(), labels_.data(), 1);
+  std::vector<float> probs;
+  Distribution(ids, &probs);
   const int64_t vocab = lm_.model->num_classes();
-  const float* row = trainer_->logits() + static_cast<int64_t>(ids.size() - 1) * vocab;
-  const float max = *std::max_element(row, row + vocab);
-  double sum = 0;
-  for (int64_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(row[v] - max));
   std::vector<int32_t> order(static_cast<size_t>(vocab));
   std::iota(order.begin(), order.end(), 0);
   std::erase(order, Tokenizer::kUnkId);
   const size_t n = std::min(order.size(), static_cast<size_t>(std::max(k, 0)));
-  std::partial_sort(
-      order.begin(), order.begin() + static_cast<ptrdiff_t>(n), order.end(),
-      [row](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
+  std::partial_sort(order.begin(), order.begin() + static_cast<ptrdiff_t>(n), order.end(),
+                    [&probs](int32_t a, int32_t b) {
+                      return probs[a] > probs[b] || (probs[a] == probs[b] && a < b);
+                    });
   for (size_t i = 0; i < n; ++i) {
     const int32_t id = order[i];
-    out.top.push_back(
-        {id, lm_.tokenizer.Piece(id), std::exp(static_cast<double>(row[id] - max)) / sum});
+    out.top.push_back({id, lm_.tokenizer.Piece(id), probs[static_cast<size_t>(id)]});
   }
   return out;
+}
+
+void NextWordPredictor::Distribution(std::span<const int32_t> context, std::vector<float>* probs) {
+  FTTE_CHECK(!context.empty());
+  if (context.size() > x_.size()) context = context.last(x_.size());
+  // Causal models: the logits at position L-1 depend only on positions < L, so padding the
+  // rest of the window with id 0 changes nothing.
+  std::fill(x_.begin(), x_.end(), 0.0f);
+  std::copy(context.begin(), context.end(), x_.begin());
+  trainer_->Evaluate(x_.data(), labels_.data(), 1);
+  const int64_t vocab = lm_.model->num_classes();
+  const float* row = trainer_->logits() + static_cast<int64_t>(context.size() - 1) * vocab;
+  const float max = *std::max_element(row, row + vocab);
+  double sum = 0;
+  for (int64_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(row[v] - max));
+  probs->resize(static_cast<size_t>(vocab));
+  for (int64_t v = 0; v < vocab; ++v) {
+    (*probs)[static_cast<size_t>(v)] =
+        static_cast<float>(std::exp(static_cast<double>(row[v] - max)) / sum);
+  }
 }
 
 }  // namespace ftte::data

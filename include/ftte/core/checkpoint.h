@@ -17,6 +17,9 @@ namespace ftte {
 // collides with "ftte.model" or "format" is an InvalidArgument.
 Status SaveCheckpoint(Model& model, const std::string& path,
                       const std::map<std::string, std::string>& extra_metadata = {});
+// The same image in memory (what SaveCheckpoint writes), e.g. to embed in another file.
+Result<std::string> SerializeCheckpoint(
+    Model& model, const std::map<std::string, std::string>& extra_metadata = {});
 
 // Loads values into `model`. Fails, leaving the model unchanged, when the file is unreadable
 // or corrupt, was written for another model, or lacks / adds / reshapes a tensor; the message

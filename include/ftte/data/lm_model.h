@@ -13,11 +13,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "ftte/core/model.h"
+#include "ftte/core/safetensors.h"
 #include "ftte/core/status.h"
 #include "ftte/core/trainer.h"
 #include "ftte/data/tokenizer.h"
@@ -30,6 +32,8 @@ inline constexpr char kTokenizerMetadataKey[] = "ftte.tokenizer";
 // (InvalidArgument, nothing written) unless the model is a language model (label_positions() >
 // 1 or a [T] sample) whose vocabulary (num_classes()) equals tokenizer.size().
 Status SaveLanguageModel(Model& model, const Tokenizer& tokenizer, const std::string& path);
+// The same checkpoint image in memory.
+Result<std::string> SerializeLanguageModel(Model& model, const Tokenizer& tokenizer);
 
 struct LanguageModel {
   std::unique_ptr<Model> model;
@@ -42,6 +46,9 @@ struct LanguageModel {
 // model (names it and says how to train a language model), lacks the tokenizer (saved without
 // one) or has a tokenizer whose size differs from the model's vocabulary.
 Result<LanguageModel> LoadLanguageModel(const std::string& path);
+// The same from a file already parsed (ParseSafetensors of an embedded image); `label` names
+// it in errors.
+Result<LanguageModel> LanguageModelFrom(const SafetensorsFile& file, const std::string& label);
 
 struct NextPiece {
   int32_t id = 0;
@@ -69,6 +76,13 @@ class NextWordPredictor {
   // as in training. A context longer than the model's is truncated from the left. Costs one
   // forward pass over the model's context length.
   NextPiecePrediction Predict(std::string_view text, int k);
+
+  // The model's next-id distribution (softmax over the whole vocabulary, <unk> included)
+  // after `context`, ids oldest first as the model saw them in training (<eos> first at a line
+  // start), truncated from the left to the model's context. `context` must not be empty.
+  void Distribution(std::span<const int32_t> context, std::vector<float>* probs);
+  // The model's context length in ids.
+  int64_t context_length() const { return static_cast<int64_t>(x_.size()); }
 
   Model& model() { return *lm_.model; }
   const Tokenizer& tokenizer() const { return lm_.tokenizer; }
