@@ -7,6 +7,7 @@
 #include <mutex>
 #include <string>
 
+#include "c_status.h"
 #include "ftte/data/idx.h"
 #include "ftte/net/device.h"
 #include "ftte/net/ftte_device.h"
@@ -21,30 +22,9 @@ struct ftte_device {
 
 namespace {
 
-int Code(const ftte::Status& s) {
-  using ftte::StatusCode;
-  switch (s.code()) {
-    case StatusCode::kOk:
-      return FTTE_OK;
-    case StatusCode::kInvalidArgument:
-    case StatusCode::kDataLoss:
-      return FTTE_ERR_INVALID_ARGUMENT;
-    case StatusCode::kNotFound:
-      return FTTE_ERR_NOT_FOUND;
-    case StatusCode::kUnauthenticated:
-      return FTTE_ERR_UNAUTHENTICATED;
-    case StatusCode::kFailedPrecondition:
-      return FTTE_ERR_PRECONDITION;
-    case StatusCode::kUnavailable:
-      return FTTE_ERR_UNAVAILABLE;
-    default:
-      return FTTE_ERR_INTERNAL;
-  }
-}
-
 int Fail(ftte_device* d, const ftte::Status& s) {
   d->last_error = s.ToString();
-  return Code(s);
+  return ftte::net::CCode(s);
 }
 
 std::string Str(const char* s) { return s ? s : ""; }

@@ -28,7 +28,9 @@ enum {
   FTTE_ERR_UNAUTHENTICATED = 3,  /* the enrolment key was refused */
   FTTE_ERR_PRECONDITION = 4,     /* e.g. the memory budget is below what a job needs */
   FTTE_ERR_UNAVAILABLE = 5,      /* the server stayed unreachable for max_attempts tries */
-  FTTE_ERR_INTERNAL = 6
+  FTTE_ERR_INTERNAL = 6,
+  FTTE_ERR_DATA_LOSS = 7, /* a file (data, saved state) is truncated or corrupt */
+  FTTE_ERR_CANCELLED = 8  /* stopped by a *_stop call */
 };
 
 typedef struct ftte_device ftte_device;
