@@ -370,4 +370,36 @@ TEST_F(KeyboardTest, KillNineDuringSavesLeavesAWholeState) {
   }
 }
 
+// The example (examples/keyboard, C, public API only) driven by a script on stdin: it shows the
+// suggestions before each word, learns the messages, fits, evaluates and keeps its state.
+TEST_F(KeyboardTest, TheExampleRunsAScriptedSession) {
+  const std::string held = (root_ / "held.txt").string();
+  std::ofstream(held) << "my zebra likes green apples .\n";
+  const std::string script = (root_ / "session.txt").string();
+  {
+    std::ofstream out(script);
+    for (int i = 0; i < 25; ++i) out << "my zebra likes green apples.\n";
+    out << ":suggest my zebra \n:train\n:eval " << held << "\n:stats\n";
+  }
+  auto run = [&](const std::string& model) {
+    const std::string cmd =
+        std::string(FTTE_KEYBOARD_C) + " --state " + dir_ + model + " < " + script + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    EXPECT_EQ(pclose(p), 0) << out;
+    return out;
+  };
+  const std::string out = run(" --model " + base_);
+  EXPECT_NE(out.find("  zebra         * ["), std::string::npos) << out;  // learnt by message 2
+  EXPECT_NE(out.find("[likes "), std::string::npos) << out;              // :suggest
+  EXPECT_NE(out.find("trained on 25 messages"), std::string::npos) << out;
+  EXPECT_NE(out.find("eval " + held + ": 7 words"), std::string::npos) << out;
+  EXPECT_NE(out.find("25 messages, 725 bytes"), std::string::npos) << out;
+  // The state was kept: a second session starts from it (no --model needed).
+  EXPECT_NE(run("").find("50 messages"), std::string::npos);
+}
+
 }  // namespace
