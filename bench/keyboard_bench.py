@@ -116,8 +116,8 @@ def summarize(rows):
     return {"users": len(rows), "words": words,
             "global_top3": benchlib.mean_ci([r["global_top3"] for r in rows])[0],
             "personal_top3": benchlib.mean_ci([r["personal_top3"] for r in rows])[0],
-            "delta_top3": benchlib.mean_ci(d3) if len(d3) <= 10 else mean_ci_normal(d3),
-            "delta_top1": benchlib.mean_ci(d1) if len(d1) <= 10 else mean_ci_normal(d1),
+            "delta_top3": benchlib.mean_ci(d3),
+            "delta_top1": benchlib.mean_ci(d1),
             "delta_top3_p10_median_p90": [quantile(d3, 0.1), quantile(d3, 0.5),
                                           quantile(d3, 0.9)],
             "improved_fraction": sum(1 for x in d3 if x > 0) / len(d3),
@@ -126,13 +126,6 @@ def summarize(rows):
             "pooled_personal_top3": pooled("personal_top3"),
             "global_top1": sum(r["global_top1"] for r in rows) / len(rows),
             "personal_top1": sum(r["personal_top1"] for r in rows) / len(rows)}
-
-
-def mean_ci_normal(xs):
-    n = len(xs)
-    mean = sum(xs) / n
-    sd = (sum((x - mean) ** 2 for x in xs) / (n - 1)) ** 0.5
-    return mean, 1.96 * sd / n ** 0.5
 
 
 def main():

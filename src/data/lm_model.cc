@@ -87,6 +87,16 @@ Result<LanguageModel> LanguageModelFrom(const SafetensorsFile& file, const std::
   return LanguageModel{std::move(model), std::move(tokenizer)};
 }
 
+std::vector<int32_t> LineContext(const Tokenizer& tokenizer, std::string_view text) {
+  std::vector<int32_t> ids = {Tokenizer::kEosId};
+  const std::vector<int32_t> encoded = tokenizer.Encode(text);
+  ids.insert(ids.end(), encoded.begin(), encoded.end());
+  if (ids.size() > 1 && ids.back() == Tokenizer::kEosId && (text.empty() || text.back() != '\n')) {
+    ids.pop_back();  // the line is still being typed
+  }
+  return ids;
+}
+
 NextWordPredictor::NextWordPredictor(LanguageModel lm, int threads) : lm_(std::move(lm)) {
   FTTE_CHECK(lm_.model != nullptr);
   lm_.model->SetAllTrainable(false);
@@ -102,13 +112,9 @@ NextWordPredictor::~NextWordPredictor() = default;
 
 NextPiecePrediction NextWordPredictor::Predict(std::string_view text, int k) {
   NextPiecePrediction out;
-  std::vector<int32_t> ids = lm_.tokenizer.Encode(text);
-  if (!ids.empty() && ids.back() == Tokenizer::kEosId && (text.empty() || text.back() != '\n')) {
-    ids.pop_back();  // the line is still being typed
-  }
-  out.prompt_pieces = static_cast<int64_t>(ids.size());
+  std::vector<int32_t> ids = LineContext(lm_.tokenizer, text);
+  out.prompt_pieces = static_cast<int64_t>(ids.size()) - 1;
   out.unknown = std::count(ids.begin(), ids.end(), Tokenizer::kUnkId);
-  ids.insert(ids.begin(), Tokenizer::kEosId);
   const auto context = static_cast<size_t>(x_.size());
   if (ids.size() > context) ids.erase(ids.begin(), ids.end() - static_cast<ptrdiff_t>(context));
   out.context = ids;

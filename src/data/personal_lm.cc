@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 
 #include "ftte/core/check.h"
 #include "ftte/data/tokenizer.h"
@@ -192,9 +193,14 @@ PersonalFit PersonalNgram::Fit(const std::vector<std::vector<int32_t>>& messages
   PersonalParams best = {0.0, 0.0, 0.75};  // the global model alone
   fit.global_log_likelihood = fit.personal_log_likelihood = score(best);
   fit.grid_points = 1;
-  for (double lambda : {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8}) {
-    for (double kappa : {0.0, 1.0, 3.0, 10.0}) {
-      for (double d : {0.5, 0.75, 0.9}) {
+  constexpr double kLambdas[] = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8};
+  constexpr double kKappas[] = {0.0, 1.0, 3.0, 10.0};
+  constexpr double kDiscounts[] = {0.5, 0.75, 0.9};
+  static_assert(1 + std::size(kLambdas) * std::size(kKappas) * std::size(kDiscounts) ==
+                kFitGridPoints);
+  for (double lambda : kLambdas) {
+    for (double kappa : kKappas) {
+      for (double d : kDiscounts) {
         if (keep_going && !keep_going()) {
           fit.complete = false;
           params_ = best;

@@ -244,7 +244,7 @@ Status Open(const ftte_keyboard_options& o, ftte_keyboard* k) {
 // Word characters of the word tokenizer (tokenizer.h): letters, digits, non-ASCII bytes.
 bool WordByte(unsigned char c) { return std::isalnum(c) || c >= 0x80; }
 
-Status CheckText(const ftte_keyboard* k, const char* text, size_t len, const char* what) {
+Status CheckText(const char* text, size_t len, const char* what) {
   if (text == nullptr && len > 0) return ftte::InvalidArgument(std::string(what) + " is NULL");
   const std::string_view s(text == nullptr ? "" : text, len);
   const size_t bad = ftte::data::Utf8ErrorAt(s);
@@ -317,7 +317,7 @@ ftte_keyboard* ftte_keyboard_open(const ftte_keyboard_options* options, int* cod
 
 int ftte_keyboard_add_text(ftte_keyboard* k, const char* text, size_t len, int64_t unix_time_s) {
   if (k == nullptr) return FTTE_ERR_INVALID_ARGUMENT;
-  Status s = CheckText(k, text, len, "text");
+  Status s = CheckText(text, len, "text");
   if (!s.ok()) return Fail(k, s);
   const int64_t now = Now();
   if (unix_time_s == 0) unix_time_s = now;
@@ -349,7 +349,7 @@ int ftte_keyboard_predict(ftte_keyboard* k, const char* context, size_t len, int
     return Fail(k, ftte::InvalidArgument("predict needs out, count and 1 <= k <= 1000"));
   }
   *count = 0;
-  Status s = CheckText(k, context, len, "context");
+  Status s = CheckText(context, len, "context");
   if (!s.ok()) return Fail(k, s);
   std::string_view text(context == nullptr ? "" : context, len);
   // A word being typed: suggest completions of it, from the context before it.
@@ -362,12 +362,7 @@ int ftte_keyboard_predict(ftte_keyboard* k, const char* context, size_t len, int
     }
     text = text.substr(0, start);
   }
-  std::vector<int32_t> ids = Tok(k).Encode(text);
-  if (!ids.empty() && ids.back() == ftte::data::Tokenizer::kEosId &&
-      (text.empty() || text.back() != '\n')) {
-    ids.pop_back();  // the line is still being typed
-  }
-  ids.insert(ids.begin(), ftte::data::Tokenizer::kEosId);
+  const std::vector<int32_t> ids = ftte::data::LineContext(Tok(k), text);
   std::vector<float> global;
   std::vector<double> p;
   Distribution(k, ids, personal != 0, &global, &p);
@@ -394,10 +389,11 @@ int ftte_keyboard_personalize(ftte_keyboard* k, const ftte_keyboard_session* ses
   const auto start = std::chrono::steady_clock::now();
   const int64_t budget = session == nullptr ? 0 : session->time_budget_ms;
   int64_t asked = 0;
-  constexpr int64_t kGridPoints = 97;  // PersonalNgram::Fit's grid
   auto keep_going = [&] {
     if (session != nullptr && session->progress != nullptr) {
-      session->progress(session->user, std::min(1.0, static_cast<double>(asked) / kGridPoints));
+      session->progress(
+          session->user,
+          std::min(1.0, static_cast<double>(asked) / ftte::data::PersonalNgram::kFitGridPoints));
     }
     ++asked;
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -441,7 +437,7 @@ int ftte_keyboard_evaluate(ftte_keyboard* k, const char* text, size_t len,
                            ftte_keyboard_eval* out) {
   if (k == nullptr) return FTTE_ERR_INVALID_ARGUMENT;
   if (out == nullptr) return Fail(k, ftte::InvalidArgument("evaluate needs out"));
-  Status s = CheckText(k, text, len, "text");
+  Status s = CheckText(text, len, "text");
   if (!s.ok()) return Fail(k, s);
   std::vector<int32_t> stream = {ftte::data::Tokenizer::kEosId};
   const std::vector<int32_t> ids = Tok(k).Encode(std::string_view(text, len));

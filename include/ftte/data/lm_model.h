@@ -63,6 +63,11 @@ struct NextPiecePrediction {
   std::vector<NextPiece> top;    // most likely first, <unk> excluded
 };
 
+// The ids a model reads after `text`, the start of a line being typed: the encoded text without
+// the <eos> the tokenizer adds to an unfinished line (kept if the text ends in '\n'), <eos>
+// first as the line start, as in training. Not truncated.
+std::vector<int32_t> LineContext(const Tokenizer& tokenizer, std::string_view text);
+
 class NextWordPredictor {
  public:
   // Takes ownership; freezes every parameter and allocates a forward-only plan for one sample.

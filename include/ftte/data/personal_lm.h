@@ -72,6 +72,8 @@ class PersonalNgram {
   // (fewer than 2 messages or 20 scored ids) keeps the current parameters. `keep_going` (may be
   // empty) is asked between grid points; false stops with the best so far. `unscored` is <unk>'s
   // id.
+  // Grid points Fit scores (keep_going is asked before each but the first).
+  static constexpr int64_t kFitGridPoints = 1 + 8 * 4 * 3;
   PersonalFit Fit(const std::vector<std::vector<int32_t>>& messages, const GlobalFn& global,
                   int32_t unscored, const std::function<bool()>& keep_going = {});
 
