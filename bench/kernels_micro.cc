@@ -42,26 +42,41 @@ void BM_Gemm(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * m * n * k);
 }
+// The same with PortableGemm (builds without OpenBLAS), to read as a ratio against BM_Gemm.
+void BM_PortableGemm(benchmark::State& state) {
+  const bool ta = state.range(0) != 0, tb = state.range(1) != 0;
+  const int64_t m = state.range(2), n = state.range(3), k = state.range(4);
+  std::vector<float> a = RandomVector(m * k, 1), b = RandomVector(k * n, 2), c(m * n);
+  for (auto _ : state) {
+    PortableGemm(ta, tb, m, n, k, 1.0f, a.data(), ta ? m : k, b.data(), tb ? k : n, 0.0f, c.data(),
+                 n);
+    benchmark::DoNotOptimize(c.data());
+  }
+  state.SetItemsProcessed(state.iterations() * m * n * k);
+}
 // The per-sample GEMMs of a convolution: forward (W * col), weight gradient (Conv2d sums
 // col * dy^T, the transpose of dy * col^T, which is faster at these shapes; both are listed) and
 // input gradient (W^T * dy); and the GEMMs of the cnn's first Linear layer.
-BENCHMARK(BM_Gemm)
-    ->ArgNames({"ta", "tb", "m", "n", "k"})
-    ->Args({0, 0, 64, 196, 800})    // cnn conv2 forward
-    ->Args({0, 1, 800, 64, 196})    // cnn conv2 weight gradient, transposed
-    ->Args({0, 1, 64, 800, 196})    // cnn conv2 weight gradient
-    ->Args({1, 0, 800, 196, 64})    // cnn conv2 input gradient
-    ->Args({0, 0, 32, 784, 25})     // cnn conv1 forward
-    ->Args({0, 1, 25, 32, 784})     // cnn conv1 weight gradient, transposed
-    ->Args({0, 0, 6, 784, 25})      // lenet5 conv1 forward
-    ->Args({0, 1, 25, 6, 784})      // lenet5 conv1 weight gradient, transposed
-    ->Args({0, 0, 16, 100, 150})    // lenet5 conv2 forward
-    ->Args({0, 1, 150, 16, 100})    // lenet5 conv2 weight gradient, transposed
-    ->Args({0, 1, 16, 150, 100})    // lenet5 conv2 weight gradient
-    ->Args({1, 0, 150, 100, 16})    // lenet5 conv2 input gradient
-    ->Args({0, 1, 32, 512, 3136})   // cnn fc1 forward
-    ->Args({1, 0, 512, 3136, 32})   // cnn fc1 weight gradient
-    ->Args({0, 0, 32, 3136, 512});  // cnn fc1 input gradient
+void GemmShapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"ta", "tb", "m", "n", "k"})
+      ->Args({0, 0, 64, 196, 800})    // cnn conv2 forward
+      ->Args({0, 1, 800, 64, 196})    // cnn conv2 weight gradient, transposed
+      ->Args({0, 1, 64, 800, 196})    // cnn conv2 weight gradient
+      ->Args({1, 0, 800, 196, 64})    // cnn conv2 input gradient
+      ->Args({0, 0, 32, 784, 25})     // cnn conv1 forward
+      ->Args({0, 1, 25, 32, 784})     // cnn conv1 weight gradient, transposed
+      ->Args({0, 0, 6, 784, 25})      // lenet5 conv1 forward
+      ->Args({0, 1, 25, 6, 784})      // lenet5 conv1 weight gradient, transposed
+      ->Args({0, 0, 16, 100, 150})    // lenet5 conv2 forward
+      ->Args({0, 1, 150, 16, 100})    // lenet5 conv2 weight gradient, transposed
+      ->Args({0, 1, 16, 150, 100})    // lenet5 conv2 weight gradient
+      ->Args({1, 0, 150, 100, 16})    // lenet5 conv2 input gradient
+      ->Args({0, 1, 32, 512, 3136})   // cnn fc1 forward
+      ->Args({1, 0, 512, 3136, 32})   // cnn fc1 weight gradient
+      ->Args({0, 0, 32, 3136, 512});  // cnn fc1 input gradient
+}
+BENCHMARK(BM_Gemm)->Apply(GemmShapes);
+BENCHMARK(BM_PortableGemm)->Apply(GemmShapes);
 
 // {channels, height, width, kernel, padding}, stride 1.
 ConvGeometry GeometryArgs(const benchmark::State& state) {

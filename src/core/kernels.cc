@@ -5,7 +5,9 @@
 // get the plain loops (the Ref* versions, or the block code on the scalar path).
 #include "ftte/core/kernels.h"
 
+#ifdef FTTE_WITH_OPENBLAS
 #include <cblas.h>
+#endif
 
 #include <algorithm>
 #include <bit>
@@ -49,11 +51,15 @@ void Store(const V& v, void* p) {
 
 void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+#ifdef FTTE_WITH_OPENBLAS
   if (m == 0 || n == 0) return;
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
               trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m), static_cast<blasint>(n),
               static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b,
               static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+#else
+  PortableGemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+#endif
 }
 
 void RefGemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -90,6 +91,54 @@ TEST(Im2ColTest, RowTilesMatchTheOracleAndCol2ImTilesAddUp) {
           for (size_t i = 0; i < dx.size(); ++i) {
             ASSERT_NEAR(dx[i], dx_want[i], 1e-5 + 1e-6 * std::fabs(dx_want[i]))
                 << "tile rows " << rows << " pixel " << i;
+          }
+        }
+      }
+    }
+  }
+}
+
+// PortableGemm (the GEMM of builds without OpenBLAS) against RefGemm's double sums: every
+// transpose, sizes that leave tails of the 4 x 16 register tile and cross the 256-deep and
+// 64-row / 256-column packing blocks, leading dimensions wider than the operands, beta 0 (C is
+// never read: it holds NaN), 1 and another value, and alpha != 1. Then Gemm, whichever
+// implementation this build uses, against the same oracle.
+TEST(GemmTest, PortableAndBuildGemmMatchTheReference) {
+  Rng rng(11);
+  struct Shape {
+    int64_t m, n, k;
+  };
+  for (Shape s : {Shape{1, 1, 1}, Shape{5, 17, 3}, Shape{67, 259, 300}, Shape{4, 16, 256},
+                  Shape{130, 33, 513}, Shape{3, 300, 0}}) {
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = (t & 1) != 0, tb = (t & 2) != 0;
+      const int64_t lda = (ta ? s.m : s.k) + 3, ldb = (tb ? s.k : s.n) + 2, ldc = s.n + 5;
+      std::vector<float> a(static_cast<size_t>((ta ? s.k : s.m) * lda + 1));
+      std::vector<float> b(static_cast<size_t>((tb ? s.n : s.k) * ldb + 1));
+      for (float& v : a) v = static_cast<float>(rng.Normal());
+      for (float& v : b) v = static_cast<float>(rng.Normal());
+      for (float beta : {0.0f, 1.0f, -0.5f}) {
+        std::vector<float> c0(static_cast<size_t>(s.m * ldc));
+        for (float& v : c0) v = beta == 0.0f ? NAN : static_cast<float>(rng.Normal());
+        std::vector<float> want = c0, portable = c0, built = c0;
+        RefGemm(ta, tb, s.m, s.n, s.k, 0.75f, a.data(), lda, b.data(), ldb, beta, want.data(), ldc);
+        PortableGemm(ta, tb, s.m, s.n, s.k, 0.75f, a.data(), lda, b.data(), ldb, beta,
+                     portable.data(), ldc);
+        Gemm(ta, tb, s.m, s.n, s.k, 0.75f, a.data(), lda, b.data(), ldb, beta, built.data(), ldc);
+        const double tol = 1e-5 * (1 + std::sqrt(static_cast<double>(s.k)));
+        for (int64_t i = 0; i < s.m; ++i) {
+          for (int64_t j = 0; j < ldc; ++j) {
+            const size_t e = static_cast<size_t>(i * ldc + j);
+            if (j >= s.n) {  // beyond the n columns: untouched
+              EXPECT_TRUE(std::memcmp(&portable[e], &c0[e], sizeof(float)) == 0);
+              continue;
+            }
+            const std::string where = std::to_string(s.m) + "x" + std::to_string(s.n) + "x" +
+                                      std::to_string(s.k) + " t" + std::to_string(t) + " beta " +
+                                      std::to_string(beta) + " at " + std::to_string(i) + "," +
+                                      std::to_string(j);
+            ASSERT_NEAR(portable[e], want[e], tol * (1 + std::fabs(want[e]))) << where;
+            ASSERT_NEAR(built[e], want[e], tol * (1 + std::fabs(want[e]))) << where;
           }
         }
       }

@@ -1,12 +1,18 @@
 #include "ftte/core/thread_pool.h"
 
+#ifdef FTTE_WITH_OPENBLAS
 #include <cblas.h>
+#endif
 
 #include "ftte/core/check.h"
 
 namespace ftte {
 
-void UseSingleThreadedBlas() { openblas_set_num_threads(1); }
+void UseSingleThreadedBlas() {
+#ifdef FTTE_WITH_OPENBLAS
+  openblas_set_num_threads(1);
+#endif
+}
 
 ThreadPool::ThreadPool(int threads) : size_(threads) {
   FTTE_CHECK(threads >= 1) << "thread count must be >= 1, got " << threads;

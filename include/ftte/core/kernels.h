@@ -1,7 +1,8 @@
-// Numerical kernels, single-threaded (see thread_pool.h). Gemm calls CBLAS (OpenBLAS); the
-// others work on short rows in fixed-size vector blocks (see kernels.cc). The Ref* versions are
-// plain loops kept in the tree as the oracle that tests compare the fast ones against.
-// Pointer arguments never alias unless a comment says they may.
+// Numerical kernels, single-threaded (see thread_pool.h). Gemm calls CBLAS (OpenBLAS), or
+// PortableGemm in builds without it (FTTE_WITH_OPENBLAS=OFF); the others work on short rows in
+// fixed-size vector blocks (see kernels.cc). The Ref* versions are plain loops kept in the tree as
+// the oracle that tests compare the fast ones against. Pointer arguments never alias unless a
+// comment says they may.
 #ifndef FTTE_CORE_KERNELS_H_
 #define FTTE_CORE_KERNELS_H_
 
@@ -13,6 +14,11 @@ namespace ftte {
 // op(X) = X^T when trans_X. Single-threaded (see thread_pool.h).
 void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+// The blocked GEMM of builds without OpenBLAS (gemm.cc), compiled in every build so that tests
+// and benchmarks compare it with RefGemm and OpenBLAS. Same contract as Gemm.
+void PortableGemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                  int64_t ldc);
 void RefGemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
              const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
              int64_t ldc);
