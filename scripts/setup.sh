@@ -19,6 +19,11 @@ packages=(
   bible-kjv bible-kjv-text  # text corpus for the language-model experiments
   dataset-fashion-mnist # /usr/share/datasets/fashion-mnist
   clang-format
+  # arm64: the device side cross-compiled with Debian's aarch64 toolchain and its tests run under
+  # qemu-user (scripts/test.sh); the :arm64 libraries come from Debian's multiarch archive.
+  crossbuild-essential-arm64 qemu-user
+  libsodium-dev:arm64 zlib1g-dev:arm64 libgtest-dev:arm64
+  libgrpc++-dev:arm64 libprotobuf-dev:arm64
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(python3 python3-torch)
@@ -45,6 +50,9 @@ if [[ $(id -u) -ne 0 ]]; then
   fi
 fi
 export DEBIAN_FRONTEND=noninteractive
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  "${sudo_cmd[@]}" dpkg --add-architecture arm64
+fi
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "setup: done" >&2

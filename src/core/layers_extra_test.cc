@@ -543,7 +543,6 @@ TEST(EmbeddingTest, FrozenInt8WeightLooksUpDequantisedRows) {
 }
 
 TEST(EmbeddingDeathTest, BadIdsAbortWithTheIdAndPosition) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
   MemoryTracker tracker;
   Embedding emb(5, 3, &tracker);
   EXPECT_DEATH(RunForward(emb, {4}, {0, 1, 7, 2}, &tracker),
@@ -554,7 +553,6 @@ TEST(EmbeddingDeathTest, BadIdsAbortWithTheIdAndPosition) {
 }
 
 TEST(EmbeddingDeathTest, InputGradientIsRefused) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
   MemoryTracker tracker;
   Embedding emb(5, 3, &tracker);
   EXPECT_DEATH(emb.Prepare({4}, kBoth, PlanContext{}, &tracker), "token ids have no gradient");

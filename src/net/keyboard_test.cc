@@ -382,8 +382,8 @@ TEST_F(KeyboardTest, TheExampleRunsAScriptedSession) {
     out << ":suggest my zebra \n:train\n:eval " << held << "\n:stats\n";
   }
   auto run = [&](const std::string& model) {
-    const std::string cmd =
-        std::string(FTTE_KEYBOARD_C) + " --state " + dir_ + model + " < " + script + " 2>&1";
+    const std::string cmd = std::string(FTTE_EMULATOR " " FTTE_KEYBOARD_C) + " --state " + dir_ +
+                            model + " < " + script + " 2>&1";
     FILE* p = popen(cmd.c_str(), "r");
     std::string out;
     char buf[4096];
