@@ -3,6 +3,7 @@
  * keyboard learns from what they typed. Everything stays in STATE_DIR on this machine.
  *
  *   keyboard --state DIR [--model CKPT] [--key-file FILE] [--quiet]
+ *            [--server HOST:PORT --enroll-key-file FILE [--name NAME] [--tls-ca PEM | --insecure]]
  *
  * CKPT (needed the first time only) is a language model from
  *   ftte train --model lstm_lm --data bible --vocab 2000 --context 16 --save CKPT
@@ -13,6 +14,8 @@
  *   :train          refit the personal part (what an app does while the phone charges)
  *   :eval FILE      next-word top-1 / top-3 over FILE, global model alone vs with personal part
  *   :stats          what the keyboard holds
+ *   :federate [N]   join the federation at --server with the typed text until it is done (or N
+ *                   updates are accepted); the keyboard then uses the federation's model
  *   :save           save now (also done by :train and at the end)
  *   :quit           save and leave (as does the end of input)
  * Scriptable: `keyboard --state DIR < session.txt`. */
@@ -134,9 +137,42 @@ static int read_key(const char* path, uint8_t key[FTTE_KEYBOARD_KEY_BYTES]) {
   return 0;
 }
 
+/* Reads the first line of `path` into buf (the enrolment secret). */
+static int read_line(const char* path, char* buf, size_t cap) {
+  FILE* f = fopen(path, "r");
+  if (!f || !fgets(buf, (int)cap, f)) {
+    fprintf(stderr, "keyboard: cannot read the enrolment key file %s\n", path);
+    if (f) fclose(f);
+    return 1;
+  }
+  fclose(f);
+  buf[strcspn(buf, "\r\n")] = '\0';
+  return 0;
+}
+
+static int federate(ftte_keyboard* k, const ftte_device_options* fed, const char* arg) {
+  if (!fed->server) {
+    fprintf(stderr, "keyboard: :federate needs --server HOST:PORT and --enroll-key-file FILE\n");
+    return 1;
+  }
+  ftte_device_options o = *fed;
+  if (*arg) o.max_updates = atoll(arg);
+  ftte_device_stats st;
+  if (ftte_keyboard_federate(k, &o, &st) != FTTE_OK) return fail("federate", k);
+  printf(
+      "federated: %lld updates accepted, %lld refused; the keyboard now uses model version %lld\n",
+      (long long)st.accepted, (long long)st.rejected, (long long)st.version);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   ftte_keyboard_options o;
   ftte_keyboard_options_init(&o);
+  ftte_device_options fed;
+  ftte_device_options_init(&fed);
+  fed.name = "keyboard";
+  fed.max_attempts = 20;
+  char enroll_key[256] = "";
   uint8_t key[FTTE_KEYBOARD_KEY_BYTES];
   int quiet = 0;
   for (int i = 1; i < argc; ++i) {
@@ -149,11 +185,29 @@ int main(int argc, char** argv) {
       o.key = key;
     } else if (strcmp(argv[i], "--quiet") == 0) {
       quiet = 1;
+    } else if (strcmp(argv[i], "--server") == 0 && i + 1 < argc) {
+      fed.server = argv[++i];
+    } else if (strcmp(argv[i], "--enroll-key-file") == 0 && i + 1 < argc) {
+      if (read_line(argv[++i], enroll_key, sizeof enroll_key) != 0) return 2;
+      fed.enroll_key = enroll_key;
+    } else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc) {
+      fed.name = argv[++i];
+    } else if (strcmp(argv[i], "--tls-ca") == 0 && i + 1 < argc) {
+      fed.root_ca = argv[++i];
+    } else if (strcmp(argv[i], "--insecure") == 0) {
+      fed.insecure = 1;
     } else {
-      fprintf(stderr, "usage: %s --state DIR [--model CKPT] [--key-file FILE] [--quiet]\n",
+      fprintf(stderr,
+              "usage: %s --state DIR [--model CKPT] [--key-file FILE] [--quiet]\n"
+              "          [--server HOST:PORT --enroll-key-file FILE [--name NAME]"
+              " [--tls-ca PEM | --insecure]]\n",
               argv[0]);
       return 2;
     }
+  }
+  if (fed.server && !fed.enroll_key) {
+    fprintf(stderr, "keyboard: --server needs --enroll-key-file FILE (the federation's secret)\n");
+    return 2;
   }
   if (!o.state_dir) {
     fprintf(stderr, "keyboard: --state DIR is required (where the keyboard keeps its state)\n");
@@ -210,10 +264,13 @@ int main(int argc, char** argv) {
       printf("%lld messages, %lld bytes, %lld words kept; %lld dropped by retention\n",
              (long long)st.messages, (long long)st.store_bytes, (long long)st.tokens,
              (long long)st.dropped_messages);
+    } else if (strncmp(line, ":federate", 9) == 0 && (line[9] == '\0' || line[9] == ' ')) {
+      rc |= federate(k, &fed, line[9] ? line + 10 : "");
     } else if (strcmp(line, ":save") == 0) {
       if (ftte_keyboard_save(k) != FTTE_OK) rc = fail("save", k);
     } else if (line[0] == ':') {
-      fprintf(stderr, "keyboard: unknown command %s (:suggest :train :eval :stats :save :quit)\n",
+      fprintf(stderr,
+              "keyboard: unknown command %s (:suggest :train :eval :stats :federate :save :quit)\n",
               line);
       rc = 1;
     } else {

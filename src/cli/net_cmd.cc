@@ -100,10 +100,11 @@ int RunServe(const std::vector<std::string>& in) {
   auto config = net::LoadServeConfig(flags->Get("config", ""), sets.value());
   if (!config.ok()) return Fail("serve", config.status(), 2);
   g_json_logs = config->log_format == "json";
-  auto eval = data::LoadFashionMnist(config->data, false);
-  if (!eval.ok()) return Fail("serve", eval.status(), 1);
-  auto server = net::FederationServer::Start(config.value(), std::move(eval).value(),
-                                             [](const std::string& m) { LogLine("serve", m); });
+  auto inputs = net::LoadServeData(&config.value());
+  if (!inputs.ok()) return Fail("serve", inputs.status(), 1);
+  auto server = net::FederationServer::Start(
+      config.value(), std::move(inputs->eval), [](const std::string& m) { LogLine("serve", m); },
+      std::move(inputs->initial_weights));
   if (!server.ok()) return Fail("serve", server.status(), 1);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);

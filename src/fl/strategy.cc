@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <string>
+#include <string_view>
 
 #include "ftte/core/check.h"
 #include "ftte/core/rng.h"
@@ -32,7 +34,13 @@ std::string PlanKey(const PlanningInputs& in, const ClientConfig& c) {
   char ptr[40];
   std::snprintf(ptr, sizeof ptr, "|%p|%p", static_cast<const void*>(in.proxy.x),
                 static_cast<const void*>(in.proxy.labels));
-  return k.append(ptr);
+  k.append(ptr);
+  if (!in.initial_weights.empty()) {  // a plan ranks by the starting values' importance
+    const std::string_view bytes(reinterpret_cast<const char*>(in.initial_weights.data()),
+                                 in.initial_weights.size() * sizeof(float));
+    k.append("|init:" + std::to_string(std::hash<std::string_view>{}(bytes)));
+  }
+  return k;
 }
 
 }  // namespace
@@ -222,6 +230,14 @@ Strategy::~Strategy() = default;
 Status Strategy::Init() {
   FTTE_ASSIGN_OR_RETURN(model_, MakeModel(inputs_.model_spec, inputs_.seed));
   layout_ = LayoutOf(*model_);
+  if (!inputs_.initial_weights.empty()) {
+    if (static_cast<int64_t>(inputs_.initial_weights.size()) != TotalNumel(layout_)) {
+      return InvalidArgument("the initial weights hold " +
+                             std::to_string(inputs_.initial_weights.size()) + " values; model '" +
+                             inputs_.model_spec + "' has " + std::to_string(TotalNumel(layout_)));
+    }
+    SetWeights(*model_, inputs_.initial_weights);
+  }
   weights_ = GetWeights(*model_);
   momentum_.assign(weights_.size(), 0.0);
   int64_t rows = 0;

@@ -756,5 +756,20 @@ TEST(StrategyTest, SecureAggregationRefusesWhatNeedsSingleUpdates) {
   EXPECT_NE(ValidateServerConfig(c).message().find("not fedasync"), std::string::npos);
 }
 
+TEST(StrategyTest, InitialWeightsStartTheModelAndAreChecked) {
+  ServerConfig c;
+  c.algorithm = Algorithm::kFedBuff;
+  PlanningInputs in = Inputs();
+  const int64_t n = TotalNumel(Make(c)->layout());
+  in.initial_weights.assign(static_cast<size_t>(n), 0.25f);
+  EXPECT_EQ(Make(c, in)->weights(), in.initial_weights);
+  in.initial_weights.pop_back();
+  auto bad = Strategy::Create(c, in);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("initial weights hold " + std::to_string(n - 1)),
+            std::string::npos)
+      << bad.status().message();
+}
+
 }  // namespace
 }  // namespace ftte::fl

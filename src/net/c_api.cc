@@ -31,25 +31,15 @@ std::string Str(const char* s) { return s ? s : ""; }
 
 }  // namespace
 
-extern "C" {
+namespace ftte::net {
 
-void ftte_device_options_init(ftte_device_options* o) {
-  std::memset(o, 0, sizeof *o);
-  o->memory_budget_bytes = 64 << 20;
-}
-
-ftte_device* ftte_device_create(const ftte_device_options* o, char* err, size_t err_len) {
-  auto fail = [&](const std::string& m) -> ftte_device* {
-    if (err && err_len > 0) std::snprintf(err, err_len, "%s", m.c_str());
-    return nullptr;
-  };
-  if (!o) return fail("options are NULL");
+Result<DeviceOptions> DeviceOptionsFromC(const ftte_device_options* o) {
+  if (!o) return InvalidArgument("options are NULL");
   if (!o->server || !o->name || !o->enroll_key) {
-    return fail("options need server, name and enroll_key");
+    return InvalidArgument("options need server, name and enroll_key");
   }
-  if (o->memory_budget_bytes <= 0) return fail("memory_budget_bytes must be > 0");
-  auto d = std::make_unique<ftte_device>();
-  ftte::net::DeviceOptions& p = d->options;
+  if (o->memory_budget_bytes <= 0) return InvalidArgument("memory_budget_bytes must be > 0");
+  DeviceOptions p;
   p.server = o->server;
   p.root_ca = Str(o->root_ca);
   p.client_cert = Str(o->client_cert);
@@ -62,6 +52,41 @@ ftte_device* ftte_device_create(const ftte_device_options* o, char* err, size_t 
   p.max_attempts = o->max_attempts;
   p.seed = o->seed;
   if (o->verbose) p.log = [](const std::string& m) { std::cerr << m << "\n"; };
+  return p;
+}
+
+ftte_device_stats DeviceStatsToC(const DeviceStats& s) {
+  ftte_device_stats out;
+  std::memset(&out, 0, sizeof out);
+  out.accepted = s.accepted;
+  out.duplicates = s.duplicates;
+  out.rejected = s.rejected;
+  out.retries = s.retries;
+  out.version = s.version;
+  out.predicted_peak_bytes = s.predicted_peak_bytes;
+  out.measured_peak_bytes = s.measured_peak_bytes;
+  out.last_loss = s.last_loss;
+  return out;
+}
+
+}  // namespace ftte::net
+
+extern "C" {
+
+void ftte_device_options_init(ftte_device_options* o) {
+  std::memset(o, 0, sizeof *o);
+  o->memory_budget_bytes = 64 << 20;
+}
+
+ftte_device* ftte_device_create(const ftte_device_options* o, char* err, size_t err_len) {
+  auto fail = [&](const std::string& m) -> ftte_device* {
+    if (err && err_len > 0) std::snprintf(err, err_len, "%s", m.c_str());
+    return nullptr;
+  };
+  auto options = ftte::net::DeviceOptionsFromC(o);
+  if (!options.ok()) return fail(options.status().message());
+  auto d = std::make_unique<ftte_device>();
+  d->options = std::move(options).value();
   return d.release();
 }
 
@@ -119,15 +144,7 @@ void ftte_device_get_stats(const ftte_device* d, ftte_device_stats* out) {
   std::memset(out, 0, sizeof *out);
   std::lock_guard<std::mutex> lock(d->mu);
   if (!d->device) return;
-  const ftte::net::DeviceStats s = d->device->stats();
-  out->accepted = s.accepted;
-  out->duplicates = s.duplicates;
-  out->rejected = s.rejected;
-  out->retries = s.retries;
-  out->version = s.version;
-  out->predicted_peak_bytes = s.predicted_peak_bytes;
-  out->measured_peak_bytes = s.measured_peak_bytes;
-  out->last_loss = s.last_loss;
+  *out = ftte::net::DeviceStatsToC(d->device->stats());
 }
 
 const char* ftte_device_last_error(const ftte_device* d) { return d ? d->last_error.c_str() : ""; }

@@ -1,8 +1,10 @@
-// The C APIs' error codes (FTTE_ERR_*, include/ftte/net/ftte_device.h) of a Status.
+// What the C APIs share: the error codes (FTTE_ERR_*, include/ftte/net/ftte_device.h) of a
+// Status, and the device options.
 #ifndef FTTE_NET_C_STATUS_H_
 #define FTTE_NET_C_STATUS_H_
 
 #include "ftte/core/status.h"
+#include "ftte/net/device.h"
 #include "ftte/net/ftte_device.h"
 
 namespace ftte::net {
@@ -27,6 +29,11 @@ inline int CCode(const Status& s) {
       return FTTE_ERR_INTERNAL;
   }
 }
+
+// The runtime's options from the C ones (c_api.cc). Errors name the missing or bad field.
+Result<DeviceOptions> DeviceOptionsFromC(const ftte_device_options* options);
+// The C stats of a device.
+ftte_device_stats DeviceStatsToC(const DeviceStats& stats);
 
 }  // namespace ftte::net
 

@@ -10,6 +10,7 @@
 
 #include "ftte/core/mask.h"
 #include "ftte/data/idx.h"
+#include "ftte/data/tokenizer.h"
 #include "ftte/fl/changed_rows.h"
 #include "ftte/fl/encoding.h"
 #include "wire.h"
@@ -79,7 +80,8 @@ Coordinator::~Coordinator() = default;
 
 Result<std::unique_ptr<Coordinator>> Coordinator::Create(const ServeConfig& config,
                                                          data::ImageDataset eval, Clock clock,
-                                                         Logger log) {
+                                                         Logger log,
+                                                         std::vector<float> initial_weights) {
   if (sodium_init() < 0) {
     return Status(StatusCode::kInternal, "libsodium could not initialise (no entropy source?)");
   }
@@ -89,11 +91,11 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const ServeConfig& conf
         "device app)");
   }
   std::unique_ptr<Coordinator> c(new Coordinator(config, std::move(clock), std::move(log)));
-  FTTE_RETURN_IF_ERROR(c->Init(std::move(eval)));
+  FTTE_RETURN_IF_ERROR(c->Init(std::move(eval), std::move(initial_weights)));
   return c;
 }
 
-Status Coordinator::Init(data::ImageDataset eval) {
+Status Coordinator::Init(data::ImageDataset eval, std::vector<float> initial_weights) {
   FTTE_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, MakeModel(config_.model, config_.seed));
   layout_ = fl::LayoutOf(*model);
   int64_t numel = 1;
@@ -106,6 +108,7 @@ Status Coordinator::Init(data::ImageDataset eval) {
   fl::PlanningInputs in;
   in.model_spec = config_.model;
   in.seed = config_.seed;
+  in.initial_weights = std::move(initial_weights);
   in.client = config_.client;
   in.budget_bytes = config_.budget_bytes;
   data::ImageDataset proxy;
@@ -148,7 +151,14 @@ Status Coordinator::Init(data::ImageDataset eval) {
   eval_model_ = std::move(model);
   eval_model_->SetAllTrainable(false);
   TrainerOptions eo;
-  eo.batch = std::min<int64_t>(256, eval_.size);
+  if (eval_.labels_per_sample > 1) {
+    // A language model: T x vocab logits per sample (smaller batches), and accuracy is over
+    // the held-out positions whose target is not <unk>, as in the simulator.
+    eo.batch = std::min<int64_t>(16, eval_.size);
+    eo.unscored_class = data::Tokenizer::kUnkId;
+  } else {
+    eo.batch = std::min<int64_t>(256, eval_.size);
+  }
   eval_trainer_ = std::make_unique<Trainer>(eval_model_.get(), eo);
   return Status::Ok();
 }
@@ -498,6 +508,7 @@ Result<v1::Work> Coordinator::GetWork(int64_t device, const v1::GetWorkRequest& 
   if (done_) {
     d.told_done = true;
     w.set_kind(v1::Work::DONE);
+    if (req.final_values()) w.set_values(ValuesSinceLocked(req.known_version()));
     return w;
   }
   if (!d.eligible) {
@@ -510,6 +521,7 @@ Result<v1::Work> Coordinator::GetWork(int64_t device, const v1::GetWorkRequest& 
     d.told_done = true;
     w.set_kind(v1::Work::DONE);
     w.set_message("this device has spent its privacy budget ([privacy] target_epsilon)");
+    if (req.final_values()) w.set_values(ValuesSinceLocked(req.known_version()));
     return w;
   }
   const double now = clock_();
@@ -547,10 +559,22 @@ Result<v1::Work> Coordinator::GetWork(int64_t device, const v1::GetWorkRequest& 
   SetLease(device, now + config_.lease_s);
   d.lease_version = strategy_->version();  // the only base version its update may claim
   w.set_kind(v1::Work::TRAIN);
+  w.set_values(ValuesSinceLocked(req.known_version()));
+  w.set_mask(PackMaskBits(strategy_->plan().mask, layout_));
+  w.set_secure_aggregation(config_.secure);
+  *w.mutable_hyperparameters() =
+      HyperparametersToProto(strategy_->plan().client, config_.int8_upload);
+  // A device must never train from a model a crash could take back.
+  const int64_t sequence = store_->appended();
+  lock.unlock();
+  FTTE_RETURN_IF_ERROR(store_->WaitDurable(sequence));
+  return w;
+}
+
+const std::string& Coordinator::ValuesSinceLocked(int64_t known_version) {
   // The values of the rows changed since the device's version.
-  const int64_t known = req.known_version() < 0 || req.known_version() > strategy_->version()
-                            ? -1
-                            : req.known_version();
+  const int64_t known =
+      known_version < 0 || known_version > strategy_->version() ? -1 : known_version;
   if (values_cache_version_ != strategy_->version()) {
     values_cache_.clear();
     values_cache_version_ = strategy_->version();
@@ -573,16 +597,7 @@ Result<v1::Work> Coordinator::GetWork(int64_t device, const v1::GetWorkRequest& 
     values.delta = fl::PackMasked(strategy_->weights(), changed, layout_);
     cached = values_cache_.emplace(known, Encode(values, changed, layout_)).first;
   }
-  w.set_values(cached->second);
-  w.set_mask(PackMaskBits(strategy_->plan().mask, layout_));
-  w.set_secure_aggregation(config_.secure);
-  *w.mutable_hyperparameters() =
-      HyperparametersToProto(strategy_->plan().client, config_.int8_upload);
-  // A device must never train from a model a crash could take back.
-  const int64_t sequence = store_->appended();
-  lock.unlock();
-  FTTE_RETURN_IF_ERROR(store_->WaitDurable(sequence));
-  return w;
+  return cached->second;
 }
 
 Status Coordinator::Reject(int64_t device, const std::string& reason, Status why) {
@@ -883,7 +898,9 @@ Status Coordinator::Tick() {
   fl::SetWeights(*eval_model_, weights);
   StepResult r = eval_trainer_->Evaluate(eval_.images.data(), eval_.labels.data(), eval_.size);
   last_eval_version_ = version;
-  const double acc = static_cast<double>(r.correct) / static_cast<double>(eval_.size);
+  const double acc = static_cast<double>(r.correct) /
+                     static_cast<double>(
+                         eval_.labels_per_sample > 1 ? std::max<int64_t>(1, r.scored) : eval_.size);
   std::lock_guard<std::mutex> lock(mu_);
   v1::EvalPoint p;
   p.set_version(version);

@@ -41,10 +41,12 @@ class Coordinator {
   // Builds the strategy and its first plan (FTTE: from the proxy set if [model] proxy_samples
   // > 0, else from the devices' reports; never from `eval`), then resumes from
   // config.state_dir if it holds state, or starts it. Fails if the state was written for another
-  // model or strategy, or is unreadable.
+  // model or strategy, or is unreadable. `initial_weights` (GetWeights order; empty: the
+  // seed's initialisation) start a new federation from a pretrained model ([model] init).
   static Result<std::unique_ptr<Coordinator>> Create(const ServeConfig& config,
                                                      data::ImageDataset eval, Clock clock,
-                                                     Logger log);
+                                                     Logger log,
+                                                     std::vector<float> initial_weights = {});
   ~Coordinator();
 
   Result<v1::EnrollResponse> Enroll(const v1::EnrollRequest& request);
@@ -134,7 +136,7 @@ class Coordinator {
   };
 
   Coordinator(const ServeConfig& config, Clock clock, Logger log);
-  Status Init(data::ImageDataset eval);
+  Status Init(data::ImageDataset eval, std::vector<float> initial_weights);
   Status Restore(const StateStore::Loaded& loaded);
   Status RestoreImportance(const state::Snapshot& s, fl::ImportanceTable* table) const;
   state::Snapshot MakeSnapshot() const;
@@ -162,6 +164,9 @@ class Coordinator {
   v1::SecureStepResponse LeftOutResponse(const std::string& why) const;
   // Applies a cohort's logged sum (live and on replay).
   Status ApplyCohort(const state::CohortSum& sum);
+  // The encoded values of the rows changed since `known_version` (-1 or unknown: all), cached
+  // per version. Needs mu_.
+  const std::string& ValuesSinceLocked(int64_t known_version);
   Status Reject(int64_t device, const std::string& reason, Status why);
   // Leases and activity are kept ordered by time, so each call costs O(log devices), not a
   // scan of every device: SetLease is the only writer of DeviceRec::lease_until (< 0: none).

@@ -14,6 +14,8 @@
 #include <limits>
 #include <thread>
 
+#include "ftte/core/model.h"
+#include "ftte/data/lm_model.h"
 #include "ftte/data/synthetic.h"
 #include "ftte/fl/changed_rows.h"
 #include "ftte/fl/encoding.h"
@@ -612,6 +614,56 @@ TEST(CoordinatorTest, DistributedPrivacyTellsDevicesTheirNoiseShare) {
   fl::PrivatizeUpdate(&noised.delta, 1, 1.0, fl::DerivedNoiseKey(5));
   ASSERT_TRUE(h.Submit(noised).ok());
   EXPECT_EQ(h.c->accepted(), 1);
+}
+
+// [model] init and [eval] text: a language-model federation from a checkpoint, with errors that
+// name the key and the fix before anything starts.
+TEST(ServeConfigTest, ALanguageModelStartsFromItsCheckpointAndHeldOutText) {
+  const std::string dir = ::testing::TempDir() + "ftte_serve_lm_" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir + "/heldout");
+  std::filesystem::create_directories(dir + "/empty");
+  auto tok = data::Tokenizer::Train(data::TokenizerKind::kWord, {"a b c a b .\n"}, 50);
+  ASSERT_TRUE(tok.ok());
+  auto model = MakeModel("lstm_lm:vocab=" + std::to_string(tok->size()) + ",context=4", 3);
+  ASSERT_TRUE(model.ok());
+  const std::string ckpt = dir + "/lm.safetensors";
+  ASSERT_TRUE(data::SaveLanguageModel(*model.value(), tok.value(), ckpt).ok());
+  std::ofstream(dir + "/heldout/u") << "a b c .\nb a .\n";
+  std::ofstream(dir + "/empty/u") << "\n";
+  const std::vector<std::string> base = {"auth.enroll_key=k", "server.insecure=true"};
+  auto load = [&](std::vector<std::string> more) {
+    std::vector<std::string> all = base;
+    all.insert(all.end(), more.begin(), more.end());
+    return LoadServeConfig("", all);
+  };
+  auto c = load({"model.init=" + ckpt, "eval.text=" + dir + "/heldout"});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  auto d = LoadServeData(&c.value());
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(c->model, model.value()->name());
+  EXPECT_EQ(d->initial_weights, fl::GetWeights(*model.value()));
+  EXPECT_EQ(d->eval.labels_per_sample, 4);
+  EXPECT_GT(d->eval.size, 0);
+
+  auto r = load({"model.init=" + ckpt});
+  EXPECT_NE(r.status().message().find("needs [eval] text"), std::string::npos);
+  r = load({"eval.text=" + dir});
+  EXPECT_NE(r.status().message().find("needs [model] init"), std::string::npos);
+  c = load({"model.init=" + ckpt, "eval.text=" + dir + "/heldout", "model.name=lstm_lm"});
+  ASSERT_TRUE(c.ok());
+  d = LoadServeData(&c.value());
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("is not the init checkpoint's"), std::string::npos)
+      << d.status().message();
+  c = load({"model.init=" + ckpt, "eval.text=" + dir + "/empty"});
+  d = LoadServeData(&c.value());
+  EXPECT_NE(d.status().message().find("holds no words"), std::string::npos) << d.status().message();
+  c = load({"model.init=" + dir + "/missing", "eval.text=" + dir + "/heldout"});
+  d = LoadServeData(&c.value());
+  EXPECT_EQ(d.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(d.status().message().find("[model] init"), std::string::npos);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(ServeConfigTest, PrivacySettingsAreCheckedBeforeStart) {

@@ -203,6 +203,7 @@ struct Device::Impl {
       if (stop) break;
       v1::GetWorkRequest req;
       req.set_known_version(version);
+      req.set_final_values(o.final_values);
       v1::Work work;
       grpc::Status s = Retry("get work", [&] {
         auto ctx = Context(true);
@@ -215,6 +216,17 @@ struct Device::Impl {
       }
       if (!s.ok()) return FromGrpc(s, "get work from " + o.server);
       if (work.kind() == v1::Work::DONE) {
+        if (!work.values().empty()) {  // the final model (final_values)
+          auto values = fl::DecodeUpdate(work.values(), layout);
+          if (!values.ok()) {
+            return FailedPrecondition("the server sent a bad final model: " +
+                                      values.status().message());
+          }
+          fl::SetMasked(values->update.delta, values->mask, layout, &weights);
+          version = work.version();
+          std::lock_guard<std::mutex> lock(mu);
+          stats.version = version;
+        }
         Log("the server says the federation is done");
         return Status::Ok();
       }
@@ -360,5 +372,7 @@ DeviceStats Device::stats() const {
   std::lock_guard<std::mutex> lock(impl_->mu);
   return impl_->stats;
 }
+
+DeviceModel Device::model() const { return {impl_->model, impl_->version, impl_->weights}; }
 
 }  // namespace ftte::net

@@ -18,6 +18,10 @@
 #include <thread>
 
 #include "channel.h"
+#include "ftte/core/model.h"
+#include "ftte/data/lm_model.h"
+#include "ftte/fl/update.h"
+#include "keyboard_state.h"
 #include "state.pb.h"
 #include "wire.h"
 
@@ -45,14 +49,15 @@ int FreePort() {
   return ntohs(a.sin_port);
 }
 
-// Starts `binary args...` with stdout and stderr in `log`.
-pid_t Spawn(const std::string& binary, const std::vector<std::string>& args,
-            const std::string& log) {
+// Starts `binary args...` with stdout and stderr in `log` (and stdin from `input`, if given).
+pid_t Spawn(const std::string& binary, const std::vector<std::string>& args, const std::string& log,
+            const std::string& input = "") {
   const pid_t pid = ::fork();
   if (pid == 0) {
     const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     ::dup2(fd, 1);
     ::dup2(fd, 2);
+    if (!input.empty()) ::dup2(::open(input.c_str(), O_RDONLY), 0);
     std::vector<char*> argv{const_cast<char*>(binary.c_str())};
     for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
@@ -363,6 +368,85 @@ TEST_F(E2eTest, CExampleTakesPartThroughTheCApiOnly) {
   }
   EXPECT_GE(enrolled, 3);
   EXPECT_GT(lines, 3);
+}
+
+// The keyboard example joins a language-model federation (`ftte serve` started from the
+// keyboard's base checkpoint, evaluated on held-out text) with what was typed into it, and
+// afterwards suggests from the federation's final model; the server never holds any text.
+TEST(KeyboardFederationTest, TheKeyboardExampleJoinsAndAdoptsTheFinalModel) {
+  const std::string dir = ::testing::TempDir() + "ftte_kbfed_" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir + "/heldout");
+  const std::string corpus =
+      "the cat sat on the mat .\nthe dog ran in the park .\nmy zebra likes green apples .\n"
+      "we walk to the river and back .\n";
+  auto tok = data::Tokenizer::Train(data::TokenizerKind::kWord, {corpus}, 100);
+  ASSERT_TRUE(tok.ok());
+  auto model = MakeModel("lstm_lm:vocab=" + std::to_string(tok->size()) + ",context=8", 7);
+  ASSERT_TRUE(model.ok());
+  const std::string base = dir + "/base.safetensors";
+  ASSERT_TRUE(data::SaveLanguageModel(*model.value(), tok.value(), base).ok());
+  const std::vector<float> base_weights = fl::GetWeights(*model.value());
+  std::ofstream(dir + "/heldout/user") << "the cat ran in the park .\nmy dog likes the river .\n";
+  std::ofstream(dir + "/enroll.key") << "k3y\n";
+  // Port 0: the server picks a free one and writes it to port_file (no race with other tests).
+  std::ofstream(dir + "/serve.toml")
+      << "[server]\naddress = \"127.0.0.1:0\"\nport_file = \"" << dir << "/port\"\nstate_dir = \""
+      << dir << "/state\"\ninsecure = true\n[auth]\nenroll_key = \"k3y\"\n[model]\ninit = \""
+      << base << "\"\n[strategy]\nalgorithm = \"fedasync\"\nconcurrency = 1\nbuffer = 1\n"
+      << "[client]\nlocal_steps = 4\nbatch = 4\nlr = 0.5\n[eval]\ntext = \"" << dir
+      << "/heldout\"\nevery = 1\n[stop]\nmax_versions = 3\n";
+  const pid_t server =
+      Spawn(FTTE_BINARY, {"serve", "--config", dir + "/serve.toml", "--linger", "8"},
+            dir + "/server.log");
+  ASSERT_TRUE(WaitFor([&] { return !Slurp(dir + "/port").empty(); }, 60))
+      << Slurp(dir + "/server.log");
+  const int port = std::stoi(Slurp(dir + "/port"));
+  std::ofstream(dir + "/session.txt") << corpus << corpus << ":federate\n:quit\n";
+  const pid_t keyboard = Spawn(FTTE_KEYBOARD_C,
+                               {"--state", dir + "/kb", "--model", base, "--quiet", "--server",
+                                "127.0.0.1:" + std::to_string(port), "--enroll-key-file",
+                                dir + "/enroll.key", "--insecure", "--name", "phone-1"},
+                               dir + "/keyboard.log", dir + "/session.txt");
+  const int keyboard_rc = Wait(keyboard, 180);
+  const int server_rc = Wait(server, 60);
+  const std::string out = Slurp(dir + "/keyboard.log"), log = Slurp(dir + "/server.log");
+  ASSERT_EQ(keyboard_rc, 0) << out << log;
+  EXPECT_EQ(server_rc, 0) << log;
+  EXPECT_NE(log.find("starting a new federation"), std::string::npos) << log;
+  // Evaluated on the held-out text from the start; done at version 3 (a later version may be
+  // the one evaluated when updates arrive faster than evaluations).
+  EXPECT_NE(log.find("version 0: accuracy"), std::string::npos) << log;
+  EXPECT_NE(log.find("max_versions reached"), std::string::npos) << log;
+  long long accepted = 0, refused = 0, version = -1;
+  const size_t at = out.find("federated: ");
+  ASSERT_NE(at, std::string::npos) << out;
+  ASSERT_EQ(std::sscanf(out.c_str() + at,
+                        "federated: %lld updates accepted, %lld refused; the keyboard now uses "
+                        "model version %lld",
+                        &accepted, &refused, &version),
+            3)
+      << out;
+  EXPECT_GE(accepted, 3) << out << log;  // one job may be in flight when version 3 ends it
+  EXPECT_GE(version, 3);
+  // The keyboard's saved global part is exactly the server's final model, which moved from the
+  // base checkpoint.
+  state::Snapshot snap;
+  std::ifstream in(dir + "/state/snapshot.pb", std::ios::binary);
+  ASSERT_TRUE(snap.ParseFromIstream(&in));
+  EXPECT_EQ(snap.version(), version);
+  bool encrypted = false;
+  auto kb = DecodeKeyboardState(Slurp(dir + "/kb/state.ftte"), std::nullopt, "state", &encrypted);
+  ASSERT_TRUE(kb.ok()) << kb.status().ToString();
+  auto file = ParseSafetensors(reinterpret_cast<const uint8_t*>(kb->model.data()), kb->model.size(),
+                               "keyboard model");
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  auto lm = data::LanguageModelFrom(file.value(), "keyboard model");
+  ASSERT_TRUE(lm.ok()) << lm.status().ToString();
+  const std::vector<float> adopted = fl::GetWeights(*lm->model);
+  EXPECT_EQ(adopted, std::vector<float>(snap.weights().begin(), snap.weights().end()));
+  EXPECT_NE(adopted, base_weights);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

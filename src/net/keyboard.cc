@@ -16,6 +16,7 @@
 #include <deque>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <numeric>
 #include <optional>
 #include <string>
@@ -23,9 +24,12 @@
 
 #include "c_status.h"
 #include "ftte/core/file.h"
+#include "ftte/data/lm_data.h"
 #include "ftte/data/lm_model.h"
 #include "ftte/data/personal_lm.h"
 #include "ftte/data/text.h"
+#include "ftte/fl/update.h"
+#include "ftte/net/device.h"
 #include "ftte/net/ftte_keyboard.h"
 #include "keyboard_state.h"
 
@@ -62,6 +66,8 @@ struct ftte_keyboard {
   double global_ll = 0, personal_ll = 0;
   bool dirty = false;
   std::atomic<bool> stop{false};
+  std::mutex federating_mu;  // guards `federating` for ftte_keyboard_stop
+  ftte::net::Device* federating = nullptr;
   std::string last_error;
   std::vector<std::string> suggestions;  // what predict's ftte_suggestion::text points into
 
@@ -430,7 +436,73 @@ int ftte_keyboard_personalize(ftte_keyboard* k, const ftte_keyboard_session* ses
 }
 
 void ftte_keyboard_stop(ftte_keyboard* k) {
-  if (k != nullptr) k->stop = true;
+  if (k == nullptr) return;
+  k->stop = true;
+  std::lock_guard<std::mutex> lock(k->federating_mu);
+  if (k->federating != nullptr) k->federating->Stop();
+}
+
+int ftte_keyboard_federate(ftte_keyboard* k, const ftte_device_options* options,
+                           ftte_device_stats* stats) {
+  if (k == nullptr) return FTTE_ERR_INVALID_ARGUMENT;
+  if (stats != nullptr) std::memset(stats, 0, sizeof *stats);
+  auto o = ftte::net::DeviceOptionsFromC(options);
+  if (!o.ok()) return Fail(k, o.status());
+  o->final_values = true;
+  // The store's messages as next-word samples of the model's context, as in training.
+  ftte::data::TextCorpus corpus;
+  corpus.users.push_back({"store", ""});
+  for (const Message& m : k->store) {
+    corpus.users[0].text += m.text;
+    if (m.text.back() != '\n') corpus.users[0].text += '\n';
+  }
+  auto samples =
+      ftte::data::MakeLanguageModelData(corpus, Tok(k), k->predictor->context_length(), 0.0);
+  if (!samples.ok()) return Fail(k, samples.status());
+  if (samples->train_targets == 0) {
+    return Fail(k, ftte::FailedPrecondition(
+                       "the store holds no text to train on; add what the person types with "
+                       "ftte_keyboard_add_text first"));
+  }
+  auto device = ftte::net::Device::Create(std::move(o).value(), std::move(samples->train));
+  if (!device.ok()) return Fail(k, device.status());
+  k->stop = false;
+  {
+    std::lock_guard<std::mutex> lock(k->federating_mu);
+    k->federating = device->get();
+  }
+  const Status run = (*device)->Run();
+  {
+    std::lock_guard<std::mutex> lock(k->federating_mu);
+    k->federating = nullptr;
+  }
+  if (stats != nullptr) *stats = ftte::net::DeviceStatsToC((*device)->stats());
+  if (!run.ok()) return Fail(k, run);
+  // Adopt the federation's model as the global part, if it is this keyboard's model.
+  const ftte::net::DeviceModel m = (*device)->model();
+  ftte::Model& mine = k->predictor->model();
+  if (m.version >= 0) {
+    if (m.spec != mine.name() ||
+        static_cast<int64_t>(m.weights.size()) != ftte::fl::TotalNumel(ftte::fl::LayoutOf(mine))) {
+      return Fail(
+          k, ftte::FailedPrecondition("the federation trains '" + m.spec +
+                                      "' but this keyboard's model is '" + mine.name() +
+                                      "'; start the server from the keyboard's base checkpoint "
+                                      "([model] init)"));
+    }
+    ftte::fl::SetWeights(mine, m.weights);
+    k->dirty = true;
+    if (Status saved = Save(k); !saved.ok()) return Fail(k, saved);
+  }
+  if (k->stop) {
+    k->last_error = m.version >= 0 ? "federate was stopped (ftte_keyboard_stop); the model of "
+                                     "version " +
+                                         std::to_string(m.version) + " is kept"
+                                   : "federate was stopped before any model arrived; nothing "
+                                     "changed";
+    return FTTE_ERR_CANCELLED;
+  }
+  return Ok(k);
 }
 
 int ftte_keyboard_evaluate(ftte_keyboard* k, const char* text, size_t len,

@@ -402,4 +402,38 @@ TEST_F(KeyboardTest, TheExampleRunsAScriptedSession) {
   EXPECT_NE(run("").find("50 messages"), std::string::npos);
 }
 
+// Federating needs text to train on and options naming a server; either missing is refused
+// before any connection, with the state untouched.
+TEST_F(KeyboardTest, FederateRefusesAnEmptyStoreAndBadOptions) {
+  ftte_keyboard* k = Open();
+  ASSERT_NE(k, nullptr);
+  const std::string before = StateBytes();
+  ftte_device_options o;
+  ftte_device_options_init(&o);
+  EXPECT_EQ(ftte_keyboard_federate(k, &o, nullptr), FTTE_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(ftte_keyboard_last_error(k)).find("server, name and enroll_key"),
+            std::string::npos);
+  EXPECT_EQ(ftte_keyboard_federate(k, nullptr, nullptr), FTTE_ERR_INVALID_ARGUMENT);
+  o.server = "127.0.0.1:1";
+  o.name = "phone";
+  o.enroll_key = "k";
+  o.insecure = 1;
+  ftte_device_stats st;
+  EXPECT_EQ(ftte_keyboard_federate(k, &o, &st), FTTE_ERR_PRECONDITION);
+  EXPECT_NE(std::string(ftte_keyboard_last_error(k)).find("add what the person types"),
+            std::string::npos)
+      << ftte_keyboard_last_error(k);
+  EXPECT_EQ(st.accepted, 0);
+  // With text but no server listening: unavailable after max_attempts, nothing changed.
+  ASSERT_EQ(Add(k, "the cat sat on the mat .\n"), FTTE_OK);
+  ASSERT_EQ(ftte_keyboard_save(k), FTTE_OK);
+  const std::string saved = StateBytes();
+  o.max_attempts = 1;
+  EXPECT_EQ(ftte_keyboard_federate(k, &o, &st), FTTE_ERR_UNAVAILABLE)
+      << ftte_keyboard_last_error(k);
+  EXPECT_EQ(StateBytes(), saved);
+  EXPECT_NE(saved, before);
+  EXPECT_EQ(ftte_keyboard_close(k), FTTE_OK);
+}
+
 }  // namespace

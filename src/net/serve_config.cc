@@ -9,8 +9,13 @@
 
 #include "ftte/core/memory.h"
 #include "ftte/core/optimizer.h"
+#include "ftte/data/idx.h"
+#include "ftte/data/lm_data.h"
+#include "ftte/data/lm_model.h"
+#include "ftte/data/text.h"
 #include "ftte/fl/privacy.h"
 #include "ftte/fl/secagg.h"
+#include "ftte/fl/update.h"
 #include "ftte/net/server.h"
 
 namespace ftte::net {
@@ -118,6 +123,7 @@ const std::vector<Key>& Keys() {
        }},
       {"model.budget", Bytes([](ServeConfig& c) -> int64_t& { return c.budget_bytes; })},
       {"model.proxy_data", Str(&ServeConfig::proxy_data)},
+      {"model.init", Str(&ServeConfig::init)},
       {"model.proxy_samples",
        Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.proxy_samples; }, 0, 1e9)},
       {"strategy.algorithm",
@@ -187,6 +193,7 @@ const std::vector<Key>& Keys() {
          return Status::Ok();
        }},
       {"eval.data", Str(&ServeConfig::data)},
+      {"eval.text", Str(&ServeConfig::eval_text)},
       {"eval.samples",
        Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.eval_samples; }, 0, 1e9)},
       {"eval.every", Num<int64_t>([](ServeConfig& c) -> int64_t& { return c.eval_every; }, 1, 1e9)},
@@ -332,6 +339,18 @@ Result<ServeConfig> LoadServeConfig(const std::string& path,
   if (c.strategy.mask == "budget" && c.budget_bytes <= 0) {
     return InvalidArgument("[model] mask = \"budget\" needs budget (e.g. budget = \"8MiB\")");
   }
+  if (c.init.empty() != c.eval_text.empty()) {
+    return InvalidArgument(c.init.empty()
+                               ? "[eval] text needs [model] init: the language model's checkpoint "
+                                 "whose tokenizer encodes it"
+                               : "[model] init needs [eval] text: a directory of held-out text "
+                                 "files to evaluate the language model on");
+  }
+  if (!c.init.empty() && c.proxy_samples > 0) {
+    return InvalidArgument(
+        "[model] proxy_samples is for image models (a Fashion-MNIST proxy set); remove it with "
+        "[model] init");
+  }
   if (c.enroll_key.empty()) {
     return InvalidArgument(
         "[auth] enroll_key (or enroll_key_file) is required: the secret "
@@ -343,6 +362,35 @@ Result<ServeConfig> LoadServeConfig(const std::string& path,
         "= true only for loopback tests");
   }
   return c;
+}
+
+Result<ServeData> LoadServeData(ServeConfig* config) {
+  ServeData d;
+  if (config->init.empty()) {
+    FTTE_ASSIGN_OR_RETURN(d.eval, data::LoadFashionMnist(config->data, false));
+    return d;
+  }
+  auto lm = data::LoadLanguageModel(config->init);
+  if (!lm.ok()) return Status(lm.status().code(), "[model] init: " + lm.status().message());
+  const std::string spec = lm->model->name();
+  if (config->model != ServeConfig().model && config->model != spec) {
+    return InvalidArgument("[model] name '" + config->model + "' is not the init checkpoint's '" +
+                           spec + "'; remove name (init sets it) or make them agree");
+  }
+  config->model = spec;
+  d.initial_weights = fl::GetWeights(*lm->model);
+  auto corpus = data::LoadTextDirectory(config->eval_text);
+  if (!corpus.ok())
+    return Status(corpus.status().code(), "[eval] text: " + corpus.status().message());
+  const int64_t context = lm->model->label_positions();
+  FTTE_ASSIGN_OR_RETURN(data::LanguageModelData windows,
+                        data::MakeLanguageModelData(corpus.value(), lm->tokenizer, context, 0.0));
+  if (windows.train_targets == 0) {
+    return InvalidArgument("[eval] text: '" + config->eval_text +
+                           "' holds no words to score; give it the held-out text files");
+  }
+  d.eval = std::move(windows.train);
+  return d;
 }
 
 }  // namespace ftte::net

@@ -89,8 +89,8 @@ struct FederationServer::Impl {
 };
 
 Result<std::unique_ptr<FederationServer>> FederationServer::Start(
-    const ServeConfig& config, data::ImageDataset eval,
-    std::function<void(const std::string&)> log) {
+    const ServeConfig& config, data::ImageDataset eval, std::function<void(const std::string&)> log,
+    std::vector<float> initial_weights) {
   if (!log) log = [](const std::string&) {};
   auto impl = std::make_unique<Impl>();
   impl->log = log;
@@ -98,8 +98,8 @@ Result<std::unique_ptr<FederationServer>> FederationServer::Start(
   Coordinator::Clock clock = [t0] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  FTTE_ASSIGN_OR_RETURN(impl->coordinator,
-                        Coordinator::Create(config, std::move(eval), clock, log));
+  FTTE_ASSIGN_OR_RETURN(impl->coordinator, Coordinator::Create(config, std::move(eval), clock, log,
+                                                               std::move(initial_weights)));
 
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (config.insecure) {

@@ -234,6 +234,9 @@ struct PlanningInputs {
   Samples proxy;
   // Optional: first plans to reuse and to add to (the proxy set must stay at its address).
   PlanCache* cache = nullptr;
+  // Optional: the model's starting values (GetWeights order, e.g. a pretrained checkpoint's)
+  // instead of the seed's initialisation; must hold the spec's TotalNumel values.
+  std::vector<float> initial_weights;
 };
 
 class Strategy {

@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "ftte/core/status.h"
 #include "ftte/data/dataset.h"
@@ -37,6 +38,9 @@ struct DeviceOptions {
   double max_backoff_s = 5;
   int max_attempts = 0;  // consecutive failed attempts of one call before giving up; 0 = never
   uint64_t seed = 0;     // local shuffling and backoff jitter
+  // Ask for the final model when the server says the federation is done (Device::model()
+  // then holds it): for devices that keep using the federation's model, such as a keyboard.
+  bool final_values = false;
   std::function<void(const std::string&)> log;  // progress lines; default: none
 };
 
@@ -50,6 +54,13 @@ struct DeviceStats {
   int64_t predicted_peak_bytes = 0;
   int64_t measured_peak_bytes = 0;  // largest measured peak of a local job
   double last_loss = 0;
+};
+
+// The federation's model as a device holds it.
+struct DeviceModel {
+  std::string spec;            // the zoo spec the server named ("" before enrolment)
+  int64_t version = -1;        // -1: no values received yet
+  std::vector<float> weights;  // in fl::LayoutOf order
 };
 
 class Device {
@@ -66,6 +77,9 @@ class Device {
   Status Run();
   void Stop();
   DeviceStats stats() const;
+  // The model as last received (with final_values: the federation's final one). Call it only
+  // while Run is not running.
+  DeviceModel model() const;
 
  private:
   struct Impl;

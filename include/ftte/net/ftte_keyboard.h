@@ -110,7 +110,20 @@ typedef struct {
  * fit so far is kept and saved). */
 int ftte_keyboard_personalize(ftte_keyboard* keyboard, const ftte_keyboard_session* session);
 
-/* From another thread: personalize returns soon after. */
+/* Takes part in a federation with the text in the store: trains the federation's model (the
+ * global part) on it as one device of `ftte serve` and uploads model updates only, never the text
+ * or the personal part. Blocks until the server says the federation is done, or
+ * options->max_updates are accepted, or ftte_keyboard_stop; then the global part becomes the
+ * federation's latest model (the personal part is kept; personalize refits it) and is saved.
+ * The server must start from this keyboard's base checkpoint ([model] init): its model is
+ * checked against this one (FTTE_ERR_PRECONDITION otherwise, nothing changed). options are
+ * ftte_device.h's (server, TLS, enrolment key, name, memory budget, ...); stats, if not NULL,
+ * receives the device's counts. Errors as ftte_device_run; no text in the store is
+ * FTTE_ERR_PRECONDITION. */
+int ftte_keyboard_federate(ftte_keyboard* keyboard, const ftte_device_options* options,
+                           ftte_device_stats* stats);
+
+/* From another thread: personalize or federate returns soon after. */
 void ftte_keyboard_stop(ftte_keyboard* keyboard);
 
 typedef struct {

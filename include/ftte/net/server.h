@@ -51,8 +51,14 @@ struct ServeConfig {
   // [client]: the hyperparameters devices train with
   fl::ClientConfig client;
   bool int8_upload = false;
+  // A language model's checkpoint (data::SaveLanguageModel: `ftte train --save`, the file a
+  // keyboard ships) that a new federation starts from; its spec replaces `model` (which, if
+  // set, must agree) and its tokenizer encodes eval_text. "" = `model` from `seed`.
+  std::string init;
   // [eval]
   std::string data = "/usr/share/datasets/fashion-mnist";  // the held-out test set
+  // With init: a directory of held-out text files (data::LoadTextDirectory), all of it scored.
+  std::string eval_text;
   int64_t eval_samples = 2000;
   int64_t eval_every = 5;  // versions between evaluations
   // [validation]
@@ -93,16 +99,28 @@ struct ServeConfig {
 Result<ServeConfig> LoadServeConfig(const std::string& path,
                                     const std::vector<std::string>& overrides);
 
+// What a federation starts from besides its config.
+struct ServeData {
+  data::ImageDataset eval;             // the held-out set
+  std::vector<float> initial_weights;  // [model] init's values; empty: the seed's
+};
+
+// Reads what `config` names: the test split of [eval] data (Fashion-MNIST format), or, with
+// [model] init, the checkpoint (config->model becomes its spec) and the held-out next-word
+// samples of [eval] text encoded with its tokenizer. Errors name the key and the fix.
+Result<ServeData> LoadServeData(ServeConfig* config);
+
 class Coordinator;
 
 // A running server. Start returns once it listens.
 class FederationServer {
  public:
-  // `eval` is the held-out set (evaluation only). `log` receives
-  // one line per event worth a human's attention (enrolments, rejections, evaluations).
+  // `eval` is the held-out set (evaluation only); `initial_weights` the pretrained start of a
+  // new federation (empty: the seed's; see LoadServeData). `log` receives one line per event
+  // worth a human's attention (enrolments, rejections, evaluations).
   static Result<std::unique_ptr<FederationServer>> Start(
       const ServeConfig& config, data::ImageDataset eval,
-      std::function<void(const std::string&)> log);
+      std::function<void(const std::string&)> log, std::vector<float> initial_weights = {});
   ~FederationServer();
 
   int port() const;
