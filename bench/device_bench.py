@@ -2,7 +2,7 @@
 """What the device side costs an app: the portable GEMM against OpenBLAS, and library sizes.
 
   python3 bench/device_bench.py [--builds build/device,build/arm64] [--repetitions 3]
-      [--out bench/results] [--no-micro]
+      [--out bench/results] [--no-micro] [--noblas-build build/noblas]
 
 1. GEMM: `bench/ftte_micro --benchmark_filter=Gemm` (this machine, one thread) runs OpenBLAS
    (BM_Gemm) and ftte's portable blocked GEMM (BM_PortableGemm, the GEMM of builds without
@@ -10,6 +10,10 @@
    per shape: multiply-adds per second of each (median of the repetitions) and portable /
    OpenBLAS. The arm64 build's own speed is not measured: qemu-user's speed says nothing about
    a phone's.
+   With --noblas-build DIR (a Release build configured with -DFTTE_WITH_OPENBLAS=OFF, its
+   `ftte` target built), whole training steps too: `ftte train --model M --data fashion-mnist
+   --limit 4000 --json` of build/release and of DIR, alternated, samples per second (median of
+   the repetitions) and the ratio, per image model.
 2. Size: for each build with libftte_device.so (presets device and arm64; FTTE_DEVICE_LIBRARY),
    its stripped size, its exported symbols, and the shared libraries it needs with their
    stripped sizes as installed here (what an app would also ship unless the system has them).
@@ -45,6 +49,29 @@ def gemm_ratios(repetitions):
         portable = statistics.median(r["BM_PortableGemm"])
         rows.append({"shape": shape, "openblas_madds_per_s": blas,
                      "portable_madds_per_s": portable, "portable_over_openblas": portable / blas})
+    return rows
+
+
+def training_ratios(noblas_build, repetitions):
+    rows = []
+    for model in ("lenet5", "cnn"):
+        rates = {"openblas": [], "portable": []}
+        accuracy = {}
+        for _ in range(repetitions):
+            for kind, build in (("openblas", "build/release"), ("portable", noblas_build)):
+                out = subprocess.run(
+                    [os.path.join(REPO, build, "ftte"), "train", "--model", model, "--data",
+                     "fashion-mnist", "--limit", "4000", "--json"],
+                    capture_output=True, text=True, check=True).stdout
+                j = json.loads(out.strip().splitlines()[-1])
+                rates[kind].append(j["samples_per_s"])
+                accuracy[kind] = j["test_accuracy"]
+        blas, portable = (statistics.median(rates[k]) for k in ("openblas", "portable"))
+        rows.append({"model": model, "openblas_samples_per_s": blas,
+                     "portable_samples_per_s": portable, "portable_over_openblas": portable / blas,
+                     "openblas_test_accuracy": accuracy["openblas"],
+                     "portable_test_accuracy": accuracy["portable"]})
+        log("%s: portable / OpenBLAS %.2fx" % (model, portable / blas))
     return rows
 
 
@@ -89,11 +116,15 @@ def main():
     ap.add_argument("--repetitions", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results"))
     ap.add_argument("--no-micro", action="store_true")
+    ap.add_argument("--noblas-build", default="",
+                    help="a build with -DFTTE_WITH_OPENBLAS=OFF: also compare training steps")
     a = ap.parse_args()
     if a.repetitions < 1:
         sys.exit("error: --repetitions must be >= 1")
     result = {"machine": machine_info(), "gemm": [] if a.no_micro else gemm_ratios(a.repetitions),
-              "libraries": [s for s in (library_size(b) for b in a.builds.split(",")) if s]}
+              "libraries": [s for s in (library_size(b) for b in a.builds.split(",")) if s],
+              "training": training_ratios(a.noblas_build, a.repetitions) if a.noblas_build
+              else []}
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "device.json"), "w") as f:
         json.dump(result, f, indent=1)
@@ -113,6 +144,21 @@ def main():
                           "%.2fx" % r["portable_over_openblas"]] for r in g]), "",
                "Geometric mean portable / OpenBLAS: %.2fx." % statistics.geometric_mean(
                    [r["portable_over_openblas"] for r in g]), ""]
+    if result["training"]:
+        md += ["## Training steps without OpenBLAS (one thread, this machine)", "",
+               "`ftte train --model M --data fashion-mnist --limit 4000` (batch 32, full "
+               "training), build/release vs `%s` (`-DFTTE_WITH_OPENBLAS=OFF`, same flags "
+               "otherwise), alternated; samples per second, median of %d runs; test accuracy "
+               "after the run (the same training; the sums round differently)."
+               % (a.noblas_build, a.repetitions), "",
+               md_table(["model", "OpenBLAS samples/s", "portable samples/s",
+                         "portable / OpenBLAS", "test accuracy (OpenBLAS, portable)"],
+                        [[r["model"], "%.0f" % r["openblas_samples_per_s"],
+                          "%.0f" % r["portable_samples_per_s"],
+                          "%.2fx" % r["portable_over_openblas"],
+                          "%.4f, %.4f" % (r["openblas_test_accuracy"],
+                                          r["portable_test_accuracy"])]
+                         for r in result["training"]]), ""]
     for lib in result["libraries"]:
         deps = ", ".join("%s (%s)" % (d["name"], "%.2f MB" % (d["stripped_bytes"] / 1e6)
                                       if d["stripped_bytes"] else "?") for d in lib["needed"])

@@ -490,6 +490,14 @@ int ftte_keyboard_federate(ftte_keyboard* k, const ftte_device_options* options,
                                       "'; start the server from the keyboard's base checkpoint "
                                       "([model] init)"));
     }
+    // A model that cannot predict is refused whoever sent it; the keyboard keeps its own.
+    for (size_t i = 0; i < m.weights.size(); ++i) {
+      if (!std::isfinite(m.weights[i])) {
+        return Fail(k, ftte::DataLoss("the federation's model of version " +
+                                      std::to_string(m.version) + " holds a non-finite value (at " +
+                                      std::to_string(i) + "); the keyboard keeps its model"));
+      }
+    }
     ftte::fl::SetWeights(mine, m.weights);
     k->dirty = true;
     if (Status saved = Save(k); !saved.ok()) return Fail(k, saved);

@@ -119,7 +119,8 @@ int ftte_keyboard_personalize(ftte_keyboard* keyboard, const ftte_keyboard_sessi
  * checked against this one (FTTE_ERR_PRECONDITION otherwise, nothing changed). options are
  * ftte_device.h's (server, TLS, enrolment key, name, memory budget, ...); stats, if not NULL,
  * receives the device's counts. Errors as ftte_device_run; no text in the store is
- * FTTE_ERR_PRECONDITION. */
+ * FTTE_ERR_PRECONDITION; a final model with a non-finite value is FTTE_ERR_DATA_LOSS (the
+ * keyboard keeps its own). */
 int ftte_keyboard_federate(ftte_keyboard* keyboard, const ftte_device_options* options,
                            ftte_device_stats* stats);
 
