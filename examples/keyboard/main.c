@@ -15,7 +15,8 @@
  *   :eval FILE      next-word top-1 / top-3 over FILE, global model alone vs with personal part
  *   :stats          what the keyboard holds
  *   :federate [N]   join the federation at --server with the typed text until it is done (or N
- *                   updates are accepted); the keyboard then uses the federation's model
+ *                   updates are accepted); the keyboard then uses the federation's model. It
+ *                   enrols with the keyboard's own name (kept in its state) unless --name.
  *   :save           save now (also done by :train and at the end)
  *   :quit           save and leave (as does the end of input)
  * Scriptable: `keyboard --state DIR < session.txt`. */
@@ -159,9 +160,12 @@ static int federate(ftte_keyboard* k, const ftte_device_options* fed, const char
   if (*arg) o.max_updates = atoll(arg);
   ftte_device_stats st;
   if (ftte_keyboard_federate(k, &o, &st) != FTTE_OK) return fail("federate", k);
+  ftte_keyboard_stats ks;
+  ftte_keyboard_get_stats(k, &ks);
   printf(
-      "federated: %lld updates accepted, %lld refused; the keyboard now uses model version %lld\n",
-      (long long)st.accepted, (long long)st.rejected, (long long)st.version);
+      "federated as %s: %lld updates accepted, %lld refused; the keyboard now uses model "
+      "version %lld\n",
+      ks.device_name, (long long)st.accepted, (long long)st.rejected, (long long)ks.model_version);
   return 0;
 }
 
@@ -170,7 +174,6 @@ int main(int argc, char** argv) {
   ftte_keyboard_options_init(&o);
   ftte_device_options fed;
   ftte_device_options_init(&fed);
-  fed.name = "keyboard";
   fed.max_attempts = 20;
   char enroll_key[256] = "";
   uint8_t key[FTTE_KEYBOARD_KEY_BYTES];

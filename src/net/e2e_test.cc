@@ -340,17 +340,21 @@ TEST_F(E2eTest, SecureAggregationCohortsSurviveKillNine) {
 TEST_F(E2eTest, CExampleTakesPartThroughTheCApiOnly) {
   const std::string config = WriteConfig("insecure = true");
   // (Also: JSON-lines logs.)
-  const pid_t server = Serve(config, {"stop.max_versions=3", "server.log_format=json"});
+  // max_share 1: the C device may fill a buffer alone once the CLI devices have left.
+  const pid_t server =
+      Serve(config, {"stop.max_versions=3", "server.log_format=json", "validation.max_share=1"});
+  // Two CLI devices contribute two updates each first (the federation needs 9), then the C
+  // device finishes it: started together, either side could end it before the other enrolled.
+  const pid_t a = Client(0, {"--insecure", "--max-updates", "2"});
+  const pid_t b = Client(1, {"--insecure", "--max-updates", "2"});
+  EXPECT_EQ(Wait(a, 60), 0) << Slurp(Log(0));
+  EXPECT_EQ(Wait(b, 60), 0) << Slurp(Log(1));
   const pid_t device = Spawn(
       FTTE_DEVICE_C, {"127.0.0.1:" + std::to_string(port_), "k3y", "c-device", kFmnist, "600"},
       dir_ + "/device_c.log");
   pids_.push_back(device);
-  // Two CLI devices help fill the buffer.
-  const pid_t a = Client(0, {"--insecure"}), b = Client(1, {"--insecure"});
   EXPECT_EQ(Wait(device, 180), 0) << Slurp(dir_ + "/device_c.log");
   EXPECT_NE(Slurp(dir_ + "/device_c.log").find("updates accepted"), std::string::npos);
-  EXPECT_EQ(Wait(a, 60), 0);
-  EXPECT_EQ(Wait(b, 60), 0);
   EXPECT_EQ(Wait(server, 60), 0);
   // Every server log line is one JSON object with time, who and msg.
   std::istringstream log(Slurp(dir_ + "/server.log"));
@@ -403,11 +407,11 @@ TEST(KeyboardFederationTest, TheKeyboardExampleJoinsAndAdoptsTheFinalModel) {
       << Slurp(dir + "/server.log");
   const int port = std::stoi(Slurp(dir + "/port"));
   std::ofstream(dir + "/session.txt") << corpus << corpus << ":federate\n:quit\n";
-  const pid_t keyboard = Spawn(FTTE_KEYBOARD_C,
-                               {"--state", dir + "/kb", "--model", base, "--quiet", "--server",
-                                "127.0.0.1:" + std::to_string(port), "--enroll-key-file",
-                                dir + "/enroll.key", "--insecure", "--name", "phone-1"},
-                               dir + "/keyboard.log", dir + "/session.txt");
+  const pid_t keyboard = Spawn(
+      FTTE_KEYBOARD_C,
+      {"--state", dir + "/kb", "--model", base, "--quiet", "--server",
+       "127.0.0.1:" + std::to_string(port), "--enroll-key-file", dir + "/enroll.key", "--insecure"},
+      dir + "/keyboard.log", dir + "/session.txt");
   const int keyboard_rc = Wait(keyboard, 180);
   const int server_rc = Wait(server, 60);
   const std::string out = Slurp(dir + "/keyboard.log"), log = Slurp(dir + "/server.log");
@@ -419,14 +423,18 @@ TEST(KeyboardFederationTest, TheKeyboardExampleJoinsAndAdoptsTheFinalModel) {
   EXPECT_NE(log.find("version 0: accuracy"), std::string::npos) << log;
   EXPECT_NE(log.find("max_versions reached"), std::string::npos) << log;
   long long accepted = 0, refused = 0, version = -1;
-  const size_t at = out.find("federated: ");
+  char name[64] = "";
+  const size_t at = out.find("federated as ");
   ASSERT_NE(at, std::string::npos) << out;
   ASSERT_EQ(std::sscanf(out.c_str() + at,
-                        "federated: %lld updates accepted, %lld refused; the keyboard now uses "
-                        "model version %lld",
-                        &accepted, &refused, &version),
-            3)
+                        "federated as %63[^:]: %lld updates accepted, %lld refused; the keyboard "
+                        "now uses model version %lld",
+                        name, &accepted, &refused, &version),
+            4)
       << out;
+  // It enrolled with its own identity, the name its state keeps.
+  EXPECT_EQ(std::string(name).rfind("kbd-", 0), 0u) << name;
+  EXPECT_NE(log.find("enrolled device 0 '" + std::string(name) + "'"), std::string::npos) << log;
   EXPECT_GE(accepted, 3) << out << log;  // one job may be in flight when version 3 ends it
   EXPECT_GE(version, 3);
   // The keyboard's saved global part is exactly the server's final model, which moved from the
@@ -438,6 +446,8 @@ TEST(KeyboardFederationTest, TheKeyboardExampleJoinsAndAdoptsTheFinalModel) {
   bool encrypted = false;
   auto kb = DecodeKeyboardState(Slurp(dir + "/kb/state.ftte"), std::nullopt, "state", &encrypted);
   ASSERT_TRUE(kb.ok()) << kb.status().ToString();
+  EXPECT_EQ(kb->device_name, name);
+  EXPECT_EQ(kb->model_version, version);
   auto file = ParseSafetensors(reinterpret_cast<const uint8_t*>(kb->model.data()), kb->model.size(),
                                "keyboard model");
   ASSERT_TRUE(file.ok()) << file.status().ToString();

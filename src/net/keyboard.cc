@@ -65,6 +65,8 @@ struct ftte_keyboard {
   int64_t fitted_on = 0;
   double global_ll = 0, personal_ll = 0;
   bool dirty = false;
+  std::string device_name;     // the federation identity, kept in the state
+  int64_t model_version = -1;  // the federation's version of the global part (-1: the base)
   std::atomic<bool> stop{false};
   std::mutex federating_mu;  // guards `federating` for ftte_keyboard_stop
   ftte::net::Device* federating = nullptr;
@@ -125,6 +127,8 @@ ftte::net::KeyboardState Snapshot(ftte_keyboard* k, std::string model) {
   s.fitted_on = k->fitted_on;
   s.global_log_likelihood = k->global_ll;
   s.personal_log_likelihood = k->personal_ll;
+  s.device_name = k->device_name;
+  s.model_version = k->model_version;
   return s;
 }
 
@@ -236,6 +240,12 @@ Status Open(const ftte_keyboard_options& o, ftte_keyboard* k) {
   k->fitted_on = state.fitted_on;
   k->global_ll = state.global_log_likelihood;
   k->personal_ll = state.personal_log_likelihood;
+  k->device_name = state.device_name;
+  k->model_version = state.model_version;
+  if (k->device_name.empty()) {  // a new keyboard, or one saved before federation: named once
+    k->device_name = ftte::net::NewDeviceName();
+    k->dirty = true;
+  }
   for (ftte::net::KeyboardMessage& m : state.store) {
     if (ftte::data::Utf8ErrorAt(m.text) != std::string_view::npos) {
       return ftte::DataLoss(k->state_path + " holds a message that is not UTF-8; it is corrupt");
@@ -446,6 +456,12 @@ int ftte_keyboard_federate(ftte_keyboard* k, const ftte_device_options* options,
                            ftte_device_stats* stats) {
   if (k == nullptr) return FTTE_ERR_INVALID_ARGUMENT;
   if (stats != nullptr) std::memset(stats, 0, sizeof *stats);
+  ftte_device_options named;
+  if (options != nullptr && options->name == nullptr) {  // the keyboard's own identity
+    named = *options;
+    named.name = k->device_name.c_str();
+    options = &named;
+  }
   auto o = ftte::net::DeviceOptionsFromC(options);
   if (!o.ok()) return Fail(k, o.status());
   o->final_values = true;
@@ -499,6 +515,7 @@ int ftte_keyboard_federate(ftte_keyboard* k, const ftte_device_options* options,
       }
     }
     ftte::fl::SetWeights(mine, m.weights);
+    k->model_version = m.version;
     k->dirty = true;
     if (Status saved = Save(k); !saved.ok()) return Fail(k, saved);
   }
@@ -587,6 +604,8 @@ void ftte_keyboard_get_stats(const ftte_keyboard* k, ftte_keyboard_stats* s) {
   s->global_log_likelihood = k->global_ll;
   s->personal_log_likelihood = k->personal_ll;
   s->dropped_messages = k->dropped;
+  s->model_version = k->model_version;
+  s->device_name = k->device_name.c_str();
 }
 
 const char* ftte_keyboard_last_error(const ftte_keyboard* k) {

@@ -5,6 +5,7 @@
 #include <bit>
 #include <cstring>
 
+#include "ftte/core/check.h"
 #include "ftte/core/file.h"
 
 namespace ftte::net {
@@ -25,7 +26,7 @@ constexpr char kKeyCheckText[] = "ftte keyboard state key check v1";
 static_assert(kHeaderBytes == 64);
 static_assert(crypto_aead_xchacha20poly1305_ietf_KEYBYTES == 32);
 
-enum Tag : uint32_t { kModel = 1, kStore = 2, kPersonal = 3 };
+enum Tag : uint32_t { kModel = 1, kStore = 2, kPersonal = 3, kIdentity = 4 };
 
 template <typename T>
 void Put(std::string* out, T v) {
@@ -88,12 +89,19 @@ std::string Payload(const KeyboardState& state) {
   Put(&personal, state.global_log_likelihood);
   Put(&personal, state.personal_log_likelihood);
   section(kPersonal, personal);
+  if (!state.device_name.empty()) {
+    std::string identity;
+    Put<uint32_t>(&identity, static_cast<uint32_t>(state.device_name.size()));
+    identity += state.device_name;
+    Put<int64_t>(&identity, state.model_version);
+    section(kIdentity, identity);
+  }
   return out;
 }
 
 Status ParsePayload(std::string_view payload, const std::string& label, KeyboardState* state) {
   Reader r(payload, label);
-  bool seen[4] = {false, false, false, false};
+  bool seen[5] = {false, false, false, false, false};
   while (!r.done()) {
     uint32_t tag;
     uint64_t len;
@@ -101,7 +109,7 @@ Status ParsePayload(std::string_view payload, const std::string& label, Keyboard
     FTTE_RETURN_IF_ERROR(r.Get(&tag));
     FTTE_RETURN_IF_ERROR(r.Get(&len));
     FTTE_RETURN_IF_ERROR(r.Bytes(len, &bytes));
-    if (tag < kModel || tag > kPersonal) {
+    if (tag < kModel || tag > kIdentity) {
       return InvalidArgument(label + " has a section (tag " + std::to_string(tag) +
                              ") this version of ftte does not know; it was written by a newer "
                              "ftte: update the app's ftte library");
@@ -125,6 +133,17 @@ Status ParsePayload(std::string_view payload, const std::string& label, Keyboard
         m.text.assign(text);
       }
       if (!s.done()) return DataLoss(label + ": bytes after the store's last message");
+    } else if (tag == kIdentity) {
+      Reader s(bytes, label);
+      uint32_t n;
+      std::string_view name;
+      FTTE_RETURN_IF_ERROR(s.Get(&n));
+      FTTE_RETURN_IF_ERROR(s.Bytes(n, &name));
+      FTTE_RETURN_IF_ERROR(s.Get(&state->model_version));
+      if (name.empty() || name.size() > 256 || state->model_version < -1 || !s.done()) {
+        return DataLoss(label + ": the device identity is damaged");
+      }
+      state->device_name.assign(name);
     } else {
       Reader s(bytes, label);
       FTTE_RETURN_IF_ERROR(s.Get(&state->personal.lambda_max));
@@ -147,6 +166,15 @@ Status ParsePayload(std::string_view payload, const std::string& label, Keyboard
 }
 
 }  // namespace
+
+std::string NewDeviceName() {
+  FTTE_CHECK(sodium_init() >= 0) << "libsodium failed to initialise";
+  uint8_t bytes[8];
+  randombytes_buf(bytes, sizeof bytes);
+  char hex[2 * sizeof bytes + 1];
+  sodium_bin2hex(hex, sizeof hex, bytes, sizeof bytes);
+  return std::string("kbd-") + hex;
+}
 
 Result<std::string> EncodeKeyboardState(const KeyboardState& state,
                                         const std::optional<KeyboardKey>& key) {

@@ -11,6 +11,9 @@
 //                      2 store    u64 count, then per message i64 unix time | u32 length | bytes
 //                      3 personal f64 lambda_max, kappa, discount | i64 fitted_on
 //                                 | f64 global and personal log-likelihood of the last fit
+//                      4 identity u32 length | the device name | i64 the federation model
+//                                 version of the global part (-1: the base model); absent in
+//                                 files written before federation (a new name is made then)
 //
 // The key check tells a wrong key (Unauthenticated) from a damaged file (DataLoss).
 #ifndef FTTE_NET_KEYBOARD_STATE_H_
@@ -40,7 +43,12 @@ struct KeyboardState {
   data::PersonalParams personal;
   int64_t fitted_on = 0;
   double global_log_likelihood = 0, personal_log_likelihood = 0;
+  std::string device_name;  // the name it enrols with ("" = none yet)
+  int64_t model_version = -1;
 };
+
+// A new device name: "kbd-" and 16 random hex digits (libsodium's generator).
+std::string NewDeviceName();
 
 // The file image of `state`, encrypted when `key` is set.
 Result<std::string> EncodeKeyboardState(const KeyboardState& state,

@@ -402,6 +402,32 @@ TEST_F(KeyboardTest, TheExampleRunsAScriptedSession) {
   EXPECT_NE(run("").find("50 messages"), std::string::npos);
 }
 
+// The federation identity: a random name made when the state is created, kept across reopens
+// (encrypted or not), different for every keyboard; the global part starts as the base model.
+TEST_F(KeyboardTest, TheIdentityIsMadeOnceAndKeptInTheState) {
+  ftte_keyboard* k = Open();
+  ASSERT_NE(k, nullptr);
+  ftte_keyboard_stats st;
+  ftte_keyboard_get_stats(k, &st);
+  const std::string name = st.device_name;
+  EXPECT_EQ(name.rfind("kbd-", 0), 0u) << name;
+  EXPECT_EQ(name.size(), 20u);
+  EXPECT_EQ(st.model_version, -1);
+  ASSERT_EQ(ftte_keyboard_close(k), FTTE_OK);
+  k = Open();
+  ASSERT_NE(k, nullptr);
+  ftte_keyboard_get_stats(k, &st);
+  EXPECT_EQ(st.device_name, name);
+  ASSERT_EQ(ftte_keyboard_close(k), FTTE_OK);
+  const std::string other = (root_ / "other").string();
+  options_.state_dir = other.c_str();
+  k = Open();
+  ASSERT_NE(k, nullptr);
+  ftte_keyboard_get_stats(k, &st);
+  EXPECT_NE(st.device_name, name);
+  ASSERT_EQ(ftte_keyboard_close(k), FTTE_OK);
+}
+
 // Federating needs text to train on and options naming a server; either missing is refused
 // before any connection, with the state untouched.
 TEST_F(KeyboardTest, FederateRefusesAnEmptyStoreAndBadOptions) {

@@ -19,10 +19,10 @@
  * the two (include/ftte/data/personal_lm.h has the formula). <unk> is never suggested.
  *
  * State: one file, <state_dir>/state.ftte, holding the global model with its tokenizer, the
- * text store and the personal part; replaced atomically (write, fsync, rename, fsync the
- * directory), so a kill at any moment leaves the previous or the new state, never a mix. With a
- * key it is encrypted and authenticated (XChaCha20-Poly1305 from libsodium); without one it
- * carries a BLAKE2b checksum. The directory is locked while open: a second open fails.
+ * text store, the personal part and the federation identity; replaced atomically (write, fsync,
+ * rename, fsync the directory), so a kill at any moment leaves the previous or the new state, never
+ * a mix. With a key it is encrypted and authenticated (XChaCha20-Poly1305 from libsodium); without
+ * one it carries a BLAKE2b checksum. The directory is locked while open: a second open fails.
  *
  * Text store: each added message with its time; the oldest are dropped when the store exceeds
  * store_max_bytes or a message is older than store_max_age_s.
@@ -103,6 +103,8 @@ typedef struct {
   double lambda_max, kappa, discount;    /* the personal part's parameters */
   double global_log_likelihood, personal_log_likelihood; /* of the last fit's held-out words */
   int64_t dropped_messages;                              /* by the retention policy since open */
+  int64_t model_version;   /* the federation's model version of the global part (-1: the base) */
+  const char* device_name; /* the name federate enrols with by default; valid until close */
 } ftte_keyboard_stats;
 
 /* Refits the personal part on the store (newest tenth held out to choose its parameters, then
@@ -117,7 +119,10 @@ int ftte_keyboard_personalize(ftte_keyboard* keyboard, const ftte_keyboard_sessi
  * federation's latest model (the personal part is kept; personalize refits it) and is saved.
  * The server must start from this keyboard's base checkpoint ([model] init): its model is
  * checked against this one (FTTE_ERR_PRECONDITION otherwise, nothing changed). options are
- * ftte_device.h's (server, TLS, enrolment key, name, memory budget, ...); stats, if not NULL,
+ * ftte_device.h's (server, TLS, enrolment key, name, memory budget, ...); name NULL enrols with
+ * the keyboard's own identity, a random name made when the state was created and kept in it
+ * (ftte_keyboard_stats.device_name), so the server knows the phone across sessions and
+ * restarts of the app; stats, if not NULL,
  * receives the device's counts. Errors as ftte_device_run; no text in the store is
  * FTTE_ERR_PRECONDITION; a final model with a non-finite value is FTTE_ERR_DATA_LOSS (the
  * keyboard keeps its own). */
