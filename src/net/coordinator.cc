@@ -898,9 +898,9 @@ Status Coordinator::Tick() {
   fl::SetWeights(*eval_model_, weights);
   StepResult r = eval_trainer_->Evaluate(eval_.images.data(), eval_.labels.data(), eval_.size);
   last_eval_version_ = version;
-  const double acc = static_cast<double>(r.correct) /
-                     static_cast<double>(
-                         eval_.labels_per_sample > 1 ? std::max<int64_t>(1, r.scored) : eval_.size);
+  // Of the scored positions: every sample of an image set, the non-<unk> targets of text.
+  const double acc =
+      static_cast<double>(r.correct) / static_cast<double>(std::max<int64_t>(1, r.scored));
   std::lock_guard<std::mutex> lock(mu_);
   v1::EvalPoint p;
   p.set_version(version);
