@@ -1,11 +1,8 @@
 // End to end on loopback: the real `ftte serve` and `ftte client` processes (and the C API
 // example), over gRPC with TLS, including kill -9 of the server in the middle of a run.
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,18 +32,6 @@ std::string Slurp(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
 }
 
 // Starts `binary args...` with stdout and stderr in `log` (and stdin from `input`, if given).
@@ -101,7 +86,6 @@ class E2eTest : public ::testing::Test {
            ::testing::UnitTest::GetInstance()->current_test_info()->name();
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
-    port_ = FreePort();
   }
   void TearDown() override {
     for (pid_t p : pids_) {
@@ -112,8 +96,10 @@ class E2eTest : public ::testing::Test {
   // A server config: mlp, FTTE under a 2 MiB budget, small jobs, `extra` lines appended.
   std::string WriteConfig(const std::string& extra) {
     const std::string path = dir_ + "/serve.toml";
-    std::ofstream(path) << "[server]\naddress = \"127.0.0.1:" << port_ << "\"\nstate_dir = \""
-                        << dir_ << "/state\"\nsnapshot_every_s = 1\n"
+    // Port 0: the server picks a free port and writes it to port_file, so no other test (or
+    // outgoing connection) can take it between our choosing it and the server binding it.
+    std::ofstream(path) << "[server]\naddress = \"127.0.0.1:0\"\nport_file = \"" << dir_
+                        << "/port\"\nstate_dir = \"" << dir_ << "/state\"\nsnapshot_every_s = 1\n"
                         << extra << "\n[auth]\nenroll_key = \"k3y\"\n"
                         << "[model]\nname = \"mlp\"\nmask = \"budget\"\nbudget = \"2MiB\"\n"
                         << "[strategy]\nalgorithm = \"ftte\"\nconcurrency = 3\nbuffer = 3\n"
@@ -121,14 +107,20 @@ class E2eTest : public ::testing::Test {
                         << "[eval]\ndata = \"" << kFmnist << "\"\nsamples = 1000\nevery = 3\n";
     return path;
   }
+  // Starts the server and waits until it listens. The first start picks the port (port_); a
+  // restart binds the same one, since the clients keep retrying it.
   pid_t Serve(const std::string& config, const std::vector<std::string>& sets = {}) {
     std::vector<std::string> args{"serve", "--config", config, "--linger", "8"};
     for (const std::string& s : sets) args.insert(args.end(), {"--set", s});
+    if (port_ != 0)
+      args.insert(args.end(), {"--set", "server.address=127.0.0.1:" + std::to_string(port_)});
+    const std::string port_file = dir_ + "/port";
+    std::filesystem::remove(port_file);
     const pid_t p = Spawn(FTTE_BINARY, args, dir_ + "/server.log");
     pids_.push_back(p);
-    EXPECT_TRUE(WaitFor(
-        [&] { return Slurp(dir_ + "/server.log").find("listening on") != std::string::npos; }, 60))
+    EXPECT_TRUE(WaitFor([&] { return std::filesystem::exists(port_file); }, 60))
         << Slurp(dir_ + "/server.log");
+    port_ = std::atoi(Slurp(port_file).c_str());
     return p;
   }
   pid_t Client(int shard, const std::vector<std::string>& extra) {
