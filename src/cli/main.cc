@@ -18,7 +18,7 @@ constexpr char kUsage[] =
     "               ftte train --model cnn --data fashion-mnist --epochs 1 [--batch 32]\n"
     "                 [--threads 1] [--mask full|last|bias|budget:F] [--save CKPT] [--json]\n"
     "               language models (next-word prediction) on the Bible or a folder of texts:\n"
-    "               ftte train --model lstm_lm|tiny_gpt|tiny_gpt_lora --data bible|DIR\n"
+    "               ftte train --model lstm_lm|tiny_gpt|tiny_gpt_lora|gpt --data bible|DIR\n"
     "                 [--tokenizer word|char] [--vocab 10000] [--context 32] [--mask lora|...]\n"
     "                 [--save CKPT]  (reports held-out top-1/top-3 accuracy and perplexity)\n"
     "  predict      the three most likely next words after a text, from a language model\n"
@@ -32,7 +32,7 @@ constexpr char kUsage[] =
     "               ftte client --server HOST:PORT --enroll-key KEY --memory-budget 64MiB\n"
     "                 [--data DIR] [--shard I/N] [--tls-ca CA.pem | --insecure]\n"
     "  bench train  training-step throughput and memory on a fixed synthetic batch\n"
-    "               ftte bench train --model cnn|lstm_lm|tiny_gpt --batch 32 --threads 1\n"
+    "               ftte bench train --model cnn|lstm_lm|gpt --batch 32 --threads 1\n"
     "                 [--mask ...] [--json]   (language models also report tokens/s)\n"
     "\n"
     "`ftte <command> --help` lists every flag of a command.\n";

@@ -14,8 +14,8 @@ constexpr char kHelp[] =
     "ftte predict --model CKPT [--top 3] [--threads 1] [--json] TEXT...\n"
     "  The --top most likely next words (characters for a char tokenizer) after TEXT, the\n"
     "  start of a line being typed, with their probabilities. CKPT is a checkpoint written by\n"
-    "  `ftte train --model lstm_lm|tiny_gpt|tiny_gpt_lora --data bible|DIR --save CKPT`; it\n"
-    "  holds the model spec and the tokenizer. Words missing from the vocabulary count as\n"
+    "  `ftte train --model lstm_lm|tiny_gpt|gpt --data bible|DIR --save CKPT`; it holds\n"
+    "  the model spec and the tokenizer. Words missing from the vocabulary count as\n"
     "  <unk>; a context longer than the model's is truncated from the left. <unk> is never\n"
     "  suggested; <eos> means the line ends here.\n";
 

@@ -71,8 +71,12 @@ int RunTrain(const std::vector<std::string>& args) {
         "  and reads them in place (counted as mapped, not heap). See docs/memory.md.\n"
         "\n"
         "Language models (next-word prediction; see docs/language-models.md):\n"
-        "ftte train --model {lstm_lm,tiny_gpt,tiny_gpt_lora}[:key=value,...] --data {bible,DIR}\n"
-        "  [--tokenizer word|char] [--vocab 10000] [--context 32 (lstm_lm), 64 (tiny_gpt)]\n"
+        "ftte train --model {lstm_lm,tiny_gpt,tiny_gpt_lora,gpt}[:key=value,...] --data "
+        "{bible,DIR}\n"
+        "  [--tokenizer word|char] [--vocab 10000] [--context 32 (lstm_lm), 64 (tiny_gpt), 128 "
+        "(gpt)]\n"
+        "  gpt takes layers=, width=, heads= and rank= (LoRA) options: "
+        "gpt:layers=6,width=512,heads=8\n"
         "  [--holdout 0.1] [--limit N] [--test-limit N] [--epochs 1] [--batch 32]\n"
         "  [--mask full|last|bias|lora|budget:F|budget:SIZE] [--optimizer adam] [--lr 0.002]\n"
         "  [--save CKPT] [--json]\n"
@@ -90,7 +94,7 @@ int RunTrain(const std::vector<std::string>& args) {
     if (f.Has(name)) {
       return Fail(InvalidArgument("--" + name +
                                   " applies to language models (lstm_lm, tiny_gpt, "
-                                  "tiny_gpt_lora), not to " +
+                                  "tiny_gpt_lora, gpt), not to " +
                                   f.Get("model", "cnn")));
     }
   }
@@ -166,7 +170,7 @@ int RunBenchTrain(const std::vector<std::string>& args) {
   if (f.Has("help")) {
     std::puts(
         "ftte bench train --model "
-        "{mlp,lenet5,cnn,resnet8,lstm_lm,tiny_gpt,tiny_gpt_lora}[:k=v,..]\n"
+        "{mlp,lenet5,cnn,resnet8,lstm_lm,tiny_gpt,tiny_gpt_lora,gpt}[:k=v,..]\n"
         "  [--batch 32] [--micro-batch N] [--threads 1]\n"
         "  [--mask full|last|bias|lora|none|budget:F|budget:SIZE]\n"
         "  [--frozen float32|int8|mapped:FILE] [--keep-gradients] [--cut N]\n"

@@ -363,8 +363,9 @@ Status ApplyNamedMask(Model& model, const std::string& name) {
       }
     }
     if (!any) {
-      return InvalidArgument("mask 'lora': model " + model.name() +
-                             " has no LoRA adapters; use a *_lora model (e.g. tiny_gpt_lora)");
+      return InvalidArgument(
+          "mask 'lora': model " + model.name() +
+          " has no LoRA adapters; use a model with adapters (tiny_gpt_lora, or gpt:rank=8)");
     }
     return Status::Ok();
   }

@@ -22,6 +22,13 @@ Shape BatchShape(const Model& m, int64_t batch) {
 
 LayerMode TopMode(Model& m) { return {m.net().HasTrainable(), false}; }
 
+// Whether the logit gradients need a buffer of their own. When the last layer's backward does
+// not read its output (a Linear head), the gradients overwrite the logits in place: for a
+// language model that saves a [tokens, vocab] buffer, as large as the logits themselves.
+bool LogitGradientsApart(Model& m, LayerMode top) {
+  return top.backward() && m.net().NeedsOutput(top);
+}
+
 int64_t NumTrainableRows(const Model& m) {
   int64_t rows = 0;
   for (const Parameter* p : m.params()) rows += p->trainable_rows();
@@ -85,8 +92,9 @@ bool AheadOf(const float* z, int32_t u, int32_t y) {
 // Softmax cross-entropy of logits [rows, k] over the rows whose label is >= 0; writes
 // dlogits = (softmax - onehot) * inv_positions for those rows and 0 for ignored ones when
 // dlogits is not null (inv_positions is 1 / the counted positions of the whole step, which may
-// span several passes). Class `unscored` (< 0: none; a language model's <unk>) is never a
-// right answer: rows labelled with it add to the loss but not to the counts of right answers
+// span several passes). dlogits may be logits itself: each row is read before it is written. Class
+// `unscored` (< 0: none; a language model's <unk>) is never a right answer: rows labelled with it
+// add to the loss but not to the counts of right answers
 // (`scored` counts the rest), and its logit is passed over when ranking. Rows are split into tasks
 // by the problem size only, and the per-task sums are added in task order, so the result does not
 // depend on the thread count. exp runs once per logit, in float (the sums are double): for a
@@ -114,7 +122,7 @@ CrossEntropySums SoftmaxCrossEntropy(ThreadPool& pool, const float* logits, cons
         if (d != nullptr) std::fill(d, d + k, 0.0f);
         continue;
       }
-      const float mx = RowMax(z, k);
+      const float mx = RowMax(z, k), zy = z[y];
       const int64_t rank = Rank(z, k, y) - AheadOf(z, unscored, y);
       double sum = 0;
       if (d != nullptr) {
@@ -129,7 +137,7 @@ CrossEntropySums SoftmaxCrossEntropy(ThreadPool& pool, const float* logits, cons
           sum += ExpSum(z + j, std::min<int64_t>(256, k - j), mx, chunk);
         }
       }
-      loss[t] += std::log(sum) - (z[y] - mx);
+      loss[t] += std::log(sum) - (zy - mx);
       if (y == unscored) continue;
       correct[t] += rank == 0;  // the argmax (first on ties) is the label
       top3[t] += rank < 3;
@@ -270,7 +278,8 @@ MemoryPlan PlanWithTile(Model& model, const TrainerOptions& o, int64_t tile) {
   plan.Add(MemCategory::kBatch, rows * static_cast<int64_t>(sizeof(int32_t)), "labels");
   plan.Add(MemCategory::kActivations, FloatBytes(rows * model.num_classes()), "logits");
   const LayerMode top = TopMode(model);
-  plan.Add(MemCategory::kActGrads, top.backward() ? FloatBytes(rows * model.num_classes()) : 0,
+  plan.Add(MemCategory::kActGrads,
+           LogitGradientsApart(model, top) ? FloatBytes(rows * model.num_classes()) : 0,
            "logit gradients");
   model.net().Plan(in, top, PlanContext{o.threads, o.frozen, tile}, &plan);
   return plan;
@@ -319,7 +328,7 @@ Trainer::Trainer(Model* model, const TrainerOptions& options)
   labels_ = Buffer(t, MemCategory::kBatch, rows * sizeof(int32_t));
   logits_ = Tensor(t, MemCategory::kActivations, {rows, model->num_classes()});
   mode_ = TopMode(*model);
-  if (mode_.backward()) {
+  if (LogitGradientsApart(*model, mode_)) {
     dlogits_ = Tensor(t, MemCategory::kActGrads, {rows, model->num_classes()});
   }
   const PlanContext pc{options.threads, options.frozen, TileFloatsFor(*model, options)};
@@ -357,7 +366,7 @@ Trainer::LossSums Trainer::ForwardLoss(const float* x, const int32_t* labels, in
   const CrossEntropySums c =
       SoftmaxCrossEntropy(pool_, logits_.data(), static_cast<const int32_t*>(labels_.data()), rows,
                           model_->num_classes(), inv_positions, options_.unscored_class,
-                          training && mode_.backward() ? dlogits_.data() : nullptr);
+                          training && mode_.backward() ? LogitGradients() : nullptr);
   return LossSums{c.loss, c.correct, c.correct_top3, c.positions, c.scored};
 }
 
@@ -397,7 +406,7 @@ StepResult Trainer::Step(const float* x, const int32_t* labels, int64_t n) {
     const Shape out = model_->OutputShape(m);
     View xv{batch_.data(), BatchShape(*model_, m)};
     View yv{logits_.data(), out};
-    View dy{dlogits_.data(), out};
+    View dy{LogitGradients(), out};
     sink_->BeginPass(k, passes);
     model_->net().Backward(xv, yv, dy, View{}, ctx);
     sink_->CheckPassComplete();

@@ -6,7 +6,9 @@
 #include <cstring>
 #include <tuple>
 
+#include "ftte/core/layers_lm.h"
 #include "ftte/core/mask.h"
+#include "ftte/core/sequential.h"
 #include "ftte/core/trainer.h"
 
 namespace ftte {
@@ -41,6 +43,7 @@ std::vector<float> Snapshot(const Model& m) {
 const char* const kSmallLstm = "lstm_lm:vocab=300,context=12";
 const char* const kSmallGpt = "tiny_gpt:vocab=300,context=12";
 const char* const kSmallGptLora = "tiny_gpt_lora:vocab=300,context=12";
+const char* const kSmallGptFamily = "gpt:vocab=300,context=12,layers=3,width=32,heads=2,rank=2";
 
 using PlanCase = std::tuple<std::string, std::string, FrozenStorage, int>;
 class LmPlannerTest : public ::testing::TestWithParam<PlanCase> {};
@@ -72,15 +75,15 @@ TEST_P(LmPlannerTest, PredictionEqualsMeasurement) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, LmPlannerTest,
-                         ::testing::Combine(::testing::Values(kSmallLstm, kSmallGpt, kSmallGptLora),
-                                            ::testing::Values("default", "full", "last", "bias"),
-                                            ::testing::Values(FrozenStorage::kFloat32,
-                                                              FrozenStorage::kInt8),
-                                            ::testing::Values(1, 2)));
+INSTANTIATE_TEST_SUITE_P(
+    Models, LmPlannerTest,
+    ::testing::Combine(::testing::Values(kSmallLstm, kSmallGpt, kSmallGptLora, kSmallGptFamily),
+                       ::testing::Values("default", "full", "last", "bias"),
+                       ::testing::Values(FrozenStorage::kFloat32, FrozenStorage::kInt8),
+                       ::testing::Values(1, 2)));
 
 TEST(LmSelectionTest, BudgetMaskPredictionEqualsMeasurement) {
-  for (const char* spec : {kSmallLstm, kSmallGpt, kSmallGptLora}) {
+  for (const char* spec : {kSmallLstm, kSmallGpt, kSmallGptLora, kSmallGptFamily}) {
     SCOPED_TRACE(spec);
     auto model = MakeModel(spec, 1).value();
     TrainerOptions o;
@@ -100,6 +103,41 @@ TEST(LmSelectionTest, BudgetMaskPredictionEqualsMeasurement) {
     t.Step(b.x.data(), b.y.data(), 4);
     t.Step(b.x.data(), b.y.data(), 4);
     EXPECT_EQ(model->tracker().stats().peak_total, sel->predicted_bytes);
+  }
+}
+
+int64_t PlannedBytes(const MemoryPlan& plan, const std::string& what) {
+  for (const BufferRequest& r : plan.requests) {
+    if (r.what == what) return r.bytes;
+  }
+  return -1;
+}
+
+// A Linear head does not read its output in backward, so the logit gradients overwrite the
+// logits: a language model's step holds one [tokens, vocab] buffer, not two. A last layer that
+// needs its output (an LSTM) keeps them apart.
+TEST(LmTrainerTest, LogitGradientsOverwriteTheLogitsOfALinearHead) {
+  auto model = MakeModel(kSmallLstm, 1).value();
+  TrainerOptions o;
+  o.batch = 6;
+  const MemoryPlan plan = PlanTrainingStep(*model, o);
+  EXPECT_EQ(PlannedBytes(plan, "logits"), 6 * 12 * 300 * 4);
+  EXPECT_EQ(PlannedBytes(plan, "logit gradients"), 0);
+
+  auto tracker = std::make_unique<MemoryTracker>();
+  auto net = std::make_unique<Sequential>();
+  net->Emplace<LSTM>(4, 3, tracker.get());
+  Model lstm_head("lstm_head", Shape{1, 4}, 3, std::move(tracker), std::move(net));
+  lstm_head.Init(1);
+  const MemoryPlan apart = PlanTrainingStep(lstm_head, o);
+  EXPECT_EQ(PlannedBytes(apart, "logit gradients"), 6 * 3 * 4);
+  // Both ways the planner is exact.
+  for (Model* m : {model.get(), &lstm_head}) {
+    const int64_t predicted = PredictPeak(*m, o).total;
+    Batch b = RandomTokens(*m, 6, 2);
+    Trainer t(m, o);
+    t.Step(b.x.data(), b.y.data(), 6);
+    EXPECT_EQ(m->tracker().stats().peak_total, predicted) << m->name();
   }
 }
 
@@ -269,6 +307,56 @@ TEST(LmZooTest, SpecsShapesAndNames) {
   EXPECT_EQ(trainable, 16);
   ASSERT_TRUE(ApplyNamedMask(*gpt, "full").ok());
   EXPECT_FALSE(ApplyNamedMask(*gpt, "lora").ok());
+}
+
+// The gpt family by size: its tiny_gpt-sized member is tiny_gpt (same names, shapes and seeded
+// values), rank=R is tiny_gpt_lora, and the parameter count follows the shape.
+TEST(LmZooTest, GptFamilyIsTinyGptBySize) {
+  auto gpt = MakeModel("gpt:vocab=500,context=64,layers=2,width=128,heads=4", 3).value();
+  EXPECT_EQ(gpt->name(), "gpt:vocab=500,context=64,layers=2,width=128,heads=4,rank=0");
+  auto tiny = MakeModel("tiny_gpt:vocab=500,context=64", 3).value();
+  ASSERT_EQ(gpt->params().size(), tiny->params().size());
+  for (size_t i = 0; i < gpt->params().size(); ++i) {
+    const Parameter& a = *gpt->params()[i];
+    const Parameter& b = *tiny->params()[i];
+    ASSERT_EQ(a.name(), b.name());
+    ASSERT_EQ(a.shape(), b.shape()) << a.name();
+    EXPECT_TRUE(std::equal(a.data(), a.data() + a.numel(), b.data())) << a.name();
+    EXPECT_EQ(a.any_trainable(), b.any_trainable()) << a.name();
+  }
+  auto lora = MakeModel("gpt:vocab=500,context=64,layers=2,width=128,heads=4,rank=4", 3).value();
+  auto tiny_lora = MakeModel("tiny_gpt_lora:vocab=500,context=64,rank=4", 3).value();
+  ASSERT_EQ(lora->params().size(), tiny_lora->params().size());
+  for (size_t i = 0; i < lora->params().size(); ++i) {
+    EXPECT_EQ(lora->params()[i]->name(), tiny_lora->params()[i]->name());
+    EXPECT_EQ(lora->params()[i]->any_trainable(), tiny_lora->params()[i]->any_trainable());
+  }
+
+  const int64_t v = 1000, t = 32, l = 3, c = 64;
+  auto sized = MakeModel("gpt:vocab=1000,context=32,layers=3,width=64,heads=2").value();
+  const int64_t block = 12 * c * c + 13 * c;  // LN, qkv, proj, LN, fc1, fc2 with biases
+  EXPECT_EQ(sized->num_params(), v * c + t * c + l * block + 2 * c + v * c + v);
+  EXPECT_EQ(sized->FindParam("2.body.1.qkv.weight")->shape(), (Shape{192, 64}));
+  EXPECT_EQ(sized->FindParam("7.body.3.weight")->shape(), (Shape{64, 256}));
+  EXPECT_EQ(sized->FindParam("9.weight")->shape(), (Shape{1000, 64}));
+  EXPECT_EQ(sized->sample_shape(), (Shape{32}));
+  EXPECT_EQ(MakeModel("gpt:vocab=50").value()->name(),
+            "gpt:vocab=50,context=128,layers=4,width=256,heads=4,rank=0");
+}
+
+TEST(LmZooTest, GptSpecErrorsNameTheFix) {
+  auto message = [](const std::string& spec) {
+    auto r = MakeModel(spec);
+    return r.ok() ? std::string("(ok)") : r.status().message();
+  };
+  EXPECT_NE(message("gpt:width=100,heads=3").find("width=100 is not a multiple of heads=3"),
+            std::string::npos);
+  EXPECT_NE(message("gpt:width=16,heads=2,rank=32").find("rank=32 is above width=16"),
+            std::string::npos);
+  EXPECT_NE(message("gpt:depth=2").find("known: vocab, context, layers, width, heads, rank"),
+            std::string::npos);
+  EXPECT_NE(message("gpt:layers=0").find("layers=0 is not an integer in [1, 64]"),
+            std::string::npos);
 }
 
 TEST(LmZooTest, SpecErrorsNameTheProblem) {

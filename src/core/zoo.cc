@@ -1,4 +1,6 @@
 // The model zoo. Layer order and sizes match the PyTorch twins in bench/torch_train.py.
+#include <algorithm>
+
 #include "ftte/core/layers.h"
 #include "ftte/core/layers_extra.h"
 #include "ftte/core/model.h"
@@ -89,7 +91,7 @@ std::unique_ptr<Model> ResNet8(std::unique_ptr<MemoryTracker> t) {
 }  // namespace
 
 std::vector<std::string> ModelNames() {
-  return {"mlp", "lenet5", "cnn", "resnet8", "lstm_lm", "tiny_gpt", "tiny_gpt_lora"};
+  return {"mlp", "lenet5", "cnn", "resnet8", "lstm_lm", "tiny_gpt", "tiny_gpt_lora", "gpt"};
 }
 
 Result<std::unique_ptr<Model>> MakeModel(const std::string& spec, uint64_t seed) {
@@ -116,9 +118,11 @@ Result<std::unique_ptr<Model>> MakeModel(const std::string& spec, uint64_t seed)
     return InvalidArgument("unknown model '" + name + "'; known models: " + known);
   }
   m->Init(seed);
-  // LoRA models train their adapters only unless the caller applies another mask.
-  if (name == "tiny_gpt_lora") {
-    for (Parameter* p : m->params()) p->SetTrainable(p->local_name().rfind("lora_", 0) == 0);
+  // Models with LoRA adapters (tiny_gpt_lora, gpt:rank=R) train their adapters only unless the
+  // caller applies another mask.
+  const auto is_adapter = [](const Parameter* p) { return p->local_name().rfind("lora_", 0) == 0; };
+  if (std::any_of(m->params().begin(), m->params().end(), is_adapter)) {
+    for (Parameter* p : m->params()) p->SetTrainable(is_adapter(p));
   }
   return m;
 }

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdlib>
 
+#include "ftte/core/check.h"
 #include "ftte/core/layers.h"
 #include "ftte/core/layers_extra.h"
 #include "ftte/core/layers_lm.h"
@@ -16,10 +17,12 @@ namespace {
 
 constexpr int64_t kLstmEmbed = 96;
 constexpr int64_t kLstmHidden = 256;
-constexpr int64_t kGptWidth = 128;
-constexpr int64_t kGptHeads = 4;
-constexpr int64_t kGptBlocks = 2;
 constexpr float kLoraAlpha = 16;
+
+// The shape of a GPT: tiny_gpt is {vocab, context, 2, 128, 4}.
+struct GptShape {
+  int64_t vocab, context, layers, width, heads;
+};
 
 struct OptionSpec {
   std::string key;
@@ -74,16 +77,16 @@ std::unique_ptr<Layer> MaybeLora(int64_t in, int64_t out, LoraOptions lora, Memo
 }
 
 // Pre-norm transformer: x + Attn(LN(x)), then x + MLP(LN(x)), each a Residual of its own.
-std::unique_ptr<Model> TinyGpt(std::string name, int64_t vocab, int64_t context, LoraOptions lora,
-                               std::unique_ptr<MemoryTracker> t) {
-  const int64_t c = kGptWidth;
+std::unique_ptr<Model> Gpt(std::string name, const GptShape& g, LoraOptions lora,
+                           std::unique_ptr<MemoryTracker> t) {
+  const int64_t c = g.width;
   auto net = std::make_unique<Sequential>();
-  net->Emplace<Embedding>(vocab, c, t.get());
-  net->Emplace<PositionalEmbedding>(context, c, t.get());
-  for (int64_t b = 0; b < kGptBlocks; ++b) {
+  net->Emplace<Embedding>(g.vocab, c, t.get());
+  net->Emplace<PositionalEmbedding>(g.context, c, t.get());
+  for (int64_t b = 0; b < g.layers; ++b) {
     auto attn = std::make_unique<Sequential>();
     attn->Emplace<LayerNorm>(c, t.get());
-    attn->Emplace<CausalSelfAttention>(c, kGptHeads, t.get(), lora);
+    attn->Emplace<CausalSelfAttention>(c, g.heads, t.get(), lora);
     net->Emplace<Residual>(std::move(attn), nullptr);
     auto mlp = std::make_unique<Sequential>();
     mlp->Emplace<LayerNorm>(c, t.get());
@@ -93,9 +96,17 @@ std::unique_ptr<Model> TinyGpt(std::string name, int64_t vocab, int64_t context,
     net->Emplace<Residual>(std::move(mlp), nullptr);
   }
   net->Emplace<LayerNorm>(c, t.get());
-  net->Emplace<Linear>(c, vocab, true, t.get());
-  return std::make_unique<Model>(std::move(name), Shape{context}, static_cast<int>(vocab),
+  net->Emplace<Linear>(c, g.vocab, true, t.get());
+  return std::make_unique<Model>(std::move(name), Shape{g.context}, static_cast<int>(g.vocab),
                                  std::move(t), std::move(net));
+}
+
+int64_t Option(const std::vector<OptionSpec>& specs, const std::string& key) {
+  for (const OptionSpec& s : specs) {
+    if (s.key == key) return s.value;
+  }
+  FTTE_CHECK(false) << "no option " << key;
+  return 0;
 }
 
 }  // namespace
@@ -129,22 +140,50 @@ Status ParseModelSpec(const std::string& spec, std::string* name, ModelOptions* 
 }
 
 bool IsLanguageModel(const std::string& name) {
-  return name == "lstm_lm" || name == "tiny_gpt" || name == "tiny_gpt_lora";
+  return name == "lstm_lm" || name == "tiny_gpt" || name == "tiny_gpt_lora" || name == "gpt";
 }
 
 Result<std::unique_ptr<Model>> MakeLanguageModel(const std::string& name,
                                                  const ModelOptions& options,
                                                  std::unique_ptr<MemoryTracker> tracker) {
   std::vector<OptionSpec> specs = {{"vocab", 10000, 2, int64_t{1} << 24},
-                                   {"context", name == "lstm_lm" ? 32 : 64, 1, 4096}};
+                                   {"context",
+                                    name == "lstm_lm" ? 32
+                                    : name == "gpt"   ? 128
+                                                      : 64,
+                                    1, 4096}};
+  if (name == "gpt") {
+    specs.push_back({"layers", 4, 1, 64});
+    specs.push_back({"width", 256, 8, 8192});
+    specs.push_back({"heads", 4, 1, 128});
+    specs.push_back({"rank", 0, 0, 1024});
+  }
   if (name == "tiny_gpt_lora") specs.push_back({"rank", 8, 1, 128});
   FTTE_RETURN_IF_ERROR(ReadOptions(name, options, &specs));
-  const int64_t vocab = specs[0].value, context = specs[1].value;
+  const int64_t vocab = Option(specs, "vocab"), context = Option(specs, "context");
   std::string canonical = CanonicalName(name, specs);
   if (name == "lstm_lm") return LstmLm(std::move(canonical), vocab, context, std::move(tracker));
+  GptShape shape{vocab, context, 2, 128, 4};
   LoraOptions lora;
-  if (name == "tiny_gpt_lora") lora = {specs[2].value, kLoraAlpha};
-  return TinyGpt(std::move(canonical), vocab, context, lora, std::move(tracker));
+  if (name == "tiny_gpt_lora") lora = {Option(specs, "rank"), kLoraAlpha};
+  if (name == "gpt") {
+    shape = {vocab, context, Option(specs, "layers"), Option(specs, "width"),
+             Option(specs, "heads")};
+    if (shape.width % shape.heads != 0) {
+      return InvalidArgument("model gpt: width=" + std::to_string(shape.width) +
+                             " is not a multiple of heads=" + std::to_string(shape.heads) +
+                             "; each head takes width / heads features (e.g. width=256,heads=4)");
+    }
+    if (const int64_t rank = Option(specs, "rank"); rank > 0) {
+      if (rank > shape.width) {
+        return InvalidArgument("model gpt: rank=" + std::to_string(rank) +
+                               " is above width=" + std::to_string(shape.width) +
+                               "; a low-rank adapter needs rank <= width (e.g. rank=8)");
+      }
+      lora = {rank, kLoraAlpha};
+    }
+  }
+  return Gpt(std::move(canonical), shape, lora, std::move(tracker));
 }
 
 }  // namespace ftte

@@ -21,7 +21,7 @@ Status ParseModelSpec(const std::string& spec, std::string* name, ModelOptions* 
 // Whether `name` is one of the language models below.
 bool IsLanguageModel(const std::string& name);
 
-// Builds "lstm_lm", "tiny_gpt" or "tiny_gpt_lora" with `options` (see MakeModel), its layers
+// Builds "lstm_lm", "tiny_gpt", "tiny_gpt_lora" or "gpt" with `options` (see MakeModel), its layers
 // allocating from `tracker`; uninitialised. Fails naming an unknown key or a bad value.
 Result<std::unique_ptr<Model>> MakeLanguageModel(const std::string& name,
                                                  const ModelOptions& options,

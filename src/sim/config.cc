@@ -366,7 +366,7 @@ Status ValidateText(const SimConfig& c) {
   if (!bare.ok()) return InvalidArgument("model: " + bare.status().message());
   if (bare.value()->sample_shape().size() != 1) {
     return InvalidArgument("model '" + name + "' takes images, not text; with dataset " +
-                           c.dataset + " use lstm_lm, tiny_gpt or tiny_gpt_lora");
+                           c.dataset + " use lstm_lm, tiny_gpt, tiny_gpt_lora or gpt");
   }
   bare.value().reset();
   Result<std::unique_ptr<Model>> model = MakeModel(EffectiveModelSpec(c, c.vocab));

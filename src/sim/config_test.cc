@@ -327,7 +327,7 @@ TEST(ConfigTest, OutOfRangeValuesNameTheKeyAndTheRange) {
               HasSubstr("needs data_dir"));
   EXPECT_THAT(ErrorOf(with("model = \"resnet8\"")),
               HasSubstr("does not take fashion-mnist images"));
-  EXPECT_THAT(ErrorOf(with("model = \"gpt\"")), HasSubstr("model:"));
+  EXPECT_THAT(ErrorOf(with("model = \"gpt5\"")), HasSubstr("model:"));
 
   EXPECT_THAT(ErrorOf("[[method]]\nname = \"ftte\"\nconcurrency = 0\n"),
               HasSubstr("[[method]] #1 ('ftte'): concurrency must be >= 1, got 0"));

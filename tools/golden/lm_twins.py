@@ -13,7 +13,9 @@ from torch.nn.utils import stateless
 
 DEFAULTS = {"lstm_lm": {"vocab": 10000, "context": 32},
             "tiny_gpt": {"vocab": 10000, "context": 64},
-            "tiny_gpt_lora": {"vocab": 10000, "context": 64, "rank": 8}}
+            "tiny_gpt_lora": {"vocab": 10000, "context": 64, "rank": 8},
+            "gpt": {"vocab": 10000, "context": 128, "layers": 4, "width": 256, "heads": 4,
+                    "rank": 0}}
 LORA_ALPHA = 16.0
 
 
@@ -121,10 +123,10 @@ def build_lm(spec):
     if name == "lstm_lm":
         return nn.Sequential(TokenEmbedding(vocab, 96), LSTM(96, 256), nn.Linear(256, vocab))
     rank = o.get("rank", 0)
-    c = 128
+    c, blocks, heads = o.get("width", 128), o.get("layers", 2), o.get("heads", 4)
     layers = [TokenEmbedding(vocab, c), PositionalEmbedding(context, c)]
-    for _ in range(2):
-        layers.append(Residual(nn.Sequential(nn.LayerNorm(c), CausalSelfAttention(c, 4, rank))))
+    for _ in range(blocks):
+        layers.append(Residual(nn.Sequential(nn.LayerNorm(c), CausalSelfAttention(c, heads, rank))))
         layers.append(Residual(nn.Sequential(nn.LayerNorm(c), linear(c, 4 * c, rank), nn.GELU(),
                                              linear(4 * c, c, rank))))
     layers += [nn.LayerNorm(c), nn.Linear(c, vocab)]

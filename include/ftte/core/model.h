@@ -55,7 +55,7 @@ class Model {
 };
 
 // The zoo, made from a spec "NAME" or "NAME:key=value,key=value", initialised with `seed`,
-// every parameter trainable (except tiny_gpt_lora: its LoRA adapters only).
+// every parameter trainable (except a model with LoRA adapters: its adapters only).
 //   mlp, lenet5, cnn   28x28x1 images, 10 classes; no options
 //   resnet8            32x32x3 images, 10 classes; no options
 //   lstm_lm            Embedding(vocab, 96) -> LSTM(96, 256) -> Linear(256, vocab);
@@ -66,6 +66,12 @@ class Model {
 //                      Linear(128, vocab); options vocab (10000), context (64)
 //   tiny_gpt_lora      tiny_gpt with LoRA adapters (alpha 16) on the attention projections and
 //                      the MLP Linears; options vocab, context, rank (8)
+//   gpt                the GPT family by size: tiny_gpt's blocks with options vocab (10000),
+//                      context (128), layers (4), width (256), heads (4; width % heads == 0)
+//                      and rank (0: none; R >= 1 puts LoRA adapters of rank R on every
+//                      attention and MLP Linear, as tiny_gpt_lora). gpt:layers=2,width=128,
+//                      heads=4 is tiny_gpt; gpt:layers=6,width=512,heads=8 has 29M parameters
+//                      at vocab 10000. Input and output embeddings are separate (not tied).
 // A language model takes sample_shape() [context] token ids (as floats) and has num_classes()
 // = vocab and label_positions() = context; its name() is the spec with every option spelled
 // out ("lstm_lm:vocab=10000,context=32"). Errors name an unknown model (listing the known

@@ -65,7 +65,8 @@ struct MemoryPrediction {
 MemoryPrediction PredictPeak(Model& model, const TrainerOptions& options);
 
 // FLOPs of one step on `batch` samples with the current mask (forward and backward).
-// The logits, labels and logit gradients are batch * label_positions() * classes sized.
+// The logits, labels and logit gradients are batch * label_positions() * classes sized (the
+// gradients overwrite the logits when the last layer does not read its output, as a Linear).
 Flops CountTrainingFlops(Model& model, int64_t batch);
 
 // Labels are int32, label_positions() per sample (one per output position of a language
@@ -105,8 +106,9 @@ class Trainer {
   // samples and the counts summed.
   StepResult Evaluate(const float* x, const int32_t* labels, int64_t n);
 
-  // The logits of the last pass Step or Evaluate ran, [m, ..., num_classes()] row-major for its
-  // m <= micro() samples. Owned by the Trainer; overwritten by the next Step or Evaluate.
+  // The logits of the last pass Evaluate ran, [m, ..., num_classes()] row-major for its
+  // m <= micro() samples. Owned by the Trainer; overwritten by the next Step or Evaluate (a
+  // training Step may leave the logit gradients there instead).
   const float* logits() const { return logits_.data(); }
   // With gradient_stats: per parameter (model order), per packed trainable row, the sum over the
   // steps since construction (or ResetGradientStats) of the row's squared gradient norm, each
@@ -129,6 +131,9 @@ class Trainer {
   };
   LossSums ForwardLoss(const float* x, const int32_t* labels, int64_t n, double inv_positions,
                        bool training);
+
+  // Where the logit gradients go: their own buffer, or over the logits (see trainer.cc).
+  float* LogitGradients() { return dlogits_.data() != nullptr ? dlogits_.data() : logits_.data(); }
 
   // OK while the mapped frozen rows (if any) are those the trainer started with.
   Status CheckMapped();

@@ -7,7 +7,8 @@
 //   seed = 0                     # >= 0; drives data partition, devices, initialisation, training
 //   threads = 1                  # worker threads, [1, 256]; results do not depend on it
 //   model = "cnn"                # zoo name: mlp, lenet5, cnn (28x28x1), resnet8 (32x32x3);
-//                                # text: lstm_lm, tiny_gpt, tiny_gpt_lora[:rank=R]
+//                                # text: lstm_lm, tiny_gpt, tiny_gpt_lora[:rank=R],
+//                                # gpt[:layers=L,width=C,heads=H,rank=R]
 //   dataset = "fashion-mnist"    # or "cifar10" (needs data_dir); text: "bible-chapters" (1,189
 //                                # users), "bible-books" (66), "text-dir" (one user per file in
 //                                # data_dir)
