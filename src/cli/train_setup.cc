@@ -205,15 +205,18 @@ Result<Setup> MakeSetup(const Flags& f, const std::string& model_spec, const flo
   FTTE_ASSIGN_OR_RETURN(s.selection, PlanUnderBudget(*s.model, &s.options, s.budget_bytes, calib));
   if (f.Has("cut")) FTTE_RETURN_IF_ERROR(TakeCandidate(f, &s));
   const Selection& sel = s.selection;
-  char buf[256];
+  char buf[512];
   std::snprintf(buf, sizeof buf,
                 "budget %s (%s): micro-batch %lld of %lld, cut at layer %lld, %s trainable "
-                "values; candidates ranked by %s:\n",
+                "values; candidates ranked by %s%s:\n",
                 FormatBytes(s.budget_bytes).c_str(), what.c_str(),
                 static_cast<long long>(sel.micro_batch), static_cast<long long>(s.options.batch),
                 static_cast<long long>(sel.cut), WithCommas(s.model->num_trainable()).c_str(),
                 sel.criterion == "trial" ? "held-out calibration loss after trial steps"
-                                         : "captured importance");
+                                         : "captured importance",
+                sel.criterion == "trial"
+                    ? (" (" + std::to_string(sel.trial_steps) + " per candidate)").c_str()
+                    : "");
   s.selection_note = buf + SelectionTable(sel);
   FTTE_RETURN_IF_ERROR(MapFrozenRows(&s));
   return s;

@@ -15,6 +15,8 @@ namespace {
 // initialisation at usual learning rates (16 steps of SGD at 0.01 left every subset of lenet5
 // within 0.1% of the same loss).
 constexpr int64_t kTrialSteps = 64;
+// Trial steps per candidate when SelectOptions::trial_flops cuts them (see there).
+constexpr int64_t kMinTrialSteps = 2;
 // Trial losses within this fraction of the best are a tie, broken by captured importance.
 constexpr double kTrialTolerance = 0.01;
 // Tiles of the trial steps (floats): a whole batch of the zoo's im2col and frozen matrices.
@@ -94,9 +96,10 @@ std::string DescribeTrainable(const Model& model) {
 
 namespace {
 
-// The mean held-out loss after select.trial_steps steps on select.trial under options `o` and
-// the model's current mask, from the model's current values, which are restored afterwards.
-double TrialLoss(Model& model, const TrainerOptions& o, const SelectOptions& select) {
+// The mean held-out loss after `steps` steps on select.trial under options `o` and the model's
+// current mask, from the model's current values, which are restored afterwards.
+double TrialLoss(Model& model, const TrainerOptions& o, const SelectOptions& select,
+                 int64_t steps) {
   std::vector<std::vector<float>> values;
   for (const Parameter* p : model.params()) {
     values.emplace_back(static_cast<size_t>(p->numel()));
@@ -107,7 +110,7 @@ double TrialLoss(Model& model, const TrainerOptions& o, const SelectOptions& sel
     Trainer t(&model, o);
     const Samples& d = select.trial;
     const int64_t sample = NumElements(model.sample_shape()), per = model.label_positions();
-    for (int64_t s = 0, at = 0; s < select.trial_steps; ++s) {
+    for (int64_t s = 0, at = 0; s < steps; ++s) {
       if (at >= d.n) at = 0;
       const int64_t m = std::min(o.batch, d.n - at);
       t.Step(d.x + at * sample, d.labels + at * per, m);
@@ -273,6 +276,21 @@ Result<Selection> SelectUnderBudget(Model& model, const RowImportance& importanc
   }
   const bool trial = select.trial_steps > 0 && select.trial.n > 0 && select.held_out.n > 0;
   sel.criterion = trial ? "trial" : "importance";
+  if (trial) {
+    // Steps per candidate within trial_flops, priced as full training steps (an upper bound).
+    const MaskSnapshot chosen = Save(model);
+    model.SetAllTrainable(true);
+    const Flops f = CountTrainingFlops(model, std::min(options.batch, select.trial.n));
+    Restore(model, chosen);
+    const double all = static_cast<double>(f.forward + f.backward) *
+                       static_cast<double>(sel.candidates.size() * select.trial_steps);
+    sel.trial_steps = select.trial_steps;
+    if (all > select.trial_flops) {
+      const auto share =
+          static_cast<int64_t>(static_cast<double>(select.trial_steps) * select.trial_flops / all);
+      sel.trial_steps = std::max(std::min(kMinTrialSteps, select.trial_steps), share);
+    }
+  }
   for (size_t i = 0; i < sel.candidates.size(); ++i) {
     Candidate& c = sel.candidates[i];
     if (trial) {
@@ -282,7 +300,7 @@ Result<Selection> SelectUnderBudget(Model& model, const RowImportance& importanc
       o.micro_batch = 0;
       o.tile_floats = std::max<int64_t>(o.tile_floats, kTrialTileFloats);
       if (o.frozen == FrozenStorage::kInt8Mapped) o.frozen = FrozenStorage::kInt8;  // same values
-      c.trial_loss = TrialLoss(model, o, select);
+      c.trial_loss = TrialLoss(model, o, select, sel.trial_steps);
     }
   }
   // The best trial loss; then, among candidates within kTrialTolerance of it (or all, without a

@@ -237,6 +237,38 @@ TEST(SelectionTest, BudgetOfOneFifthFitsWithInt8FrozenWeights) {
   EXPECT_EQ(model->tracker().stats().peak_total, sel->predicted_bytes);
 }
 
+// The trial's cost is bounded: within trial_flops every candidate runs trial_steps; beyond it
+// each gets its share of the work (here none is left: the minimum of 2 steps), and the choice is
+// still a feasible candidate whose prediction the measurement matches.
+TEST(SelectionTest, TrialStepsShrinkForACostlyModel) {
+  auto model = MakeModel("lenet5", 1).value();
+  TrainerOptions o;
+  o.batch = 8;
+  const int64_t full = PredictPeak(*model, o).total;
+  Batch b = RandomBatch(*model, 32, 4);
+  RowImportance imp = ComputeImportance(*model, b.x.data(), b.y.data(), 32, o, 2);
+  o.frozen = FrozenStorage::kInt8;
+  model->SetAllTrainable(false);
+  const int64_t budget = (PredictPeak(*model, o).total + full) / 2;
+  SelectOptions so;
+  so.trial = {b.x.data(), b.y.data(), 24};
+  so.held_out = {b.x.data() + 24 * 784, b.y.data() + 24, 8};
+  so.trial_steps = 16;
+  auto roomy = SelectUnderBudget(*model, imp, o, budget, so);
+  ASSERT_TRUE(roomy.ok()) << roomy.status().ToString();
+  EXPECT_EQ(roomy->criterion, "trial");
+  EXPECT_EQ(roomy->trial_steps, 16);
+  so.trial_flops = 1e6;  // less than one step of one candidate
+  auto tight = SelectUnderBudget(*model, imp, o, budget, so);
+  ASSERT_TRUE(tight.ok()) << tight.status().ToString();
+  EXPECT_EQ(tight->trial_steps, 2);
+  EXPECT_EQ(tight->candidates.size(), roomy->candidates.size());
+  EXPECT_LE(tight->predicted_bytes, budget);
+  Trainer t(model.get(), o);
+  t.Step(b.x.data(), b.y.data(), 8);
+  EXPECT_EQ(model->tracker().stats().peak_total, tight->predicted_bytes);
+}
+
 TEST(SelectionTest, ImpossibleBudgetIsAClearError) {
   auto model = MakeModel("cnn", 1).value();
   TrainerOptions o;

@@ -53,6 +53,8 @@ struct Selection {
   std::vector<Candidate> candidates;  // the best of every feasible cut, deepest cut first
   size_t chosen = 0;                  // index into candidates
   std::string criterion;              // "trial" or "importance"
+  // Trial steps each candidate ran: SelectOptions::trial_steps, or fewer (trial_flops).
+  int64_t trial_steps = 0;
 };
 
 // What the search may do besides fitting the budget.
@@ -63,11 +65,16 @@ struct SelectOptions {
   // Physical micro-batches to try, largest first; empty: options.micro() only.
   std::vector<int64_t> micro_batches;
   // With trial samples, candidates are ranked by what they learn (mean held-out loss after
-  // trial_steps steps on `trial`, from the model's current values, which are restored
-  // afterwards; losses within 1% of the best are a tie, broken by captured importance);
-  // without, by captured importance.
+  // trial_steps steps on `trial` (fewer for a model too costly for that; Selection::trial_steps),
+  // from the model's current values, which are restored afterwards; losses within 1% of the best
+  // are a tie, broken by captured importance); without, by captured importance.
   Samples trial, held_out;
   int64_t trial_steps = 0;
+  // The trial's total work over all candidates, priced as full training steps: when
+  // trial_steps for every candidate would cost more, each candidate gets its share (at least 2
+  // steps). The zoo's image models, lstm_lm and tiny_gpt stay well below 6 TFLOPs; a
+  // 29M-parameter gpt (~0.2 TFLOPs a step at batch 8 x 128) would otherwise plan for half an hour.
+  double trial_flops = 6e12;
 };
 
 // DESIGN.md §3: for each candidate cut depth and micro-batch, fill the budget greedily by
