@@ -397,7 +397,7 @@ bool Shown(const SimConfig& config, const std::string& section, const std::strin
   if (section == "personalize") return false;
   if (section.empty()) {
     return key != "tokenizer" && key != "vocab" && key != "context" && key != "holdout" &&
-           key != "target_metric";
+           key != "target_metric" && key != "init";
   }
   if (section == "method" && key == "upload_changed_rows") {
     return method != nullptr && method->upload_changed_rows;

@@ -340,6 +340,7 @@ const std::vector<Field<SimConfig>>& TopFields() {
                      return OneOf(v, {"word", "char"});
                    }),
       IntKey<C>("vocab", FTTE_REF(vocab), 3, int64_t{1} << 24),
+      StringKey<C>("init", FTTE_REF(init)),
       IntKey<C>("context", FTTE_REF(context), 1, 4096),
       FloatKey<C>("holdout", FTTE_REF(holdout), kUnitOpenOpen),
       StringKey<C>("target_metric", FTTE_REF(target_metric),

@@ -141,6 +141,7 @@ Status MethodRun::Setup() {
     res_.budget_bytes = Quantile(memories, method_.budget_quantile);
   }
   in.budget_bytes = res_.budget_bytes;
+  in.initial_weights = env_.initial_weights;
   const int64_t n = std::min<int64_t>(config_.calibration_samples, env_.train.size);
   if (n > 0) in.proxy = Samples{env_.train.images.data(), env_.train.labels.data(), n};
   in.cache = env_.plans.get();

@@ -9,6 +9,9 @@
 #include <fstream>
 #include <set>
 
+#include "ftte/data/lm_model.h"
+#include "ftte/data/tokenizer.h"
+#include "ftte/fl/update.h"
 #include "ftte/sim/config.h"
 #include "ftte/sim/report.h"
 #include "ftte/sim/simulator.h"
@@ -166,6 +169,76 @@ TEST(SimulatorTextTest, ReportsNextWordMetrics) {
   EXPECT_NE(json.find("\"perplexity\""), std::string::npos);
   EXPECT_NE(ResultsCsv({r.value()}).find("accuracy,top3,perplexity,loss"), std::string::npos);
   EXPECT_NE(SummaryTable({r.value()}).find("user top-3"), std::string::npos);
+}
+
+// init: a run continues from a checkpoint. Pretraining (run A) saved with its tokenizer, then
+// run B from it: B's first evaluation is A's final one (same weights, same tokenizer, same
+// held-out text), and B keeps training. A checkpoint with another tokenizer brings it along.
+TEST(SimulatorTextTest, InitStartsEveryMethodFromACheckpoint) {
+  SimConfig a = TextConfig(fl::Algorithm::kFedBuff);
+  const Environment env_a = MakeEnvironment(a).value();
+  auto pretrained = RunMethod(a, a.methods[0], env_a);
+  ASSERT_TRUE(pretrained.ok()) << pretrained.status().ToString();
+  auto model = MakeModel(env_a.model, 0).value();
+  fl::SetWeights(*model, pretrained->final_weights);
+  const std::string ckpt = ::testing::TempDir() + "ftte_sim_init_" + std::to_string(::getpid());
+  ASSERT_TRUE(data::SaveLanguageModel(*model, *env_a.tokenizer, ckpt + "_a.safetensors").ok());
+
+  SimConfig b = TextConfig(fl::Algorithm::kFedBuff);
+  b.init = ckpt + "_a.safetensors";
+  ASSERT_TRUE(ValidateSimConfig(b).ok()) << ValidateSimConfig(b).message();
+  const Environment env_b = MakeEnvironment(b).value();
+  EXPECT_EQ(env_b.model, env_a.model);
+  EXPECT_EQ(env_b.initial_weights, pretrained->final_weights);
+  auto tuned = RunMethod(b, b.methods[0], env_b);
+  ASSERT_TRUE(tuned.ok()) << tuned.status().ToString();
+  ASSERT_FALSE(tuned->series.empty());
+  EXPECT_EQ(tuned->series.front().version, 0);
+  EXPECT_EQ(tuned->series.front().accuracy, pretrained->final_accuracy);
+  EXPECT_EQ(tuned->series.front().loss, pretrained->series.back().loss);
+  EXPECT_GT(tuned->series.back().version, 0);
+
+  // Another text's tokenizer (and a gpt): the run uses the checkpoint's vocabulary and spec.
+  auto foreign = data::Tokenizer::Train(data::TokenizerKind::kWord,
+                                        {"and god said unto moses , go down .\n"}, 20);
+  ASSERT_TRUE(foreign.ok());
+  auto gpt = MakeModel("gpt:vocab=" + std::to_string(foreign->size()) +
+                           ",context=8,layers=1,width=16,heads=2",
+                       3)
+                 .value();
+  ASSERT_TRUE(data::SaveLanguageModel(*gpt, *foreign, ckpt + "_gpt.safetensors").ok());
+  SimConfig g = TextConfig(fl::Algorithm::kFedBuff);
+  g.model = "gpt";
+  g.init = ckpt + "_gpt.safetensors";
+  const Environment env_g = MakeEnvironment(g).value();
+  EXPECT_EQ(env_g.model, gpt->name());
+  EXPECT_EQ(env_g.tokenizer->Serialize(), foreign->Serialize());
+  EXPECT_EQ(env_g.vocab, foreign->size());
+  EXPECT_EQ(env_g.initial_weights, fl::GetWeights(*gpt));
+}
+
+TEST(SimulatorTextTest, InitThatDisagreesWithTheConfigNamesTheFix) {
+  SimConfig c = TextConfig(fl::Algorithm::kFedBuff);
+  auto tok = data::Tokenizer::Train(data::TokenizerKind::kWord, {"a b c d e f .\n"}, 10);
+  ASSERT_TRUE(tok.ok());
+  auto model = MakeModel("lstm_lm:vocab=" + std::to_string(tok->size()) + ",context=6", 1).value();
+  const std::string path =
+      ::testing::TempDir() + "ftte_sim_init_bad_" + std::to_string(::getpid()) + ".safetensors";
+  ASSERT_TRUE(data::SaveLanguageModel(*model, *tok, path).ok());
+  auto error = [](const SimConfig& cfg) {
+    auto env = MakeEnvironment(cfg);
+    return env.ok() ? std::string("(ok)") : env.status().ToString();
+  };
+  c.init = path;
+  EXPECT_NE(error(c).find("was trained with context 6, but context = 8; set context = 6"),
+            std::string::npos)
+      << error(c);
+  c.context = 6;
+  c.model = "tiny_gpt";
+  EXPECT_NE(error(c).find("; set model = \"lstm_lm\""), std::string::npos) << error(c);
+  c.init = path + ".missing";
+  EXPECT_NE(error(c).find("NotFound"), std::string::npos) << error(c);
+  EXPECT_NE(error(c).find(".missing"), std::string::npos) << error(c);
 }
 
 // A vocabulary smaller than the corpus's words: some held-out targets are <unk>. They are not

@@ -1,13 +1,43 @@
 #include "text_env.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "ftte/data/lm_data.h"
+#include "ftte/data/lm_model.h"
 #include "ftte/data/ngram.h"
 #include "ftte/data/text.h"
 #include "ftte/data/tokenizer.h"
+#include "ftte/fl/update.h"
 
 namespace ftte::sim::internal {
+
+namespace {
+
+// config.init: the checkpoint's spec and values go to env; returns its tokenizer. The checkpoint
+// must hold the configured model (by name) at the configured context.
+Result<data::Tokenizer> InitialModel(const SimConfig& c, Environment* env) {
+  FTTE_ASSIGN_OR_RETURN(data::LanguageModel lm, data::LoadLanguageModel(c.init));
+  const std::string spec = lm.model->name();
+  const std::string name = spec.substr(0, spec.find(':'));
+  const std::string wanted = c.model.substr(0, c.model.find(':'));
+  if (name != wanted) {
+    return InvalidArgument("init " + c.init + " holds " + spec + ", but model = \"" + c.model +
+                           "\"; set model = \"" + name + "\" (the checkpoint's spec is used)");
+  }
+  const int64_t context = lm.model->sample_shape()[0];
+  if (context != c.context) {
+    return InvalidArgument("init " + c.init + " was trained with context " +
+                           std::to_string(context) +
+                           ", but context = " + std::to_string(c.context) +
+                           "; set context = " + std::to_string(context));
+  }
+  env->model = spec;
+  env->initial_weights = fl::GetWeights(*lm.model);
+  return std::move(lm.tokenizer);
+}
+
+}  // namespace
 
 Status MakeTextEnvironment(const SimConfig& c, Environment* env) {
   data::TextCorpus corpus;
@@ -20,15 +50,19 @@ Status MakeTextEnvironment(const SimConfig& c, Environment* env) {
   }
   const data::TokenizerKind kind =
       c.tokenizer == "char" ? data::TokenizerKind::kChar : data::TokenizerKind::kWord;
-  // Server side: the vocabulary sees only training text, and ships with the model.
-  FTTE_ASSIGN_OR_RETURN(data::Tokenizer tokenizer,
-                        data::TrainTokenizer(kind, corpus, c.vocab, c.holdout));
+  std::optional<data::Tokenizer> tokenizer;
+  if (!c.init.empty()) {
+    FTTE_ASSIGN_OR_RETURN(tokenizer, InitialModel(c, env));
+  } else {
+    // Server side: the vocabulary sees only training text, and ships with the model.
+    FTTE_ASSIGN_OR_RETURN(tokenizer, data::TrainTokenizer(kind, corpus, c.vocab, c.holdout));
+    env->model = EffectiveModelSpec(c, tokenizer->size());
+  }
   FTTE_ASSIGN_OR_RETURN(data::LanguageModelData lm,
-                        data::MakeLanguageModelData(corpus, tokenizer, c.context, c.holdout));
+                        data::MakeLanguageModelData(corpus, *tokenizer, c.context, c.holdout));
   env->language_model = true;
-  env->vocab = tokenizer.size();
-  env->tokenizer = std::make_shared<const data::Tokenizer>(tokenizer);
-  env->model = EffectiveModelSpec(c, env->vocab);
+  env->vocab = tokenizer->size();
+  env->tokenizer = std::make_shared<const data::Tokenizer>(*tokenizer);
   env->train = std::move(lm.train);
   env->user_test = std::move(lm.test);
   env->partition.clear();

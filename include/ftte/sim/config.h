@@ -13,6 +13,8 @@
 //                                # users), "bible-books" (66), "text-dir" (one user per file in
 //                                # data_dir)
 //   data_dir = ""                # "" = the dataset's standard location
+//   init = ""                    # text only: a checkpoint to start from (`ftte train --save`):
+//                                # its weights, tokenizer and spec; model and context must match
 //   tokenizer = "word"           # text only: word | char; trained on the training text only
 //   vocab = 10000                # text only: maximum vocabulary, [3, 2^24]; the model's vocab
 //                                # is the tokenizer's size

@@ -169,6 +169,10 @@ struct SimConfig {
   int64_t vocab = 10000;           // maximum vocabulary size, specials included
   int64_t context = 32;
   double holdout = 0.1;
+  // A checkpoint to start from (`ftte train --save`): every method's initial global model is
+  // its weights and the run uses its tokenizer (not one trained on this text), its model spec
+  // and context; `model` and `context` must agree with it. Empty: a seeded random model.
+  std::string init;
   std::string target_metric = "top1";  // top1 | top3: the metric time-to-target uses
   PersonalizeConfig personalize;
   std::string bible_command = "bible";  // not a config key: tests pass a fake
@@ -320,6 +324,7 @@ struct Environment {
   int64_t vocab = 0;                                 // tokenizer size (specials included)
   std::shared_ptr<const data::Tokenizer> tokenizer;  // text: saved with the final models
   TextReference reference;                           // text: on `test`
+  std::vector<float> initial_weights;                // config.init's values; empty: seeded
   // First plans of the methods run on this environment (FTTE and its ablations plan alike):
   // the planner's trials run once per distinct plan.
   std::shared_ptr<fl::PlanCache> plans = std::make_shared<fl::PlanCache>();
