@@ -650,6 +650,11 @@ Status ValidateSimConfig(const SimConfig& c) {
     return InvalidArgument("target_metric = \"" + c.target_metric +
                            "\" is for language models; image runs use top1");
   }
+  if (!c.init.empty()) {
+    return InvalidArgument("init = \"" + c.init +
+                           "\" starts a language model from a checkpoint; image runs start "
+                           "from a seeded model: remove init, or use a text dataset");
+  }
   Result<std::unique_ptr<Model>> model = MakeModel(c.model);
   if (!model.ok()) return InvalidArgument("model: " + model.status().message());
   const Shape want = c.dataset == "cifar10" ? Shape{3, 32, 32} : Shape{1, 28, 28};

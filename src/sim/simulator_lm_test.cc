@@ -236,6 +236,11 @@ TEST(SimulatorTextTest, InitThatDisagreesWithTheConfigNamesTheFix) {
   c.context = 6;
   c.model = "tiny_gpt";
   EXPECT_NE(error(c).find("; set model = \"lstm_lm\""), std::string::npos) << error(c);
+  SimConfig image;
+  image.methods = c.methods;
+  image.init = path;
+  EXPECT_NE(ValidateSimConfig(image).message().find("image runs start from a seeded model"),
+            std::string::npos);
   c.init = path + ".missing";
   EXPECT_NE(error(c).find("NotFound"), std::string::npos) << error(c);
   EXPECT_NE(error(c).find(".missing"), std::string::npos) << error(c);
