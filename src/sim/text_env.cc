@@ -40,6 +40,11 @@ Result<data::Tokenizer> InitialModel(const SimConfig& c, Environment* env) {
 }  // namespace
 
 Status MakeTextEnvironment(const SimConfig& c, Environment* env) {
+  // The checkpoint first: a wrong one is refused before the corpus is read.
+  std::optional<data::Tokenizer> tokenizer;
+  if (!c.init.empty()) {
+    FTTE_ASSIGN_OR_RETURN(tokenizer, InitialModel(c, env));
+  }
   data::TextCorpus corpus;
   if (c.dataset == "text-dir") {
     FTTE_ASSIGN_OR_RETURN(corpus, data::LoadTextDirectory(c.data_dir));
@@ -50,10 +55,7 @@ Status MakeTextEnvironment(const SimConfig& c, Environment* env) {
   }
   const data::TokenizerKind kind =
       c.tokenizer == "char" ? data::TokenizerKind::kChar : data::TokenizerKind::kWord;
-  std::optional<data::Tokenizer> tokenizer;
-  if (!c.init.empty()) {
-    FTTE_ASSIGN_OR_RETURN(tokenizer, InitialModel(c, env));
-  } else {
+  if (!tokenizer) {
     // Server side: the vocabulary sees only training text, and ships with the model.
     FTTE_ASSIGN_OR_RETURN(tokenizer, data::TrainTokenizer(kind, corpus, c.vocab, c.holdout));
     env->model = EffectiveModelSpec(c, tokenizer->size());
