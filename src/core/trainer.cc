@@ -92,13 +92,13 @@ bool AheadOf(const float* z, int32_t u, int32_t y) {
 // Softmax cross-entropy of logits [rows, k] over the rows whose label is >= 0; writes
 // dlogits = (softmax - onehot) * inv_positions for those rows and 0 for ignored ones when
 // dlogits is not null (inv_positions is 1 / the counted positions of the whole step, which may
-// span several passes). dlogits may be logits itself: each row is read before it is written. Class
-// `unscored` (< 0: none; a language model's <unk>) is never a right answer: rows labelled with it
-// add to the loss but not to the counts of right answers
-// (`scored` counts the rest), and its logit is passed over when ranking. Rows are split into tasks
-// by the problem size only, and the per-task sums are added in task order, so the result does not
-// depend on the thread count. exp runs once per logit, in float (the sums are double): for a
-// language model this pass over batch x context x vocab logits costs as much as a GEMM otherwise.
+// span several passes). dlogits may be logits itself: each row is read before it is written.
+// Class `unscored` (< 0: none; a language model's <unk>) is never a right answer: rows labelled
+// with it add to the loss but not to the counts of right answers (`scored` counts the rest), and
+// its logit is passed over when ranking. Rows are split into tasks by the problem size only, and
+// the per-task sums are added in task order, so the result does not depend on the thread count.
+// exp runs once per logit, in float (the sums are double): for a language model this pass over
+// batch x context x vocab logits costs as much as a GEMM otherwise.
 CrossEntropySums SoftmaxCrossEntropy(ThreadPool& pool, const float* logits, const int32_t* labels,
                                      int64_t rows, int64_t k, double inv_positions,
                                      int32_t unscored, float* dlogits) {
