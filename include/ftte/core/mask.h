@@ -72,8 +72,9 @@ struct SelectOptions {
   int64_t trial_steps = 0;
   // The trial's total work over all candidates, priced as full training steps: when
   // trial_steps for every candidate would cost more, each candidate gets its share (at least 2
-  // steps). The zoo's image models, lstm_lm and tiny_gpt stay well below 6 TFLOPs; a
-  // 29M-parameter gpt (~0.2 TFLOPs a step at batch 8 x 128) would otherwise plan for half an hour.
+  // steps). The zoo's image models, lstm_lm and tiny_gpt stay well below 6 TFLOPs; for a
+  // 29M-parameter gpt (~0.2 TFLOPs a step at batch 8 x 128) the trial steps alone would take half
+  // an hour (the importance pass and the held-out evaluations are not bounded here).
   double trial_flops = 6e12;
 };
 
