@@ -38,6 +38,9 @@ scripts/device_size.sh build/device
 if [[ $arm64 == 1 ]]; then
   cmake --preset arm64 >/dev/null
   cmake --build --preset arm64 -j "$jobs"
-  ctest --preset arm64 -j "$jobs"
+  # Two numerics tests take minutes each under qemu's emulation (448 s and 171 s on the 2-core
+  # machine); they run natively in the Release and sanitizer suites above.
+  ctest --preset arm64 -j "$jobs" \
+    -E '^(MicroBatchTest\.PassesTrainLikeTheWholeBatch|LmTrainerTest\.LossFallsOnAFixedBatch)$'
   scripts/device_size.sh build/arm64
 fi
