@@ -16,6 +16,7 @@ packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # ftte serve/client
   libssl-dev openssl    # TLS test certificates
   libsodium-dev         # device tokens: random generation and hashing (BLAKE2b)
+  libsentencepiece-dev  # subword tokenizers (SentencePiece; host only: Debian has no arm64 build)
   bible-kjv bible-kjv-text  # text corpus for the language-model experiments
   dataset-fashion-mnist # /usr/share/datasets/fashion-mnist
   clang-format

@@ -12,6 +12,7 @@
 
 #include "ftte/core/checkpoint.h"
 #include "ftte/core/model.h"
+#include "ftte/data/tokenizer.h"
 #include "predict_cmd.h"
 #include "train_cmd.h"
 
@@ -173,10 +174,24 @@ TEST_F(LmCliTest, TinyGptWithCharTokenizerAndLoraAndBudgetMasks) {
   EXPECT_LE(JsonNumber(t.out, "peak_bytes"), 3 << 20);
 }
 
+// The ftte binary links gRPC's libprotobuf: SentencePiece (with its own protobuf) still loads.
+TEST_F(LmCliTest, SubwordTokenizerTrainsSavesAndPredicts) {
+  if (!data::Tokenizer::SubwordAvailable()) GTEST_SKIP() << "no SentencePiece in this process";
+  const std::string ckpt = Path("subword.safetensors");
+  Output t =
+      Train("lstm_lm", {"--tokenizer", "subword", "--vocab", "60", "--save", ckpt, "--json"});
+  ASSERT_EQ(t.code, 0) << t.err;
+  EXPECT_NE(t.out.find("\"tokenizer\": \"subword\""), std::string::npos) << t.out;
+  Output p = Capture(RunPredict, {"--model", ckpt, "the cat"});
+  ASSERT_EQ(p.code, 0) << p.err;
+  EXPECT_NE(p.out.find("\xE2\x96\x81"), std::string::npos) << p.out;  // word-start pieces
+}
+
 TEST_F(LmCliTest, TrainErrorsNameTheProblem) {
   Output t = Train("lstm_lm", {"--tokenizer", "bpe"});
   EXPECT_EQ(t.code, 1);
-  EXPECT_NE(t.err.find("--tokenizer must be word or char"), std::string::npos) << t.err;
+  EXPECT_NE(t.err.find("--tokenizer: tokenizer 'bpe' is unknown; use word"), std::string::npos)
+      << t.err;
   t = Capture(RunTrain, {"--model", "lstm_lm", "--data", Path("missing")});
   EXPECT_EQ(t.code, 1);
   EXPECT_NE(t.err.find("NotFound"), std::string::npos) << t.err;

@@ -1,6 +1,7 @@
 #include "lm_train_cmd.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
@@ -76,19 +77,17 @@ struct TextRun {
   std::unique_ptr<data::Tokenizer> tokenizer;
   std::string spec;
   int64_t users = 0, corpus_bytes = 0;
+  double tokenizer_seconds = 0;  // training the vocabulary
 };
 
 Result<TextRun> PrepareText(const Flags& f) {
   const LmSpec spec = SplitSpec(f.Get("model", ""));
   const std::string kind_name = f.Get("tokenizer", "word");
-  data::TokenizerKind kind;
-  if (kind_name == "word") {
-    kind = data::TokenizerKind::kWord;
-  } else if (kind_name == "char") {
-    kind = data::TokenizerKind::kChar;
-  } else {
-    return InvalidArgument("--tokenizer must be word or char, got '" + kind_name + "'");
+  const Result<data::TokenizerKind> parsed = data::ParseTokenizerKind(kind_name);
+  if (!parsed.ok()) {
+    return Status(parsed.status().code(), "--tokenizer: " + parsed.status().message());
   }
+  const data::TokenizerKind kind = parsed.value();
   if (f.Has("vocab") && !spec.vocab.empty()) {
     return InvalidArgument("give the vocabulary size once: --vocab or vocab= in --model");
   }
@@ -125,7 +124,10 @@ Result<TextRun> PrepareText(const Flags& f) {
   TextRun run;
   run.users = static_cast<int64_t>(corpus.users.size());
   run.corpus_bytes = corpus.bytes();
+  const auto tokenizer_start = std::chrono::steady_clock::now();
   FTTE_ASSIGN_OR_RETURN(data::Tokenizer tok, data::TrainTokenizer(kind, corpus, vocab, holdout));
+  run.tokenizer_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - tokenizer_start).count();
   FTTE_ASSIGN_OR_RETURN(run.data, data::MakeLanguageModelData(corpus, tok, context, holdout));
   if (run.data.train.size == 0) {
     return InvalidArgument("--data " + f.Get("data", "bible") +
@@ -182,12 +184,12 @@ int RunTrainText(const Flags& f) {
   for (int32_t y : train.labels) train_targets += y >= 0;
   if (!json) {
     std::fprintf(stderr,
-                 "data %s: %lld users, %s tokens (%s tokenizer, %lld pieces, %.1f%% <unk>); "
-                 "training on %s samples (%s tokens)\n",
+                 "data %s: %lld users, %s tokens (%s tokenizer, %lld pieces, %.1f%% <unk>, "
+                 "trained in %.1f s); training on %s samples (%s tokens)\n",
                  f.Get("data", "bible").c_str(), static_cast<long long>(run.users),
                  WithCommas(run.data.tokens).c_str(), data::TokenizerKindName(tok.kind()),
-                 static_cast<long long>(tok.size()), 100 * unk, WithCommas(train.size).c_str(),
-                 WithCommas(train_targets).c_str());
+                 static_cast<long long>(tok.size()), 100 * unk, run.tokenizer_seconds,
+                 WithCommas(train.size).c_str(), WithCommas(train_targets).c_str());
   }
   if (!s.selection_note.empty()) std::fprintf(stderr, "%s\n", s.selection_note.c_str());
   const int64_t predicted = PredictPeak(*s.model, s.options).total;

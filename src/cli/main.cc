@@ -19,7 +19,7 @@ constexpr char kUsage[] =
     "                 [--threads 1] [--mask full|last|bias|budget:F] [--save CKPT] [--json]\n"
     "               language models (next-word prediction) on the Bible or a folder of texts:\n"
     "               ftte train --model lstm_lm|tiny_gpt|tiny_gpt_lora|gpt --data bible|DIR\n"
-    "                 [--tokenizer word|char] [--vocab 10000] [--context 32] [--mask lora|...]\n"
+    "                 [--tokenizer word|char|subword] [--vocab 10000] [--context 32] [--mask lora|...]\n"
     "                 [--save CKPT]  (reports held-out top-1/top-3 accuracy and perplexity)\n"
     "  predict      the three most likely next words after a text, from a language model\n"
     "               ftte predict --model CKPT \"And God said\" [--top 3] [--json]\n"

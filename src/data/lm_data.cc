@@ -59,6 +59,19 @@ int64_t HeldOutStart(int64_t n, double holdout_fraction) {
 Result<Tokenizer> TrainTokenizer(TokenizerKind kind, const TextCorpus& corpus, int64_t max_size,
                                  double holdout_fraction) {
   FTTE_RETURN_IF_ERROR(CheckHoldout(holdout_fraction));
+  if (kind == TokenizerKind::kSubword) {
+    // Pieces exist only once the model does: train on the whole lines within each user's first
+    // HeldOutStart(bytes) bytes.
+    std::vector<std::string> texts;
+    texts.reserve(corpus.users.size());
+    for (const TextUser& u : corpus.users) {
+      const auto end =
+          static_cast<size_t>(HeldOutStart(static_cast<int64_t>(u.text.size()), holdout_fraction));
+      const size_t line_end = end == u.text.size() ? end : u.text.rfind('\n', end);
+      texts.push_back(line_end == std::string::npos ? std::string() : u.text.substr(0, line_end));
+    }
+    return Tokenizer::Train(kind, texts, max_size);
+  }
   PieceCounts counts;
   for (const TextUser& u : corpus.users) {
     const std::vector<std::string> pieces = Tokenizer::Split(kind, u.text);

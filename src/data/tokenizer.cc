@@ -12,6 +12,7 @@
 
 #include "ftte/core/check.h"
 #include "ftte/data/text.h"
+#include "spm.h"
 
 namespace ftte::data {
 
@@ -90,6 +91,70 @@ void ForEachPiece(TokenizerKind kind, std::string_view text, Emit&& emit) {
   if (line_has_pieces) emit(eos);
 }
 
+// The lines of `text` with '\r' dropped, for kSubword (which encodes a line at a time).
+template <typename Emit>
+void ForEachLine(std::string_view text, Emit&& emit) {
+  std::string line;
+  for (size_t pos = 0; pos <= text.size();) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    line.clear();
+    for (size_t i = pos; i < end; ++i) {
+      if (text[i] != '\r') line += text[i];
+    }
+    emit(line);
+    pos = end + 1;
+  }
+}
+
+constexpr char kSubwordSpace[] = "\xE2\x96\x81";  // U+2581, SentencePiece's word-start mark
+
+// Standard base64 (RFC 4648, with padding), for the SentencePiece model inside the text format.
+constexpr char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+std::string Base64Encode(std::string_view bytes) {
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    uint32_t v = static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])) << 16;
+    if (i + 1 < bytes.size())
+      v |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8;
+    if (i + 2 < bytes.size()) v |= static_cast<unsigned char>(bytes[i + 2]);
+    out += kBase64[(v >> 18) & 63];
+    out += kBase64[(v >> 12) & 63];
+    out += i + 1 < bytes.size() ? kBase64[(v >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? kBase64[v & 63] : '=';
+  }
+  return out;
+}
+
+// False on a length that is not a multiple of 4, a character outside the alphabet, or padding
+// anywhere but the last one or two characters.
+bool Base64Decode(std::string_view text, std::string& out) {
+  out.clear();
+  if (text.size() % 4 != 0) return false;
+  for (size_t i = 0; i < text.size(); i += 4) {
+    uint32_t v = 0;
+    int pad = 0;
+    for (size_t k = 0; k < 4; ++k) {
+      const char c = text[i + k];
+      const char* at = c == '\0' ? nullptr : std::strchr(kBase64, c);
+      const bool last_group = i + 4 == text.size();
+      if (c == '=' && last_group && k >= 2 && (k == 3 || text[i + 3] == '=')) {
+        ++pad;
+        v <<= 6;
+        continue;
+      }
+      if (at == nullptr || pad > 0) return false;
+      v = v << 6 | static_cast<uint32_t>(at - kBase64);
+    }
+    out += static_cast<char>(v >> 16);
+    if (pad < 2) out += static_cast<char>((v >> 8) & 255);
+    if (pad < 1) out += static_cast<char>(v & 255);
+  }
+  return true;
+}
+
 bool IsSpecial(std::string_view piece) {
   return piece == Tokenizer::kUnk || piece == Tokenizer::kEos;
 }
@@ -140,8 +205,30 @@ bool Unescape(std::string_view line, std::string& out) {
 }  // namespace
 
 const char* TokenizerKindName(TokenizerKind kind) {
-  return kind == TokenizerKind::kWord ? "word" : "char";
+  switch (kind) {
+    case TokenizerKind::kWord:
+      return "word";
+    case TokenizerKind::kChar:
+      return "char";
+    case TokenizerKind::kSubword:
+      return "subword";
+  }
+  return "?";
 }
+
+Result<TokenizerKind> ParseTokenizerKind(const std::string& name) {
+  if (name == "word") return TokenizerKind::kWord;
+  if (name == "char") return TokenizerKind::kChar;
+  if (name == "subword") {
+    FTTE_RETURN_IF_ERROR(internal::SpmAvailable());
+    return TokenizerKind::kSubword;
+  }
+  return InvalidArgument("tokenizer '" + name +
+                         "' is unknown; use word (whole words, lowercased), char (one piece per "
+                         "character) or subword (a SentencePiece model trained on the text)");
+}
+
+bool Tokenizer::SubwordAvailable() { return internal::SpmAvailable().ok(); }
 
 Tokenizer::Tokenizer(TokenizerKind kind, std::vector<std::string> pieces)
     : kind_(kind), pieces_(std::move(pieces)) {
@@ -150,12 +237,14 @@ Tokenizer::Tokenizer(TokenizerKind kind, std::vector<std::string> pieces)
 }
 
 std::vector<std::string> Tokenizer::Split(TokenizerKind kind, std::string_view text) {
+  FTTE_CHECK(kind != TokenizerKind::kSubword) << "subword pieces need the trained model";
   std::vector<std::string> pieces;
   ForEachPiece(kind, text, [&](std::string_view p) { pieces.emplace_back(p); });
   return pieces;
 }
 
 void Tokenizer::CountPieces(TokenizerKind kind, std::string_view text, PieceCounts& counts) {
+  FTTE_CHECK(kind != TokenizerKind::kSubword) << "subword vocabularies are trained by Train";
   ForEachPiece(kind, text, [&](std::string_view p) {
     auto it = counts.find(p);
     if (it == counts.end()) it = counts.emplace(std::string(p), 0).first;
@@ -168,6 +257,11 @@ Result<Tokenizer> Tokenizer::FromCounts(TokenizerKind kind, const PieceCounts& c
   if (max_size <= kNumSpecial || max_size > kMaxSize) {
     return InvalidArgument("tokenizer vocabulary size " + std::to_string(max_size) +
                            " is outside [3, 2^24]; it counts <unk>, <eos> and at least one piece");
+  }
+  if (kind == TokenizerKind::kSubword) {
+    return InvalidArgument(
+        "a subword vocabulary is trained from text (Tokenizer::Train), not "
+        "from piece counts");
   }
   std::vector<std::pair<int64_t, const std::string*>> ranked;
   ranked.reserve(counts.size());
@@ -184,22 +278,131 @@ Result<Tokenizer> Tokenizer::FromCounts(TokenizerKind kind, const PieceCounts& c
   return Tokenizer(kind, std::move(pieces));
 }
 
+namespace {
+
+// The non-blank lines of the training texts, one SentencePiece sentence each.
+std::vector<std::string> TrainingLines(const std::vector<std::string>& texts) {
+  std::vector<std::string> lines;
+  for (const std::string& t : texts) {
+    ForEachLine(t, [&](const std::string& line) {
+      if (line.find_first_not_of(" \t\f\v") != std::string::npos) lines.push_back(line);
+    });
+  }
+  return lines;
+}
+
+}  // namespace
+
 Result<Tokenizer> Tokenizer::Train(TokenizerKind kind,
                                    const std::vector<std::string>& training_texts,
                                    int64_t max_size) {
+  if (kind == TokenizerKind::kSubword) {
+    if (max_size <= kNumSpecial || max_size > kMaxSize) {
+      return InvalidArgument("tokenizer vocabulary size " + std::to_string(max_size) +
+                             " is outside [3, 2^24]; it counts <unk>, <eos> and at least one "
+                             "piece");
+    }
+    FTTE_RETURN_IF_ERROR(internal::SpmAvailable());
+    const std::vector<std::string> lines = TrainingLines(training_texts);
+    if (lines.empty()) {
+      return InvalidArgument(
+          "the training text has no characters to train a subword "
+          "vocabulary on");
+    }
+    // One thread and every sentence (no sampling, no shuffling): a pure function of the text.
+    const std::vector<std::pair<std::string, std::string>> args = {
+        {"model_type", "unigram"},
+        {"vocab_size", std::to_string(max_size)},
+        {"hard_vocab_limit", "false"},
+        {"character_coverage", "1.0"},
+        {"num_threads", "1"},
+        {"input_sentence_size", "0"},
+        {"shuffle_input_sentence", "false"},
+        {"max_sentence_length", std::to_string(1 << 20)},
+        {"unk_id", "0"},
+        {"eos_id", "1"},
+        {"bos_id", "-1"},
+        {"pad_id", "-1"},
+        {"unk_piece", kUnk},
+        {"eos_piece", kEos},
+        {"unk_surface", kUnk},
+        {"minloglevel", "2"},
+    };
+    Result<std::string> model = internal::SpmModel::Train(lines, args);
+    if (!model.ok()) {
+      const std::string& why = model.status().message();
+      return InvalidArgument("cannot train a subword vocabulary of " + std::to_string(max_size) +
+                             " pieces: SentencePiece says: " + why +
+                             (why.find("required_chars") != std::string::npos
+                                  ? "; give a larger vocabulary (every character is a piece)"
+                                  : ""));
+    }
+    return FromSentencePiece(std::move(model).value(), "the trained subword model");
+  }
   PieceCounts counts;
   for (const std::string& t : training_texts) CountPieces(kind, t, counts);
   return FromCounts(kind, counts, max_size);
 }
 
+Result<Tokenizer> Tokenizer::FromSentencePiece(std::string model,
+                                               const std::string& what_for_errors) {
+  FTTE_ASSIGN_OR_RETURN(std::shared_ptr<const internal::SpmModel> sp,
+                        internal::SpmModel::Load(model, what_for_errors));
+  const int n = sp->size();
+  if (n <= kNumSpecial || n > kMaxSize || sp->unk_id() != kUnkId || sp->eos_id() != kEosId ||
+      sp->bos_id() != -1 || sp->pad_id() != -1 || sp->Piece(kUnkId) != kUnk ||
+      sp->Piece(kEosId) != kEos) {
+    return DataLoss(what_for_errors +
+                    ": the SentencePiece model does not have ftte's ids (<unk> = 0, <eos> = 1, "
+                    "no <s> or <pad>); train it with ftte (Tokenizer::Train with kind subword)");
+  }
+  std::vector<std::string> pieces;
+  pieces.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) pieces.push_back(sp->Piece(i));
+  Tokenizer t(TokenizerKind::kSubword, std::move(pieces));
+  t.sp_ = std::move(sp);
+  t.sp_model_ = std::move(model);
+  return t;
+}
+
+std::vector<std::string> Tokenizer::Split(std::string_view text) const {
+  if (kind_ != TokenizerKind::kSubword) return Split(kind_, text);
+  std::vector<std::string> pieces;
+  for (int32_t id : Encode(text)) pieces.push_back(Piece(id));
+  return pieces;
+}
+
 std::vector<int32_t> Tokenizer::Encode(std::string_view text) const {
   std::vector<int32_t> ids;
+  if (kind_ == TokenizerKind::kSubword) {
+    ForEachLine(text, [&](const std::string& line) {
+      const size_t before = ids.size();
+      sp_->Encode(line, ids);
+      if (ids.size() > before) ids.push_back(kEosId);
+    });
+    return ids;
+  }
   ForEachPiece(kind_, text, [&](std::string_view p) { ids.push_back(Id(p)); });
   return ids;
 }
 
 std::string Tokenizer::Decode(const std::vector<int32_t>& ids) const {
   std::string out;
+  if (kind_ == TokenizerKind::kSubword) {
+    std::vector<int32_t> line;
+    for (int32_t id : ids) {
+      FTTE_CHECK(id >= 0 && id < size())
+          << "token id " << id << " out of range [0, " << size() << ")";
+      if (id != kEosId) {
+        line.push_back(id);
+        continue;
+      }
+      out += sp_->Decode(line) + '\n';
+      line.clear();
+    }
+    out += sp_->Decode(line);
+    return out;
+  }
   bool line_start = true, glue_next = false;
   for (int32_t id : ids) {
     const std::string& p = Piece(id);
@@ -229,10 +432,27 @@ const std::string& Tokenizer::Piece(int32_t id) const {
   return pieces_[static_cast<size_t>(id)];
 }
 
+std::string Tokenizer::Display(int32_t id) const {
+  const std::string& p = Piece(id);
+  if (kind_ != TokenizerKind::kSubword) return p;
+  const std::string_view mark = kSubwordSpace;
+  std::string out;
+  for (size_t i = 0; i < p.size();) {
+    if (std::string_view(p).substr(i, mark.size()) == mark) {
+      out += ' ';
+      i += mark.size();
+    } else {
+      out += p[i++];
+    }
+  }
+  return out;
+}
+
 std::string Tokenizer::Serialize() const {
   std::string out = std::string(kMagic) + ' ' + std::to_string(kFormatVersion) + ' ' +
                     TokenizerKindName(kind_) + ' ' + std::to_string(size()) + '\n';
   for (const std::string& p : pieces_) out += Escape(p) + '\n';
+  if (kind_ == TokenizerKind::kSubword) out += Base64Encode(sp_model_) + '\n';
   return out;
 }
 
@@ -269,7 +489,7 @@ Result<Tokenizer> Tokenizer::Parse(std::string_view text, const std::string& pat
     lines.push_back(line);
     pos = end + 1;
   }
-  const std::string expected = "expected 'ftte-tokenizer 1 <word|char> <size>'";
+  const std::string expected = "expected 'ftte-tokenizer 1 <word|char|subword> <size>'";
   if (lines.empty()) {
     return InvalidArgument(path + " is empty; " + expected +
                            " then one piece per line; was it written by Tokenizer::Save?");
@@ -291,6 +511,13 @@ Result<Tokenizer> Tokenizer::Parse(std::string_view text, const std::string& pat
     kind = TokenizerKind::kWord;
   } else if (kind_name == "char") {
     kind = TokenizerKind::kChar;
+  } else if (kind_name == "subword") {
+    kind = TokenizerKind::kSubword;
+    const Status available = internal::SpmAvailable();
+    if (!available.ok()) {
+      return Status(available.code(),
+                    path + " holds a subword tokenizer, but " + available.message());
+    }
   } else {
     return InvalidArgument(path + ": tokenizer kind '" + kind_name + "' is unknown; " + expected);
   }
@@ -298,12 +525,15 @@ Result<Tokenizer> Tokenizer::Parse(std::string_view text, const std::string& pat
     return InvalidArgument(path + ": vocabulary size " + std::to_string(size) +
                            " in the header is outside [2, 2^24]");
   }
-  const auto have = static_cast<int64_t>(lines.size()) - 1;
-  if (have < size) {
-    return DataLoss(path + ": the header announces " + std::to_string(size) +
-                    " pieces but the file holds " + std::to_string(have) + "; is it truncated?");
+  // kSubword: the SentencePiece model follows the pieces, on one line.
+  const int64_t extra_lines = kind == TokenizerKind::kSubword ? 1 : 0;
+  const auto have = static_cast<int64_t>(lines.size()) - 1 - extra_lines;
+  if (have < size || (extra_lines == 1 && lines[static_cast<size_t>(size + 1)].empty())) {
+    return DataLoss(path + ": the header announces " + std::to_string(size) + " pieces" +
+                    (extra_lines == 1 ? " and a SentencePiece model" : "") +
+                    " but the file holds fewer; is it truncated?");
   }
-  for (int64_t i = size + 1; i < static_cast<int64_t>(lines.size()); ++i) {
+  for (int64_t i = size + 1 + extra_lines; i < static_cast<int64_t>(lines.size()); ++i) {
     if (!lines[static_cast<size_t>(i)].empty()) {
       return DataLoss(path + ": line " + std::to_string(i + 1) + " follows the " +
                       std::to_string(size) + " pieces the header announces");
@@ -329,7 +559,19 @@ Result<Tokenizer> Tokenizer::Parse(std::string_view text, const std::string& pat
     }
     pieces.push_back(piece);
   }
-  return Tokenizer(kind, std::move(pieces));
+  if (kind != TokenizerKind::kSubword) return Tokenizer(kind, std::move(pieces));
+  std::string model;
+  if (!Base64Decode(lines[static_cast<size_t>(size + 1)], model)) {
+    return DataLoss(path + ": line " + std::to_string(size + 2) +
+                    ": the SentencePiece model is not valid base64; is the file corrupt?");
+  }
+  FTTE_ASSIGN_OR_RETURN(Tokenizer t, FromSentencePiece(std::move(model), path));
+  if (t.pieces_ != pieces) {
+    return DataLoss(path +
+                    ": the pieces listed disagree with the SentencePiece model after them; "
+                    "the file was edited or is corrupt");
+  }
+  return t;
 }
 
 }  // namespace ftte::data

@@ -387,7 +387,7 @@ int ftte_keyboard_predict(ftte_keyboard* k, const char* context, size_t len, int
   k->suggestions.assign(best.size(), "");
   for (size_t i = 0; i < best.size(); ++i) {
     const bool eol = best[i] == ftte::data::Tokenizer::kEosId;
-    k->suggestions[i] = eol ? "" : Tok(k).Piece(best[i]);
+    k->suggestions[i] = eol ? "" : Tok(k).Display(best[i]);
     out[i].text = k->suggestions[i].c_str();
     out[i].probability = p[static_cast<size_t>(best[i])];
     out[i].end_of_line = eol ? 1 : 0;

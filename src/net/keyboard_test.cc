@@ -136,6 +136,31 @@ TEST_F(KeyboardTest, CompletesTheWordBeingTyped) {
   ftte_keyboard_close(k);
 }
 
+// A base model with a subword (SentencePiece) tokenizer: suggestions are next pieces, shown with
+// a leading space when they start a word, and personalisation learns them as it learns words.
+TEST_F(KeyboardTest, SubwordModelsSuggestPiecesAndLearnThem) {
+  if (!ftte::data::Tokenizer::SubwordAvailable()) GTEST_SKIP() << "no SentencePiece here";
+  std::string text;
+  for (int i = 0; i < 4; ++i) text += kCorpus;
+  auto tok = ftte::data::Tokenizer::Train(ftte::data::TokenizerKind::kSubword, {text}, 60);
+  ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+  auto model =
+      ftte::MakeModel("lstm_lm:vocab=" + std::to_string(tok.value().size()) + ",context=8", 7);
+  ASSERT_TRUE(model.ok());
+  const std::string base = (root_ / "subword.safetensors").string();
+  ASSERT_TRUE(ftte::data::SaveLanguageModel(*model.value(), tok.value(), base).ok());
+  options_.base_model = base.c_str();
+  ftte_keyboard* k = Open();
+  ASSERT_NE(k, nullptr);
+  for (int i = 0; i < 30; ++i) ASSERT_EQ(Add(k, "my zebra likes green apples .\n"), FTTE_OK);
+  ASSERT_EQ(ftte_keyboard_personalize(k, nullptr), FTTE_OK) << ftte_keyboard_last_error(k);
+  const std::vector<std::string> next = Predict(k, "my zebra ");
+  ASSERT_FALSE(next.empty());
+  EXPECT_EQ(std::string(" likes").rfind(next[0], 0), 0u) << next[0];  // a prefix of " likes"
+  EXPECT_EQ(next[0][0], ' ');
+  ftte_keyboard_close(k);
+}
+
 TEST_F(KeyboardTest, RetentionDropsTheOldestMessages) {
   options_.store_max_bytes = 1024;
   ftte_keyboard* k = Open();

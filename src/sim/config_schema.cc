@@ -337,7 +337,7 @@ const std::vector<Field<SimConfig>>& TopFields() {
       StringKey<C>("data_dir", FTTE_REF(data_dir)),
       StringKey<C>("tokenizer", FTTE_REF(tokenizer),
                    [](const ConfigValue& v) {
-                     return OneOf(v, {"word", "char"});
+                     return OneOf(v, {"word", "char", "subword"});
                    }),
       IntKey<C>("vocab", FTTE_REF(vocab), 3, int64_t{1} << 24),
       StringKey<C>("init", FTTE_REF(init)),

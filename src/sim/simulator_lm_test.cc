@@ -171,6 +171,23 @@ TEST(SimulatorTextTest, ReportsNextWordMetrics) {
   EXPECT_NE(SummaryTable({r.value()}).find("user top-3"), std::string::npos);
 }
 
+// tokenizer = "subword": a SentencePiece vocabulary trained on the devices' training text; the
+// federation learns over its pieces as over words.
+TEST(SimulatorTextTest, SubwordTokenizerIsTrainedAndLearnedOver) {
+  if (!data::Tokenizer::SubwordAvailable()) GTEST_SKIP() << "built without SentencePiece";
+  SimConfig c = TextConfig(fl::Algorithm::kFedBuff);
+  c.tokenizer = "subword";
+  c.vocab = 60;
+  ASSERT_TRUE(ValidateSimConfig(c).ok()) << ValidateSimConfig(c).message();
+  const Environment env = MakeEnvironment(c).value();
+  EXPECT_EQ(env.tokenizer->kind(), data::TokenizerKind::kSubword);
+  EXPECT_EQ(env.vocab, env.tokenizer->size());
+  EXPECT_LE(env.vocab, 60);
+  auto r = RunMethod(c, c.methods[0], env);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_GT(r->final_accuracy, r->series.front().accuracy + 0.1);
+}
+
 // init: a run continues from a checkpoint. Pretraining (run A) saved with its tokenizer, then
 // run B from it: B's first evaluation is A's final one (same weights, same tokenizer, same
 // held-out text), and B keeps training. A checkpoint with another tokenizer brings it along.
@@ -472,7 +489,7 @@ TEST(TextConfigTest, IncompatibleCombinationsNameTheFix) {
   EXPECT_NE(ErrorOf("dataset = \"bible-books\"\nmodel = \"lstm_lm\"\ntrain_limit = 10")
                 .find("train_limit applies to image datasets"),
             std::string::npos);
-  EXPECT_NE(ErrorOf("tokenizer = \"bpe\"").find("must be one of \"word\", \"char\""),
+  EXPECT_NE(ErrorOf("tokenizer = \"bpe\"").find("must be one of \"word\", \"char\", \"subword\""),
             std::string::npos);
   EXPECT_NE(ErrorOf("holdout = 1.0").find("holdout must be in (0, 1)"), std::string::npos);
 }

@@ -53,8 +53,7 @@ Status MakeTextEnvironment(const SimConfig& c, Environment* env) {
                                                         : data::BibleGranularity::kChapter;
     FTTE_ASSIGN_OR_RETURN(corpus, data::LoadBibleKjv(granularity, c.bible_command));
   }
-  const data::TokenizerKind kind =
-      c.tokenizer == "char" ? data::TokenizerKind::kChar : data::TokenizerKind::kWord;
+  FTTE_ASSIGN_OR_RETURN(const data::TokenizerKind kind, data::ParseTokenizerKind(c.tokenizer));
   if (!tokenizer) {
     // Server side: the vocabulary sees only training text, and ships with the model.
     FTTE_ASSIGN_OR_RETURN(tokenizer, data::TrainTokenizer(kind, corpus, c.vocab, c.holdout));

@@ -40,6 +40,10 @@ int64_t HeldOutStart(int64_t n, double holdout_fraction);
 
 // Trains a tokenizer (tokenizer.h) on the training part of each user's text only: the first
 // HeldOutStart(pieces, holdout_fraction) pieces, so held-out words never enter the vocabulary.
+// kSubword, whose pieces need the model, trains on the whole lines within the first
+// HeldOutStart(bytes, holdout_fraction) bytes: the held-out ids of MakeLanguageModelData are the
+// last floor(n * holdout_fraction) ids, which cover about the same text (ids per byte vary a
+// little along a text, so a few words at the boundary may have been seen by the vocabulary).
 // Use the same holdout_fraction as MakeLanguageModelData. O(corpus bytes).
 // Errors: holdout_fraction outside [0, 1), or those of Tokenizer::FromCounts.
 Result<Tokenizer> TrainTokenizer(TokenizerKind kind, const TextCorpus& corpus, int64_t max_size,

@@ -76,7 +76,8 @@ int ftte_keyboard_add_text(ftte_keyboard* keyboard, const char* text, size_t len
 
 typedef struct {
   const char* text;   /* the word (NUL-terminated UTF-8); "" for end_of_line; valid until the
-                         next call on this keyboard */
+                         next call on this keyboard. With a subword tokenizer: the next piece,
+                         starting with a space when it starts a word */
   double probability; /* under the mixture of the global and personal parts */
   int end_of_line;    /* nonzero: the likeliest next thing is ending the line */
 } ftte_suggestion;
@@ -85,7 +86,8 @@ typedef struct {
  * likeliest first, written to out[0..*count). When the context ends inside a word (its last
  * character is a letter, digit or non-ASCII), the suggestions complete that word (words of the
  * vocabulary starting with it, ASCII case ignored; possibly none); after a space or punctuation
- * they are the next word. personal = 0 ranks by the global part alone (for comparison). */
+ * they are the next word. (Word completion is for word tokenizers; the char and subword ones
+ * always suggest the next piece.) personal = 0 ranks by the global part alone (for comparison). */
 int ftte_keyboard_predict(ftte_keyboard* keyboard, const char* context, size_t len, int k,
                           int personal, ftte_suggestion* out, int* count);
 
