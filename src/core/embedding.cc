@@ -44,7 +44,8 @@ Result<Shape> Embedding::OutputShape(const Shape& in) const {
 void Embedding::InitParams(Rng& rng) {
   float* w = weight_.data();
   FTTE_CHECK(w != nullptr) << Describe() << ": cannot initialise an int8-stored weight";
-  for (int64_t i = 0; i < weight_.numel(); ++i) w[i] = static_cast<float>(rng.Normal());
+  const double scale = tied_ ? 1.0 / std::sqrt(static_cast<double>(dim_)) : 1.0;
+  for (int64_t i = 0; i < weight_.numel(); ++i) w[i] = static_cast<float>(scale * rng.Normal());
 }
 
 // Rows per gradient block: a workspace tile's worth, at least one.
@@ -52,6 +53,11 @@ int64_t Embedding::GradBlockRows(int64_t tile) const { return std::max<int64_t>(
 
 void Embedding::Plan(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPlan* plan) const {
   if (!m.param_grad || !weight_.any_trainable()) return;
+  if (tied_) {
+    plan->Add(MemCategory::kGradients, FloatBytes(weight_.trainable_rows() * dim_),
+              "tied embedding gradient");
+    return;
+  }
   const int64_t rows = std::min(GradBlockRows(pc.tile_floats), weight_.trainable_rows());
   plan->AddWorkspace(FloatBytes(pc.threads * rows * dim_), "embedding gradient blocks");
 }
@@ -88,10 +94,11 @@ void Embedding::Backward(const View& x, const View& y, const View& dy, View dx, 
   const int64_t block = std::min(GradBlockRows(pc_.tile_floats), trainable);
   // Each task owns a block of gradient rows and adds the tokens in order, so the sums do not
   // depend on the thread count.
+  // Tied: the head has written its part of every trainable row; the tokens' rows add to it.
   ctx.pool->ParallelFor(NumBlocks(trainable, block), [&](int64_t t, int worker) {
     const int64_t p0 = t * block, p1 = std::min(trainable, p0 + block);
-    float* g = ctx.workspace + worker * block * dim_;
-    std::fill(g, g + (p1 - p0) * dim_, 0.0f);
+    float* g = tied_ ? slot(0) + p0 * dim_ : ctx.workspace + worker * block * dim_;
+    if (!tied_) std::fill(g, g + (p1 - p0) * dim_, 0.0f);
     for (int64_t i = 0; i < tokens; ++i) {
       const int64_t row = PackedRow(weight_, static_cast<int64_t>(x.data[i]));
       if (row < p0 || row >= p1) continue;

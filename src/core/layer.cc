@@ -42,7 +42,11 @@ void Layer::Prepare(const Shape& in, LayerMode m, const PlanContext& pc, MemoryT
 
 bool Layer::HasTrainable() const {
   // Params() hands out mutable pointers; reading the mask through them changes nothing.
-  for (Parameter* p : const_cast<Layer*>(this)->Params()) {
+  auto* self = const_cast<Layer*>(this);
+  for (Parameter* p : self->Params()) {
+    if (p->any_trainable()) return true;
+  }
+  for (Parameter* p : self->SharedParams()) {
     if (p->any_trainable()) return true;
   }
   return false;

@@ -9,6 +9,7 @@
 #include "ftte/core/check.h"
 #include "ftte/core/kernels.h"
 #include "ftte/core/layers.h"
+#include "ftte/core/layers_extra.h"
 
 namespace ftte {
 
@@ -40,13 +41,25 @@ void Dequantize(const RowSegment& s, int64_t row_size, int64_t r0, int64_t r1, i
 }  // namespace
 
 Linear::Linear(int64_t in, int64_t out, bool bias, MemoryTracker* tracker)
-    : in_(in), out_(out), weight_("weight", {out, in}, tracker) {
+    : in_(in),
+      out_(out),
+      own_weight_(std::make_unique<Parameter>("weight", Shape{out, in}, tracker)),
+      weight_(own_weight_.get()) {
   if (bias) bias_ = std::make_unique<Parameter>("bias", Shape{out}, tracker);
+}
+
+Linear::Linear(Embedding* embedding, bool bias, MemoryTracker* tracker)
+    : in_(embedding->weight().shape()[1]),
+      out_(embedding->weight().shape()[0]),
+      weight_(&embedding->weight()),
+      tied_(embedding) {
+  embedding->TieHead();
+  if (bias) bias_ = std::make_unique<Parameter>("bias", Shape{out_}, tracker);
 }
 
 std::string Linear::Describe() const {
   return "Linear(" + std::to_string(in_) + ", " + std::to_string(out_) +
-         (bias_ ? ")" : ", bias=false)");
+         (bias_ ? "" : ", bias=false") + (tied_ != nullptr ? ", tied to the embedding)" : ")");
 }
 
 Result<Shape> Linear::OutputShape(const Shape& in) const {
@@ -60,11 +73,19 @@ Result<Shape> Linear::OutputShape(const Shape& in) const {
 }
 
 std::vector<Parameter*> Linear::Params() {
-  std::vector<Parameter*> p{&weight_};
+  std::vector<Parameter*> p;
+  if (own_weight_) p.push_back(own_weight_.get());
   if (bias_) p.push_back(bias_.get());
   return p;
 }
 
+std::vector<Parameter*> Linear::SharedParams() {
+  if (tied_ == nullptr) return {};
+  return {weight_};
+}
+
+// A tied head's weight is the embedding's (initialised there); its bias is drawn from the same
+// bound as an untied head's.
 void Linear::InitParams(Rng& rng) {
   const double bound = 1.0 / std::sqrt(static_cast<double>(in_));
   for (Parameter* p : Params()) {
@@ -78,8 +99,8 @@ void Linear::InitParams(Rng& rng) {
 // then the bias gradient.
 int64_t Linear::TileFloats(LayerMode m, const PlanContext& pc) const {
   int64_t tile = 0;
-  if (weight_.QuantizedUnder(pc.frozen)) tile = pc.tile_floats;
-  if (m.param_grad && weight_.any_trainable()) {
+  if (weight_->QuantizedUnder(pc.frozen)) tile = pc.tile_floats;
+  if (m.param_grad && weight_->any_trainable()) {
     tile = std::max(tile, GradBlockRows(in_, pc.tile_floats) * in_);
   }
   return tile;
@@ -93,12 +114,12 @@ void Linear::Plan(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPla
 
 void Linear::Prepare(const Shape& in, LayerMode m, const PlanContext& pc, MemoryTracker* tracker) {
   Layer::Prepare(in, m, pc, tracker);
-  FTTE_CHECK(weight_.quantized() == weight_.QuantizedUnder(pc.frozen))
-      << weight_.name() << ": storage changed after planning";
+  FTTE_CHECK(weight_->quantized() == weight_->QuantizedUnder(pc.frozen))
+      << weight_->name() << ": storage changed after planning";
   tile_ = TileFloats(m, pc);
   dw_tasks_.clear();
   const int64_t block = GradBlockRows(in_, pc.tile_floats);
-  for (const RowRun& r : weight_.runs()) {
+  for (const RowRun& r : weight_->runs()) {
     for (int64_t b = r.begin; b < r.end; b += block) {
       const int64_t e = std::min(r.end, b + block);
       dw_tasks_.push_back({b, e, r.packed + (b - r.begin)});
@@ -111,7 +132,7 @@ void Linear::Forward(const View& x, View y, ExecContext& ctx) {
   ctx.pool->ParallelFor(NumBlocks(out_, kOutBlock), [&](int64_t t, int worker) {
     const int64_t o0 = t * kOutBlock, o1 = std::min(out_, o0 + kOutBlock);
     float* ws = ctx.workspace + worker * tile_;
-    weight_.ForEachSegment(o0, o1, [&](const RowSegment& s) {
+    weight_->ForEachSegment(o0, o1, [&](const RowSegment& s) {
       const int64_t rows = s.end - s.begin;
       if (s.f32 != nullptr) {
         Gemm(false, true, n, rows, in_, 1.0f, x.data, in_, s.f32, in_, 0.0f, y.data + s.begin,
@@ -150,7 +171,7 @@ void Linear::Backward(const View& x, const View& y, const View& dy, View dx, Exe
       float* ws = ctx.workspace + worker * tile_;
       bool first = true;
       // dx[:, i0:i1] = sum over row segments of dy[:, rows] W[rows, i0:i1].
-      weight_.ForEachSegment(0, out_, [&](const RowSegment& s) {
+      weight_->ForEachSegment(0, out_, [&](const RowSegment& s) {
         if (s.f32 != nullptr) {
           Gemm(false, false, n, w, s.end - s.begin, 1.0f, dy.data + s.begin, out_, s.f32 + i0, in_,
                first ? 0.0f : 1.0f, dx.data + i0, in_);
@@ -174,13 +195,14 @@ void Linear::Backward(const View& x, const View& y, const View& dy, View dx, Exe
       });
     });
   }
-  if (mode_.param_grad && weight_.any_trainable()) {
+  if (mode_.param_grad && weight_->any_trainable()) {
     ctx.pool->ParallelFor(static_cast<int64_t>(dw_tasks_.size()), [&](int64_t t, int worker) {
       const RowRun& r = dw_tasks_[t];
       float* g = ctx.workspace + worker * tile_;
+      if (tied_ != nullptr) g = tied_->TiedGradient() + r.packed * in_;  // completed there
       Gemm(true, false, r.end - r.begin, in_, n, 1.0f, dy.data + r.begin, out_, x.data, in_, 0.0f,
            g, in_);
-      ctx.grads->Commit(weight_, r.packed, r.end - r.begin, g);
+      if (tied_ == nullptr) ctx.grads->Commit(*weight_, r.packed, r.end - r.begin, g);
     });
   }
   if (mode_.param_grad && bias_ && bias_->any_trainable()) {
@@ -202,7 +224,7 @@ Flops Linear::CountFlops(const Shape& in, LayerMode m) const {
   Flops f;
   f.forward = 2 * n * in_ * out_ + (bias_ ? n * out_ : 0);
   if (m.param_grad) {
-    f.backward += 2 * n * in_ * weight_.trainable_rows();
+    f.backward += 2 * n * in_ * weight_->trainable_rows();
     if (bias_) f.backward += n * bias_->trainable_rows();
   }
   if (m.input_grad) f.backward += 2 * n * in_ * out_;

@@ -44,6 +44,7 @@ const char* const kSmallLstm = "lstm_lm:vocab=300,context=12";
 const char* const kSmallGpt = "tiny_gpt:vocab=300,context=12";
 const char* const kSmallGptLora = "tiny_gpt_lora:vocab=300,context=12";
 const char* const kSmallGptFamily = "gpt:vocab=300,context=12,layers=3,width=32,heads=2,rank=2";
+const char* const kSmallGptTied = "gpt:vocab=300,context=12,layers=2,width=32,heads=2,tie=1";
 
 using PlanCase = std::tuple<std::string, std::string, FrozenStorage, int>;
 class LmPlannerTest : public ::testing::TestWithParam<PlanCase> {};
@@ -75,15 +76,16 @@ TEST_P(LmPlannerTest, PredictionEqualsMeasurement) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Models, LmPlannerTest,
-    ::testing::Combine(::testing::Values(kSmallLstm, kSmallGpt, kSmallGptLora, kSmallGptFamily),
-                       ::testing::Values("default", "full", "last", "bias"),
-                       ::testing::Values(FrozenStorage::kFloat32, FrozenStorage::kInt8),
-                       ::testing::Values(1, 2)));
+INSTANTIATE_TEST_SUITE_P(Models, LmPlannerTest,
+                         ::testing::Combine(::testing::Values(kSmallLstm, kSmallGpt, kSmallGptLora,
+                                                              kSmallGptFamily, kSmallGptTied),
+                                            ::testing::Values("default", "full", "last", "bias"),
+                                            ::testing::Values(FrozenStorage::kFloat32,
+                                                              FrozenStorage::kInt8),
+                                            ::testing::Values(1, 2)));
 
 TEST(LmSelectionTest, BudgetMaskPredictionEqualsMeasurement) {
-  for (const char* spec : {kSmallLstm, kSmallGpt, kSmallGptLora, kSmallGptFamily}) {
+  for (const char* spec : {kSmallLstm, kSmallGpt, kSmallGptLora, kSmallGptFamily, kSmallGptTied}) {
     SCOPED_TRACE(spec);
     auto model = MakeModel(spec, 1).value();
     TrainerOptions o;
@@ -138,6 +140,58 @@ TEST(LmTrainerTest, LogitGradientsOverwriteTheLogitsOfALinearHead) {
     Trainer t(m, o);
     t.Step(b.x.data(), b.y.data(), 6);
     EXPECT_EQ(m->tracker().stats().peak_total, predicted) << m->name();
+  }
+}
+
+// tie=1: the head's weight is the embedding's. With the same values, the tied model's gradient
+// of that matrix is the untied model's embedding gradient plus its head-weight gradient, every
+// other gradient is the same, and the matrix is stored (and listed) once.
+TEST(LmTrainerTest, TiedHeadGradientIsTheSumOfBothUses) {
+  const std::string base = "gpt:vocab=40,context=6,layers=1,width=16,heads=2";
+  auto tied = MakeModel(base + ",tie=1", 3).value();
+  auto untied = MakeModel(base, 3).value();
+  EXPECT_EQ(tied->name(), base + ",rank=0,tie=1");
+  EXPECT_EQ(untied->name(), base + ",rank=0");
+  ASSERT_EQ(untied->params().size(), tied->params().size() + 1);
+  Parameter* head = nullptr;  // the untied head's weight: the one name the tied model lacks
+  for (Parameter* u : untied->params()) {
+    const Parameter* match = nullptr;
+    for (const Parameter* t : tied->params()) {
+      if (t->name() == u->name()) match = t;
+    }
+    if (match == nullptr) {
+      head = u;
+      continue;
+    }
+    ASSERT_EQ(match->numel(), u->numel()) << u->name();
+    std::memcpy(u->data(), match->data(), sizeof(float) * u->numel());
+  }
+  ASSERT_NE(head, nullptr);
+  const Parameter* embedding = tied->params().front();
+  ASSERT_EQ(head->numel(), embedding->numel());
+  std::memcpy(head->data(), embedding->data(), sizeof(float) * head->numel());
+
+  TrainerOptions o;
+  o.batch = 3;
+  o.keep_gradients = true;
+  o.optimizer.lr = 0;  // gradients only
+  const Batch b = RandomTokens(*tied, 3, 5);
+  Trainer tt(tied.get(), o), tu(untied.get(), o);
+  const StepResult rt = tt.Step(b.x.data(), b.y.data(), 3);
+  const StepResult ru = tu.Step(b.x.data(), b.y.data(), 3);
+  ASSERT_TRUE(rt.status.ok() && ru.status.ok());
+  EXPECT_NEAR(rt.loss, ru.loss, 1e-6 * std::abs(ru.loss));
+  for (const Parameter* t : tied->params()) {
+    const Parameter* u = nullptr;
+    for (const Parameter* q : untied->params()) {
+      if (q->name() == t->name()) u = q;
+    }
+    ASSERT_NE(u, nullptr);
+    for (int64_t i = 0; i < t->numel(); ++i) {
+      const float want = u->grad().data()[i] + (t == embedding ? head->grad().data()[i] : 0.0f);
+      ASSERT_NEAR(t->grad().data()[i], want, 1e-5f + 1e-4f * std::abs(want))
+          << t->name() << " value " << i;
+    }
   }
 }
 
@@ -342,6 +396,16 @@ TEST(LmZooTest, GptFamilyIsTinyGptBySize) {
   EXPECT_EQ(sized->sample_shape(), (Shape{32}));
   EXPECT_EQ(MakeModel("gpt:vocab=50").value()->name(),
             "gpt:vocab=50,context=128,layers=4,width=256,heads=4,rank=0");
+}
+
+TEST(LmZooTest, TiedGptHasOneEmbeddingMatrixFewer) {
+  const std::string spec = "gpt:vocab=500,context=64,layers=2,width=128,heads=4";
+  auto tied = MakeModel(spec + ",tie=1").value();
+  auto untied = MakeModel(spec + ",tie=0").value();
+  EXPECT_EQ(untied->name(), spec + ",rank=0");  // tie=0 is the default, left out of the name
+  EXPECT_EQ(tied->num_params(), untied->num_params() - 500 * 128);
+  EXPECT_NE(tied->net().Describe().find("tied to the embedding"), std::string::npos);
+  EXPECT_FALSE(MakeModel(spec + ",tie=2").ok());
 }
 
 TEST(LmZooTest, GptSpecErrorsNameTheFix) {

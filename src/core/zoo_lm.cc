@@ -22,11 +22,13 @@ constexpr float kLoraAlpha = 16;
 // The shape of a GPT: tiny_gpt is {vocab, context, 2, 128, 4}.
 struct GptShape {
   int64_t vocab, context, layers, width, heads;
+  bool tie = false;  // the output head is the input embedding
 };
 
 struct OptionSpec {
   std::string key;
-  int64_t value, min, max;  // value: the default, then the parsed one
+  int64_t value, min, max;     // value: the default, then the parsed one
+  bool quiet_default = false;  // left out of the canonical name at its default (added later)
 };
 
 // Fills the values of `specs` from `options`; fails on an unknown key or a bad value.
@@ -55,8 +57,11 @@ Status ReadOptions(const std::string& model, const ModelOptions& options,
 
 std::string CanonicalName(const std::string& model, const std::vector<OptionSpec>& specs) {
   std::string s = model + ":";
-  for (size_t i = 0; i < specs.size(); ++i) {
-    s += (i ? "," : "") + specs[i].key + "=" + std::to_string(specs[i].value);
+  bool first = true;
+  for (const OptionSpec& o : specs) {
+    if (o.quiet_default && o.value == 0) continue;
+    s += (first ? "" : ",") + o.key + "=" + std::to_string(o.value);
+    first = false;
   }
   return s;
 }
@@ -81,7 +86,7 @@ std::unique_ptr<Model> Gpt(std::string name, const GptShape& g, LoraOptions lora
                            std::unique_ptr<MemoryTracker> t) {
   const int64_t c = g.width;
   auto net = std::make_unique<Sequential>();
-  net->Emplace<Embedding>(g.vocab, c, t.get());
+  Embedding* embedding = net->Emplace<Embedding>(g.vocab, c, t.get());
   net->Emplace<PositionalEmbedding>(g.context, c, t.get());
   for (int64_t b = 0; b < g.layers; ++b) {
     auto attn = std::make_unique<Sequential>();
@@ -96,7 +101,11 @@ std::unique_ptr<Model> Gpt(std::string name, const GptShape& g, LoraOptions lora
     net->Emplace<Residual>(std::move(mlp), nullptr);
   }
   net->Emplace<LayerNorm>(c, t.get());
-  net->Emplace<Linear>(c, g.vocab, true, t.get());
+  if (g.tie) {
+    net->Emplace<Linear>(embedding, true, t.get());
+  } else {
+    net->Emplace<Linear>(c, g.vocab, true, t.get());
+  }
   return std::make_unique<Model>(std::move(name), Shape{g.context}, static_cast<int>(g.vocab),
                                  std::move(t), std::move(net));
 }
@@ -157,6 +166,7 @@ Result<std::unique_ptr<Model>> MakeLanguageModel(const std::string& name,
     specs.push_back({"width", 256, 8, 8192});
     specs.push_back({"heads", 4, 1, 128});
     specs.push_back({"rank", 0, 0, 1024});
+    specs.push_back({"tie", 0, 0, 1, /*quiet_default=*/true});
   }
   if (name == "tiny_gpt_lora") specs.push_back({"rank", 8, 1, 128});
   FTTE_RETURN_IF_ERROR(ReadOptions(name, options, &specs));
@@ -167,8 +177,12 @@ Result<std::unique_ptr<Model>> MakeLanguageModel(const std::string& name,
   LoraOptions lora;
   if (name == "tiny_gpt_lora") lora = {Option(specs, "rank"), kLoraAlpha};
   if (name == "gpt") {
-    shape = {vocab, context, Option(specs, "layers"), Option(specs, "width"),
-             Option(specs, "heads")};
+    shape = {vocab,
+             context,
+             Option(specs, "layers"),
+             Option(specs, "width"),
+             Option(specs, "heads"),
+             Option(specs, "tie") == 1};
     if (shape.width % shape.heads != 0) {
       return InvalidArgument("model gpt: width=" + std::to_string(shape.width) +
                              " is not a multiple of heads=" + std::to_string(shape.heads) +

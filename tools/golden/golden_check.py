@@ -71,6 +71,7 @@ def torch_step(model_name, init, x, y, lr, dtype):
     """The twin's loss, gradients and SGD-updated weights, computed in `dtype`."""
     if lm_twins.is_lm(model_name):
         model = lm_twins.build_lm(model_name).to(dtype)
+        init = lm_twins.complete_state(model_name, init)
     else:
         model = torch_train.build_model(model_name).to(dtype)
     model.load_state_dict({k: v.to(dtype) for k, v in init.items()}, strict=True)

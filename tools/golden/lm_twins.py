@@ -15,7 +15,7 @@ DEFAULTS = {"lstm_lm": {"vocab": 10000, "context": 32},
             "tiny_gpt": {"vocab": 10000, "context": 64},
             "tiny_gpt_lora": {"vocab": 10000, "context": 64, "rank": 8},
             "gpt": {"vocab": 10000, "context": 128, "layers": 4, "width": 256, "heads": 4,
-                    "rank": 0}}
+                    "rank": 0, "tie": 0}}
 LORA_ALPHA = 16.0
 
 
@@ -130,4 +130,16 @@ def build_lm(spec):
         layers.append(Residual(nn.Sequential(nn.LayerNorm(c), linear(c, 4 * c, rank), nn.GELU(),
                                              linear(4 * c, c, rank))))
     layers += [nn.LayerNorm(c), nn.Linear(c, vocab)]
+    if o.get("tie", 0):
+        layers[-1].weight = layers[0].weight  # one matrix, as GPT-2's lm_head and wte
     return nn.Sequential(*layers)
+
+
+def complete_state(spec, state):
+    """ftte's checkpoint of a tied gpt lists the shared matrix once (as the embedding's "0.weight");
+    PyTorch's state_dict names it under both modules. Returns the state with the head's key."""
+    name, o = parse_spec(spec)
+    if name != "gpt" or not o.get("tie", 0):
+        return state
+    head = 2 + 2 * o["layers"] + 1
+    return {**state, f"{head}.weight": state["0.weight"]}

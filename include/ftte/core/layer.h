@@ -138,6 +138,9 @@ class Layer {
   virtual Result<Shape> OutputShape(const Shape& in) const = 0;
   // Parameters in a stable order, named relative to this layer ("weight", "body.0.bias").
   virtual std::vector<Parameter*> Params() { return {}; }
+  // Parameters another layer owns (and lists) that this one also reads and computes gradients
+  // for: a head tied to the input embedding. They count for HasTrainable, never for Params.
+  virtual std::vector<Parameter*> SharedParams() { return {}; }
   // Gives every parameter its full name: prefix + path ("3." + "body.0.weight").
   virtual void AssignNames(const std::string& prefix) {
     for (Parameter* p : Params()) p->set_name(prefix + p->local_name());
@@ -166,7 +169,8 @@ class Layer {
 
   virtual Flops CountFlops(const Shape& in, LayerMode m) const = 0;
 
-  // Whether any parameter (of this layer or its children) has a trainable row.
+  // Whether any parameter (of this layer or its children, shared ones included) has a trainable
+  // row.
   bool HasTrainable() const;
   LayerMode mode() const { return mode_; }
 

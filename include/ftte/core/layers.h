@@ -14,12 +14,20 @@
 namespace ftte {
 
 // y = x W^T + b over the last dimension. x [N, in] or [N, T, in].
+class Embedding;
+
 class Linear : public Layer {
  public:
   Linear(int64_t in, int64_t out, bool bias, MemoryTracker* tracker);
+  // An output head tied to `embedding` (not owned; it must outlive this layer): its weight is
+  // the embedding's [vocab, dim] matrix, listed by the embedding only. Backward writes the
+  // weight's gradient into the embedding's tied-gradient buffer, which the embedding's own
+  // Backward (later in the same pass) completes and commits once.
+  Linear(Embedding* embedding, bool bias, MemoryTracker* tracker);
   std::string Describe() const override;
   Result<Shape> OutputShape(const Shape& in) const override;
   std::vector<Parameter*> Params() override;
+  std::vector<Parameter*> SharedParams() override;
   void InitParams(Rng& rng) override;  // PyTorch's default: U(-1/sqrt(in), 1/sqrt(in))
   bool NeedsInput(LayerMode m) const override { return m.param_grad; }
   void Plan(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPlan* plan) const override;
@@ -29,7 +37,7 @@ class Linear : public Layer {
   void Backward(const View& x, const View& y, const View& dy, View dx, ExecContext& ctx) override;
   Flops CountFlops(const Shape& in, LayerMode m) const override;
 
-  Parameter& weight() { return weight_; }
+  Parameter& weight() { return *weight_; }
   Parameter* bias() { return bias_.get(); }
 
  private:
@@ -37,7 +45,9 @@ class Linear : public Layer {
   int64_t TileFloats(LayerMode m, const PlanContext& pc) const;
 
   int64_t in_, out_;
-  Parameter weight_;
+  std::unique_ptr<Parameter> own_weight_;  // null when tied
+  Parameter* weight_;                      // own_weight_, or the tied embedding's
+  Embedding* tied_ = nullptr;
   std::unique_ptr<Parameter> bias_;
   std::vector<RowRun> dw_tasks_;  // trainable weight rows in blocks, fixed at Prepare
   int64_t tile_ = 0;              // floats per worker, fixed at Prepare

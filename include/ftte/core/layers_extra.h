@@ -176,11 +176,21 @@ class Embedding : public Layer {
 
   Parameter& weight() { return weight_; }
 
+  // Called by the Linear head tied to this embedding (layers.h): Backward then commits the
+  // weight's gradient from a buffer of trainable_rows x dim floats (planned as kGradients) that
+  // the head fills first and this layer completes with the tokens' rows. Initialisation becomes
+  // N(0, 1/dim), so that the tied head's first logits are of order one.
+  void TieHead() { tied_ = true; }
+  bool tied() const { return tied_; }
+  // The tied-gradient buffer, packed by trainable row (valid during a pass with param_grad).
+  float* TiedGradient() const { return slot(0); }
+
  private:
   int64_t GradBlockRows(int64_t tile) const;
 
   int64_t vocab_, dim_;
   Parameter weight_;
+  bool tied_ = false;
 };
 
 }  // namespace ftte

@@ -71,11 +71,14 @@ class Model {
 //                      and rank (0: none; R >= 1 puts LoRA adapters of rank R on every
 //                      attention and MLP Linear, as tiny_gpt_lora). gpt:layers=2,width=128,
 //                      heads=4 is tiny_gpt; gpt:layers=6,width=512,heads=8 has 29M parameters
-//                      at vocab 10000. Input and output embeddings are separate (not tied).
+//                      at vocab 10000. tie=1 ties the output head to the input embedding
+//                      (one [vocab, width] matrix, listed once, as the embedding's; initialised
+//                      N(0, 1/width)): vocab * width fewer parameters. Default 0 (separate).
 // A language model takes sample_shape() [context] token ids (as floats) and has num_classes()
 // = vocab and label_positions() = context; its name() is the spec with every option spelled
-// out ("lstm_lm:vocab=10000,context=32"). Errors name an unknown model (listing the known
-// ones), an unknown option (listing the known keys) or a bad value (with its range).
+// out ("lstm_lm:vocab=10000,context=32"; gpt's tie only when 1). Errors name an unknown model
+// (listing the known ones), an unknown option (listing the known keys) or a bad value (with its
+// range).
 Result<std::unique_ptr<Model>> MakeModel(const std::string& spec, uint64_t seed = 0);
 std::vector<std::string> ModelNames();
 
