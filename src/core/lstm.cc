@@ -2,7 +2,9 @@
 // step split over blocks of hidden units (a unit's four gates live in the same task, so the
 // cell update needs no second pass). Backward walks the steps in reverse, overwriting each
 // step's saved gate activations with the gradients of the gate pre-activations, then computes
-// the weight gradients and dx with GEMMs over all steps.
+// the weight gradients and dx with GEMMs over all steps. Frozen weight rows may be int8 (per-row
+// scale): every product reads the weights through GemmRowsNT / GemmAllRowsNN, which dequantise
+// int8 rows a worker tile at a time, so a frozen matrix never exists as float32.
 #include <algorithm>
 #include <cmath>
 
@@ -33,6 +35,56 @@ std::vector<RowRun> BlockTasks(const Parameter& p) {
   return tasks;
 }
 
+// C[m, 0 : r1 - r0) (leading dimension ldc) = beta C + A W[r0:r1, :]^T, A being [m, k] with
+// leading dimension lda and k = p.row_size(). Int8 rows are dequantised into `tile` (tile_floats
+// floats) a block of rows at a time.
+void GemmRowsNT(const Parameter& p, int64_t r0, int64_t r1, int64_t m, const float* a, int64_t lda,
+                float beta, float* c, int64_t ldc, float* tile, int64_t tile_floats) {
+  const int64_t k = p.row_size();
+  p.ForEachSegment(r0, r1, [&](const RowSegment& s) {
+    if (s.f32 != nullptr) {
+      Gemm(false, true, m, s.end - s.begin, k, 1.0f, a, lda, s.f32, k, beta, c + (s.begin - r0),
+           ldc);
+      return;
+    }
+    const int64_t rows = std::max<int64_t>(1, tile_floats / k);
+    for (int64_t b = s.begin; b < s.end; b += rows) {
+      const int64_t e = std::min(s.end, b + rows);
+      p.ReadRows(b, e, tile);
+      Gemm(false, true, m, e - b, k, 1.0f, a, lda, tile, k, beta, c + (b - r0), ldc);
+    }
+  });
+}
+
+// C[m, c1 - c0] (ldc) = beta C + A W[:, c0:c1), A being [m, p.rows()] with leading dimension
+// lda: the sum over all rows of W, int8 rows dequantised into `tile` a block at a time.
+void GemmAllRowsNN(const Parameter& p, int64_t c0, int64_t c1, int64_t m, const float* a,
+                   int64_t lda, float beta, float* c, int64_t ldc, float* tile,
+                   int64_t tile_floats) {
+  const int64_t k = p.row_size(), w = c1 - c0;
+  float b_now = beta;
+  p.ForEachSegment(0, p.rows(), [&](const RowSegment& s) {
+    if (s.f32 != nullptr) {
+      Gemm(false, false, m, w, s.end - s.begin, 1.0f, a + s.begin, lda, s.f32 + c0, k, b_now, c,
+           ldc);
+      b_now = 1.0f;
+      return;
+    }
+    const int64_t rows = std::max<int64_t>(1, tile_floats / w);
+    for (int64_t b = s.begin; b < s.end; b += rows) {
+      const int64_t e = std::min(s.end, b + rows);
+      p.ReadBlock(b, e, c0, c1, tile);
+      Gemm(false, false, m, w, e - b, 1.0f, a + b, lda, tile, w, b_now, c, ldc);
+      b_now = 1.0f;
+    }
+  });
+}
+
+// Worker w's tile, or null when no tiles were planned (every weight row is float32).
+float* Tile(float* tiles, int worker, int64_t tile_floats) {
+  return tiles == nullptr ? nullptr : tiles + worker * tile_floats;
+}
+
 std::vector<int64_t> PackedRows(const Parameter& p) {
   std::vector<int64_t> rows(static_cast<size_t>(p.rows()), -1);
   for (const RowRun& r : p.runs()) {
@@ -51,8 +103,19 @@ LSTM::LSTM(int64_t input, int64_t hidden, MemoryTracker* tracker)
       bias_hh_("bias_hh", {4 * hidden}, tracker) {
   FTTE_CHECK(input > 0 && hidden > 0)
       << "LSTM: sizes must be positive, got " << input << ", " << hidden;
-  weight_ih_.set_int8_allowed(false);
-  weight_hh_.set_int8_allowed(false);
+}
+
+int64_t LSTM::TileFloats() const { return kOutBlock * std::max(input_, hidden_); }
+
+bool LSTM::AnyInt8(const PlanContext& pc) const {
+  return weight_ih_.QuantizedUnder(pc.frozen) || weight_hh_.QuantizedUnder(pc.frozen);
+}
+
+float* LSTM::Tiles(ExecContext& ctx) const {
+  if (mode_.backward()) {
+    return mode_.param_grad || AnyInt8(pc_) ? ctx.workspace : nullptr;
+  }
+  return AnyInt8(pc_) ? ctx.workspace + capacity_ * 4 * hidden_ + batch_ * hidden_ : nullptr;
 }
 
 std::string LSTM::Describe() const {
@@ -87,19 +150,28 @@ void LSTM::Plan(const Shape& in, LayerMode m, const PlanContext& pc, MemoryPlan*
     plan->Add(MemCategory::kActGrads, FloatBytes(n * h), "lstm hidden-state gradient");
     plan->Add(MemCategory::kActGrads, FloatBytes(n * h), "lstm cell-state gradient");
     if (m.param_grad) {
-      // Per worker a block of weight-gradient rows; then both bias gradients.
-      const int64_t tile = kOutBlock * std::max(input_, h);
-      plan->AddWorkspace(
-          FloatBytes(pc.threads * tile + bias_ih_.trainable_rows() + bias_hh_.trainable_rows()),
-          "lstm weight-gradient blocks and bias gradients");
+      // Per worker a block of weight-gradient rows (or of dequantised rows); then both bias
+      // gradients.
+      plan->AddWorkspace(FloatBytes(pc.threads * TileFloats() + bias_ih_.trainable_rows() +
+                                    bias_hh_.trainable_rows()),
+                         "lstm weight-gradient blocks and bias gradients");
+    } else if (AnyInt8(pc)) {
+      plan->AddWorkspace(FloatBytes(pc.threads * TileFloats()), "lstm dequantised weight tiles");
     }
   } else {
-    plan->AddWorkspace(FloatBytes(n * steps * 4 * h + n * h), "lstm gates and cell state");
+    plan->AddWorkspace(
+        FloatBytes(n * steps * 4 * h + n * h + (AnyInt8(pc) ? pc.threads * TileFloats() : 0)),
+        "lstm gates and cell state");
   }
 }
 
 void LSTM::Prepare(const Shape& in, LayerMode m, const PlanContext& pc, MemoryTracker* tracker) {
   Layer::Prepare(in, m, pc, tracker);
+  for (const Parameter* p : {&weight_ih_, &weight_hh_}) {
+    FTTE_CHECK(p->quantized() == p->QuantizedUnder(pc.frozen))
+        << p->name() << ": storage changed after planning";
+  }
+  batch_ = in[0];
   capacity_ = in[0] * in[1];
   ih_tasks_ = BlockTasks(weight_ih_);
   hh_tasks_ = BlockTasks(weight_hh_);
@@ -115,27 +187,27 @@ void LSTM::Forward(const View& x, View y, ExecContext& ctx) {
   const bool keep = mode_.backward();
   float* g = keep ? slot(0) : ctx.workspace;
   float* c = keep ? slot(1) : ctx.workspace + capacity_ * g4;
-  const float* wih = weight_ih_.data();
-  const float* whh = weight_hh_.data();
   const float* bih = bias_ih_.data();
   const float* bhh = bias_hh_.data();
+  float* tiles = Tiles(ctx);
+  const int64_t tile = TileFloats();
   // Input projection and both biases, for all steps at once.
-  ctx.pool->ParallelFor(NumBlocks(g4, kOutBlock), [&](int64_t t, int) {
+  ctx.pool->ParallelFor(NumBlocks(g4, kOutBlock), [&](int64_t t, int worker) {
     const int64_t o0 = t * kOutBlock, o1 = std::min(g4, o0 + kOutBlock);
-    Gemm(false, true, n * steps, o1 - o0, input_, 1.0f, x.data, input_, wih + o0 * input_, input_,
-         0.0f, g + o0, g4);
+    GemmRowsNT(weight_ih_, o0, o1, n * steps, x.data, input_, 0.0f, g + o0, g4,
+               Tile(tiles, worker, tile), tile);
     for (int64_t r = 0; r < n * steps; ++r) {
       float* gr = g + r * g4;
       for (int64_t o = o0; o < o1; ++o) gr[o] += bih[o] + bhh[o];
     }
   });
   for (int64_t s = 0; s < steps; ++s) {
-    ctx.pool->ParallelFor(NumBlocks(h, kHidBlock), [&](int64_t t, int) {
+    ctx.pool->ParallelFor(NumBlocks(h, kHidBlock), [&](int64_t t, int worker) {
       const int64_t j0 = t * kHidBlock, j1 = std::min(h, j0 + kHidBlock);
       if (s > 0) {
         for (int64_t q = 0; q < 4; ++q) {
-          Gemm(false, true, n, j1 - j0, h, 1.0f, y.data + (s - 1) * h, steps * h,
-               whh + (q * h + j0) * h, h, 1.0f, g + s * g4 + q * h + j0, steps * g4);
+          GemmRowsNT(weight_hh_, q * h + j0, q * h + j1, n, y.data + (s - 1) * h, steps * h, 1.0f,
+                     g + s * g4 + q * h + j0, steps * g4, Tile(tiles, worker, tile), tile);
         }
       }
       for (int64_t i = 0; i < n; ++i) {
@@ -166,9 +238,10 @@ void LSTM::Backward(const View& x, const View& y, const View& dy, View dx, ExecC
   const float* c = slot(1);
   float* dh = slot(2);
   float* dc = slot(3);
-  const float* whh = weight_hh_.data();
+  float* tiles = Tiles(ctx);
+  const int64_t tile = TileFloats();
   for (int64_t s = steps - 1; s >= 0; --s) {
-    ctx.pool->ParallelFor(NumBlocks(h, kHidBlock), [&](int64_t t, int) {
+    ctx.pool->ParallelFor(NumBlocks(h, kHidBlock), [&](int64_t t, int worker) {
       const int64_t j0 = t * kHidBlock, j1 = std::min(h, j0 + kHidBlock);
       for (int64_t i = 0; i < n; ++i) {
         const float* d = dy.data + (i * steps + s) * h;
@@ -176,8 +249,8 @@ void LSTM::Backward(const View& x, const View& y, const View& dy, View dx, ExecC
       }
       // dh_s += dG_{s+1} W_hh (row s+1 of g already holds gradients).
       if (s + 1 < steps) {
-        Gemm(false, false, n, j1 - j0, g4, 1.0f, g + (s + 1) * g4, steps * g4, whh + j0, h, 1.0f,
-             dh + j0, h);
+        GemmAllRowsNN(weight_hh_, j0, j1, n, g + (s + 1) * g4, steps * g4, 1.0f, dh + j0, h,
+                      Tile(tiles, worker, tile), tile);
       }
       for (int64_t i = 0; i < n; ++i) {
         float* gr = g + (i * steps + s) * g4;
@@ -199,11 +272,10 @@ void LSTM::Backward(const View& x, const View& y, const View& dy, View dx, ExecC
   }
   // dx first: committing the gradients may update the weights at once.
   if (mode_.input_grad) {
-    const float* wih = weight_ih_.data();
-    ctx.pool->ParallelFor(NumBlocks(input_, kInBlock), [&](int64_t t, int) {
+    ctx.pool->ParallelFor(NumBlocks(input_, kInBlock), [&](int64_t t, int worker) {
       const int64_t i0 = t * kInBlock, i1 = std::min(input_, i0 + kInBlock);
-      Gemm(false, false, n * steps, i1 - i0, g4, 1.0f, g, g4, wih + i0, input_, 0.0f, dx.data + i0,
-           input_);
+      GemmAllRowsNN(weight_ih_, i0, i1, n * steps, g, g4, 0.0f, dx.data + i0, input_,
+                    Tile(tiles, worker, tile), tile);
     });
   }
   if (mode_.param_grad) GradWeights(x, y, n, steps, ctx);

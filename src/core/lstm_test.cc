@@ -73,9 +73,10 @@ TEST(LstmTest, DescribeShapesParamsAndInit) {
   for (Parameter* p : l.Params()) {
     for (int64_t i = 0; i < p->numel(); ++i) ASSERT_LE(std::fabs(p->data()[i]), bound);
   }
-  // Weights never become int8.
+  // Frozen weights become int8 under int8 storage, as a Linear's do.
   l.weight_hh().SetTrainable(false);
-  EXPECT_FALSE(l.weight_hh().QuantizedUnder(FrozenStorage::kInt8));
+  EXPECT_TRUE(l.weight_hh().QuantizedUnder(FrozenStorage::kInt8));
+  EXPECT_FALSE(l.bias_hh().QuantizedUnder(FrozenStorage::kInt8));
 }
 
 TEST(LstmTest, PlanKeepsGatesAndCellsOnlyForBackward) {

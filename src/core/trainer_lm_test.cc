@@ -195,6 +195,52 @@ TEST(LmTrainerTest, TiedHeadGradientIsTheSumOfBothUses) {
   }
 }
 
+// Frozen LSTM weights stored int8: a step computes what float32 storage computes on the
+// dequantised values (the int8 rows are read a tile at a time, never held as float32).
+TEST(LmTrainerTest, Int8FrozenLstmComputesWithItsDequantisedValues) {
+  for (const char* mask : {"last", "budget-like"}) {
+    SCOPED_TRACE(mask);
+    auto q = MakeModel(kSmallLstm, 4).value();
+    auto f = MakeModel(kSmallLstm, 4).value();
+    for (Model* m : {q.get(), f.get()}) {
+      if (std::string(mask) == "last") {
+        ASSERT_TRUE(ApplyNamedMask(*m, "last").ok());
+      } else {  // every other row of every matrix trainable: mixed float32 / int8 segments
+        for (Parameter* p : m->params()) {
+          for (int64_t r = 0; r < p->rows(); ++r) p->SetRowsTrainable(r, r + 1, r % 2 == 0);
+        }
+      }
+    }
+    TrainerOptions o;
+    o.batch = 4;
+    o.threads = 2;
+    o.keep_gradients = true;
+    o.frozen = FrozenStorage::kInt8;
+    Trainer tq(q.get(), o);
+    ASSERT_TRUE(q->params()[1]->quantized());  // the LSTM's weight_ih
+    for (size_t k = 0; k < q->params().size(); ++k) {  // f := q's (dequantised) values
+      Parameter* dst = f->params()[k];
+      q->params()[k]->ReadRows(0, dst->rows(), dst->data());
+    }
+    o.frozen = FrozenStorage::kFloat32;
+    Trainer tf(f.get(), o);
+    const Batch b = RandomTokens(*q, 4, 8);
+    const StepResult rq = tq.Step(b.x.data(), b.y.data(), 4);
+    const StepResult rf = tf.Step(b.x.data(), b.y.data(), 4);
+    EXPECT_NEAR(rq.loss, rf.loss, 1e-5 * std::abs(rf.loss));
+    for (size_t k = 0; k < q->params().size(); ++k) {
+      const Parameter* a = q->params()[k];
+      const Parameter* c = f->params()[k];
+      const int64_t n = a->trainable_rows() * a->row_size();
+      for (int64_t i = 0; i < n; ++i) {
+        ASSERT_NEAR(a->grad().data()[i], c->grad().data()[i],
+                    1e-5f + 1e-3f * std::abs(c->grad().data()[i]))
+            << a->name() << " " << i;
+      }
+    }
+  }
+}
+
 TEST(LmTrainerTest, LossIsTheMeanOverCountedPositions) {
   auto model = MakeModel(kSmallGpt, 2).value();
   TrainerOptions o;

@@ -58,10 +58,17 @@ class LSTM : public Layer {
 
  private:
   void GradWeights(const View& x, const View& y, int64_t n, int64_t steps, ExecContext& ctx);
+  // Floats of one worker's tile: a block of weight-gradient rows, or of dequantised int8 rows.
+  int64_t TileFloats() const;
+  bool AnyInt8(const PlanContext& pc) const;
+  // The worker tiles in the workspace of a pass (after the gates and cell state when forward
+  // only), or null when none were planned.
+  float* Tiles(ExecContext& ctx) const;
 
   int64_t input_, hidden_;
   Parameter weight_ih_, weight_hh_, bias_ih_, bias_hh_;
   int64_t capacity_ = 0;                            // samples the slots hold
+  int64_t batch_ = 0;                               // samples prepared for
   std::vector<RowRun> ih_tasks_, hh_tasks_;         // trainable weight rows in blocks
   std::vector<int64_t> bias_ih_row_, bias_hh_row_;  // packed gradient row per gate unit, or -1
 };

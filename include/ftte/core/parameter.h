@@ -98,7 +98,7 @@ class Parameter {
   void UseExternalFrozenRows(const int8_t* q, const float* scale);
   // Whether SetStorage(kInt8) may keep frozen rows as int8 (>= 2-D and not opted out).
   bool QuantizableWhenFrozen() const { return shape_.size() >= 2 && int8_allowed_; }
-  // Layers whose kernels read the float32 values directly (LSTM, positional embeddings, LoRA
+  // Layers whose kernels read the float32 values directly (positional embeddings, LoRA
   // adapters) opt their parameters out of int8 storage; they then stay float32 under any
   // FrozenStorage, and the planner counts them so.
   void set_int8_allowed(bool on) { int8_allowed_ = on; }
