@@ -217,7 +217,7 @@ TEST(LmTrainerTest, Int8FrozenLstmComputesWithItsDequantisedValues) {
     o.keep_gradients = true;
     o.frozen = FrozenStorage::kInt8;
     Trainer tq(q.get(), o);
-    ASSERT_TRUE(q->params()[1]->quantized());  // the LSTM's weight_ih
+    ASSERT_TRUE(q->params()[1]->quantized());          // the LSTM's weight_ih
     for (size_t k = 0; k < q->params().size(); ++k) {  // f := q's (dequantised) values
       Parameter* dst = f->params()[k];
       q->params()[k]->ReadRows(0, dst->rows(), dst->data());
