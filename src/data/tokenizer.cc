@@ -1,5 +1,7 @@
 #include "ftte/data/tokenizer.h"
 
+#include <sodium/utils.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -109,50 +111,37 @@ void ForEachLine(std::string_view text, Emit&& emit) {
 
 constexpr char kSubwordSpace[] = "\xE2\x96\x81";  // U+2581, SentencePiece's word-start mark
 
-// Standard base64 (RFC 4648, with padding), for the SentencePiece model inside the text format.
-constexpr char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-std::string Base64Encode(std::string_view bytes) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  for (size_t i = 0; i < bytes.size(); i += 3) {
-    uint32_t v = static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])) << 16;
-    if (i + 1 < bytes.size())
-      v |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8;
-    if (i + 2 < bytes.size()) v |= static_cast<unsigned char>(bytes[i + 2]);
-    out += kBase64[(v >> 18) & 63];
-    out += kBase64[(v >> 12) & 63];
-    out += i + 1 < bytes.size() ? kBase64[(v >> 6) & 63] : '=';
-    out += i + 2 < bytes.size() ? kBase64[v & 63] : '=';
-  }
+// Standard base64 (RFC 4648, with padding; libsodium's), for the SentencePiece model inside the
+// text format.
+std::string Base64Encode(const std::string& bytes) {
+  std::string out(sodium_base64_ENCODED_LEN(bytes.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
+                    bytes.size(), sodium_base64_VARIANT_ORIGINAL);
+  out.pop_back();  // the terminating NUL
   return out;
 }
 
-// False on a length that is not a multiple of 4, a character outside the alphabet, or padding
-// anywhere but the last one or two characters.
+// False unless `text` is entirely valid padded base64.
 bool Base64Decode(std::string_view text, std::string& out) {
-  out.clear();
-  if (text.size() % 4 != 0) return false;
-  for (size_t i = 0; i < text.size(); i += 4) {
-    uint32_t v = 0;
-    int pad = 0;
-    for (size_t k = 0; k < 4; ++k) {
-      const char c = text[i + k];
-      const char* at = c == '\0' ? nullptr : std::strchr(kBase64, c);
-      const bool last_group = i + 4 == text.size();
-      if (c == '=' && last_group && k >= 2 && (k == 3 || text[i + 3] == '=')) {
-        ++pad;
-        v <<= 6;
-        continue;
-      }
-      if (at == nullptr || pad > 0) return false;
-      v = v << 6 | static_cast<uint32_t>(at - kBase64);
-    }
-    out += static_cast<char>(v >> 16);
-    if (pad < 2) out += static_cast<char>((v >> 8) & 255);
-    if (pad < 1) out += static_cast<char>(v & 255);
+  out.resize(text.size() / 4 * 3 + 3);
+  size_t len = 0;
+  const char* end = nullptr;
+  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), text.data(),
+                        text.size(), nullptr, &len, &end, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+      end != text.data() + text.size()) {
+    return false;
   }
+  out.resize(len);
   return true;
+}
+
+// The vocabulary size bounds shared by every kind.
+Status CheckVocabularySize(int64_t max_size) {
+  if (max_size <= Tokenizer::kNumSpecial || max_size > Tokenizer::kMaxSize) {
+    return InvalidArgument("tokenizer vocabulary size " + std::to_string(max_size) +
+                           " is outside [3, 2^24]; it counts <unk>, <eos> and at least one piece");
+  }
+  return Status::Ok();
 }
 
 bool IsSpecial(std::string_view piece) {
@@ -254,10 +243,7 @@ void Tokenizer::CountPieces(TokenizerKind kind, std::string_view text, PieceCoun
 
 Result<Tokenizer> Tokenizer::FromCounts(TokenizerKind kind, const PieceCounts& counts,
                                         int64_t max_size) {
-  if (max_size <= kNumSpecial || max_size > kMaxSize) {
-    return InvalidArgument("tokenizer vocabulary size " + std::to_string(max_size) +
-                           " is outside [3, 2^24]; it counts <unk>, <eos> and at least one piece");
-  }
+  FTTE_RETURN_IF_ERROR(CheckVocabularySize(max_size));
   if (kind == TokenizerKind::kSubword) {
     return InvalidArgument(
         "a subword vocabulary is trained from text (Tokenizer::Train), not "
@@ -297,11 +283,7 @@ Result<Tokenizer> Tokenizer::Train(TokenizerKind kind,
                                    const std::vector<std::string>& training_texts,
                                    int64_t max_size) {
   if (kind == TokenizerKind::kSubword) {
-    if (max_size <= kNumSpecial || max_size > kMaxSize) {
-      return InvalidArgument("tokenizer vocabulary size " + std::to_string(max_size) +
-                             " is outside [3, 2^24]; it counts <unk>, <eos> and at least one "
-                             "piece");
-    }
+    FTTE_RETURN_IF_ERROR(CheckVocabularySize(max_size));
     FTTE_RETURN_IF_ERROR(internal::SpmAvailable());
     const std::vector<std::string> lines = TrainingLines(training_texts);
     if (lines.empty()) {
