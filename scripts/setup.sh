@@ -17,6 +17,7 @@ packages=(
   libssl-dev openssl    # TLS test certificates
   libsodium-dev         # device tokens: random generation and hashing (BLAKE2b)
   libsentencepiece-dev  # subword tokenizers (SentencePiece; host only: Debian has no arm64 build)
+  openmpi-bin libopenmpi-dev  # mpirun ... ftte simulate across processes and hosts
   bible-kjv bible-kjv-text  # text corpus for the language-model experiments
   dataset-fashion-mnist # /usr/share/datasets/fashion-mnist
   clang-format

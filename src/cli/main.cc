@@ -27,6 +27,7 @@ constexpr char kUsage[] =
     "  simulate     federated training of many simulated devices: FTTE vs FedBuff vs FedAvg ...\n"
     "               ftte simulate [--config FILE.toml] [--out out/sim] [--threads N] [--seed S]\n"
     "                 [--set key=value ...] [--methods a,b] [--print-config]\n"
+    "               mpirun -np N ftte simulate ...  (across processes or hosts, same results)\n"
     "  serve        run a federation over gRPC (TLS, tokens, validation, crash recovery)\n"
     "               ftte serve --config examples/deploy/serve.toml [--set section.key=value ...]\n"
     "  client       one device: train on local data within a memory budget, submit updates\n"

@@ -16,10 +16,12 @@
 #include "ftte/core/memory.h"
 #include "ftte/data/lm_model.h"
 #include "ftte/fl/update.h"
+#include "ftte/sim/cluster.h"
 #include "ftte/sim/config.h"
 #include "ftte/sim/report.h"
 #include "ftte/sim/simulator.h"
 #include "ftte/sim/tune.h"
+#include "mpi_cluster.h"
 
 namespace ftte::cli {
 
@@ -49,10 +51,22 @@ constexpr char kHelp[] =
     "  --methods a,b     run only these methods, in this order\n"
     "  --resume          keep the runs already in DIR/runs (of this configuration) and run\n"
     "                    only the missing ones; the results equal an uninterrupted run's\n"
-    "  --print-config    print the effective configuration as TOML and exit\n";
+    "  --print-config    print the effective configuration as TOML and exit\n"
+    "\n"
+    "Across processes or hosts: mpirun -np N ftte simulate ... (Open MPI; --hostfile F for\n"
+    "hosts). Device training is spread over the ranks; the results equal the one-process run's\n"
+    "byte for byte. Rank 0 prints and writes DIR; every rank reads the same data and config.\n";
+
+// Rank 0 of an mpirun (or the only process) prints progress and writes the results.
+bool Root() { return sim::ProcessCluster().root(); }
 
 int Fail(const Status& s, int code) {
-  std::fprintf(stderr, "ftte simulate: %s\n", s.message().c_str());
+  if (Root()) {
+    std::fprintf(stderr, "ftte simulate: %s\n", s.message().c_str());
+  } else {
+    std::fprintf(stderr, "ftte simulate (rank %d): %s\n", sim::ProcessCluster().rank(),
+                 s.message().c_str());
+  }
   return code;
 }
 
@@ -136,6 +150,7 @@ class ProgressLine {
     start_ = Clock::now();
   }
   void Update(const std::string& label, double virtual_s, double accuracy, double epsilon) {
+    if (!Root()) return;
     const double run_wall = std::chrono::duration<double>(Clock::now() - start_).count();
     const double total_wall =
         std::chrono::duration<double>(Clock::now() - experiment_start_).count();
@@ -153,7 +168,7 @@ class ProgressLine {
     std::fflush(stderr);
   }
   void End() {
-    if (tty_) std::fputc('\n', stderr);
+    if (tty_ && Root()) std::fputc('\n', stderr);
   }
   void Resumed() { ++resumed_; }
 
@@ -207,6 +222,7 @@ Status SaveModel(const std::string& dir, const sim::SimConfig& c, const sim::Env
 }
 
 void DescribeData(const sim::Environment& env) {
+  if (!Root()) return;
   if (env.language_model) {
     std::fprintf(stderr,
                  "data: %lld training samples over %zu devices (one per user; %lld users "
@@ -249,11 +265,12 @@ Result<sim::SimConfig> TuneMethods(const sim::SimConfig& c, const std::string& o
                  size_t total) -> Result<sim::MethodResult> {
     const sim::MethodConfig& m = trial.methods.front();
     if (!progress) {
-      std::fprintf(stderr,
-                   "tuning: %zu trial(s), %.1f min virtual each, on %lld validation samples "
-                   "held out of the training data (seed %llu)\n",
-                   total, horizon / 60, static_cast<long long>(c.tune.validation),
-                   static_cast<unsigned long long>(trial.seed));
+      if (Root())
+        std::fprintf(stderr,
+                     "tuning: %zu trial(s), %.1f min virtual each, on %lld validation samples "
+                     "held out of the training data (seed %llu)\n",
+                     total, horizon / 60, static_cast<long long>(c.tune.validation),
+                     static_cast<unsigned long long>(trial.seed));
       progress.emplace(horizon, static_cast<int64_t>(total));
     }
     progress->Start(static_cast<int64_t>(index));
@@ -273,10 +290,14 @@ Result<sim::SimConfig> TuneMethods(const sim::SimConfig& c, const std::string& o
           progress->Update(m.name, t, acc, eps);
         });
     progress->End();
-    if (r.ok()) FTTE_RETURN_IF_ERROR(sim::WriteRunFile(out_dir, trial, *r));
+    if (r.ok() && Root()) FTTE_RETURN_IF_ERROR(sim::WriteRunFile(out_dir, trial, *r));
     return r;
   };
   FTTE_ASSIGN_OR_RETURN(std::vector<sim::MethodTuning> tuning, sim::Tune(c, run));
+  if (!Root()) {
+    FTTE_RETURN_IF_ERROR(sim::CheckTargetReached(c, tuning));
+    return sim::ApplyTuning(c, tuning);
+  }
   const std::string path = (std::filesystem::path(out_dir) / "tuning.json").string();
   std::ofstream out(path);
   out << sim::TuningJson(c, tuning);
@@ -293,37 +314,67 @@ Result<sim::SimConfig> TuneMethods(const sim::SimConfig& c, const std::string& o
   return sim::ApplyTuning(c, tuning);
 }
 
-}  // namespace
+// What every rank of an mpirun must have loaded alike: sizes, labels (the next tokens of text)
+// and the partition over devices.
+std::string DataFingerprint(const sim::Environment& env) {
+  std::string f = std::to_string(env.train.size) + "/" + std::to_string(env.test.size) + "/" +
+                  std::to_string(env.user_test.size) + "/" + env.model + "/";
+  auto add = [&](const void* p, size_t n) { f.append(static_cast<const char*>(p), n); };
+  add(env.train.labels.data(), env.train.labels.size() * sizeof(int32_t));
+  add(env.test.labels.data(), env.test.labels.size() * sizeof(int32_t));
+  for (const std::vector<int64_t>& p : env.partition) add(p.data(), p.size() * sizeof(int64_t));
+  return f;
+}
 
-int RunSimulate(const std::vector<std::string>& args) {
+// `finished_together`: set when every rank of the cluster reached the end.
+int Simulate(const std::vector<std::string>& args, bool* finished_together) {
   // --set may repeat, so it is taken out before the one-value-per-flag parser sees the rest.
   std::vector<std::string> rest = args;
   auto sets = TakeRepeated(&rest, "set");
-  if (!sets.ok()) return Fail(sets.status(), 2);
-  auto flags = Flags::Parse(rest, {{"config", true},
-                                   {"out", true},
-                                   {"threads", true},
-                                   {"seed", true},
-                                   {"seeds", true},
-                                   {"methods", true},
-                                   {"resume", false},
-                                   {"set", true},  // listed in errors; taken out above
-                                   {"print-config", false},
-                                   {"help", false}});
-  if (!flags.ok()) return Fail(flags.status(), 2);
-  const Flags& f = flags.value();
-  if (f.Has("help")) {
+  Result<Flags> flags = sets.ok() ? Flags::Parse(rest, {{"config", true},
+                                                        {"out", true},
+                                                        {"threads", true},
+                                                        {"seed", true},
+                                                        {"seeds", true},
+                                                        {"methods", true},
+                                                        {"resume", false},
+                                                        // listed in errors; taken out above
+                                                        {"set", true},
+                                                        {"print-config", false},
+                                                        {"help", false}})
+                                  : Result<Flags>(sets.status());
+  if (flags.ok() && flags->Has("help")) {
     std::fputs(kHelp, stdout);
     return 0;
   }
-  auto config = BuildConfig(f, sets.value());
-  if (!config.ok()) return Fail(config.status(), 2);
-  if (f.Has("print-config")) {
+  Result<sim::SimConfig> config = flags.ok() ? BuildConfig(flags.value(), sets.value())
+                                             : Result<sim::SimConfig>(flags.status());
+  if (config.ok() && flags->Has("print-config")) {
     std::fputs(sim::FormatSimConfig(config.value()).c_str(), stdout);
     return 0;
   }
+  // Every rank of an mpirun must hold the same configuration, or have met the same error in it
+  // (then rank 0 alone reports it and the job ends without an abort).
+  sim::Cluster& cluster = sim::ProcessCluster();
+  std::string outcome = "error: " + config.status().message();
+  if (config.ok()) {
+    sim::SimConfig same = config.value();
+    same.threads = 1;  // per rank: results do not depend on it
+    outcome = sim::FormatSimConfig(same);
+  }
+  const Status agreed =
+      cluster.Agree("the configuration (--config, --set, --seed, --methods)", outcome);
+  if (!config.ok()) {
+    *finished_together = agreed.ok();
+    if (agreed.ok() && !Root()) return 2;
+    return Fail(config.status(), 2);
+  }
+  if (!agreed.ok()) return Fail(agreed, 2);
+  const Flags& f = flags.value();
   const std::string out_dir = f.Get("out", "out/sim");
-  if (Status st = PrepareOutput(out_dir); !st.ok()) return Fail(st, 2);
+  if (Root()) {
+    if (Status st = PrepareOutput(out_dir); !st.ok()) return Fail(st, 2);
+  }
   if (config.value().tune.Enabled()) {
     auto tuned = TuneMethods(config.value(), out_dir, f.Has("resume"));
     if (!tuned.ok()) return Fail(tuned.status(), 1);
@@ -342,6 +393,15 @@ int RunSimulate(const std::vector<std::string>& args) {
       }
     }
   }
+  {
+    std::string found;
+    for (const auto& [key, run] : done) found += key.first + "-" + std::to_string(key.second) + ",";
+    Status st = cluster.Agree("the runs --resume found in " + out_dir +
+                                  "/runs (every rank must see that folder, e.g. on a shared "
+                                  "file system)",
+                              found);
+    if (!st.ok()) return Fail(st, 2);
+  }
 
   std::string names;
   for (const sim::MethodConfig& m : c.methods) names += (names.empty() ? "" : ", ") + m.name;
@@ -353,13 +413,18 @@ int RunSimulate(const std::vector<std::string>& args) {
     if (!seed_list.empty()) seed_list += ',';
     seed_list += std::to_string(s);
   }
-  std::fprintf(
-      stderr,
-      "ftte simulate: %s on %s (%s), %s, %.1f min virtual per run, %d thread(s), "
-      "seed(s) %s\nmethods: %s%s\n",
-      c.model.c_str(), c.dataset.c_str(), c.partition.c_str(), devices.c_str(), c.duration_s / 60,
-      c.threads, seed_list.c_str(), names.c_str(),
-      done.empty() ? "" : (" (resuming: " + std::to_string(done.size()) + " run(s) done)").c_str());
+  std::string ranks;
+  if (cluster.size() > 1) ranks = " on each of " + std::to_string(cluster.size()) + " MPI ranks";
+  if (Root()) {
+    std::fprintf(stderr,
+                 "ftte simulate: %s on %s (%s), %s, %.1f min virtual per run, %d thread(s)%s, "
+                 "seed(s) %s\nmethods: %s%s\n",
+                 c.model.c_str(), c.dataset.c_str(), c.partition.c_str(), devices.c_str(),
+                 c.duration_s / 60, c.threads, ranks.c_str(), seed_list.c_str(), names.c_str(),
+                 done.empty()
+                     ? ""
+                     : (" (resuming: " + std::to_string(done.size()) + " run(s) done)").c_str());
+  }
 
   std::vector<sim::MethodResult> results;
   std::vector<std::string> failures;
@@ -380,6 +445,10 @@ int RunSimulate(const std::vector<std::string>& args) {
         auto e = sim::MakeEnvironment(cs);
         if (!e.ok()) return Fail(e.status(), 1);
         env = std::move(e).value();
+        Status st = cluster.Agree(
+            "the data of seed " + std::to_string(seed) + " (same files and data_dir on every host)",
+            DataFingerprint(*env));
+        if (!st.ok()) return Fail(st, 1);
         DescribeData(*env);
       }
       std::string label = m.name;
@@ -390,18 +459,22 @@ int RunSimulate(const std::vector<std::string>& args) {
           });
       progress.End();
       if (!r.ok()) {
-        std::fprintf(stderr, "ftte simulate: %s failed: %s\n", label.c_str(),
-                     r.status().message().c_str());
+        if (Root()) {
+          std::fprintf(stderr, "ftte simulate: %s failed: %s\n", label.c_str(),
+                       r.status().message().c_str());
+        }
         failures.push_back(label);
         continue;
       }
-      if (Status st = sim::WriteRunFile(out_dir, c, *r); !st.ok()) return Fail(st, 1);
-      if (Status st = SaveModel(out_dir, cs, *env, *r); !st.ok()) return Fail(st, 1);
+      if (Root()) {
+        if (Status st = sim::WriteRunFile(out_dir, c, *r); !st.ok()) return Fail(st, 1);
+        if (Status st = SaveModel(out_dir, cs, *env, *r); !st.ok()) return Fail(st, 1);
+      }
       results.push_back(std::move(r).value());
     }
   }
 
-  if (!results.empty()) {
+  if (!results.empty() && Root()) {
     std::printf("\n%s", sim::SummaryTable(results).c_str());
     std::string targets;
     for (double t : c.AllTargets()) {
@@ -426,13 +499,35 @@ int RunSimulate(const std::vector<std::string>& args) {
     std::printf("models:  %s\n", (d / "models").c_str());
     std::printf("config:  %s (rerun with --config)\n", (d / "config.toml").c_str());
   }
+  // Every rank got here (rank 0 wrote everything): the job may end without an abort.
+  if (cluster.Agree("the outcome", std::to_string(failures.size())).ok()) {
+    *finished_together = true;
+  }
   if (!failures.empty()) {
     std::string list;
     for (const std::string& n : failures) list += (list.empty() ? "" : ", ") + n;
-    std::fprintf(stderr, "ftte simulate: %zu run(s) failed: %s\n", failures.size(), list.c_str());
+    if (Root()) {
+      std::fprintf(stderr, "ftte simulate: %zu run(s) failed: %s\n", failures.size(), list.c_str());
+    }
     return 1;
   }
   return 0;
+}
+
+}  // namespace
+
+int RunSimulate(const std::vector<std::string>& args) {
+  auto mpi = JoinMpiIfLaunched();
+  if (!mpi.ok()) return Fail(mpi.status(), 2);
+  bool together = false;
+  if (mpi.value() == nullptr) return Simulate(args, &together);
+  sim::SetProcessCluster(&mpi.value()->cluster());
+  const int code = Simulate(args, &together);
+  sim::SetProcessCluster(nullptr);
+  // A rank that stops alone (an error only it met, or one before the others finished) leaves
+  // the others waiting: it ends the whole job.
+  mpi.value()->End(/*abort_job=*/code != 0 && !together);
+  return code;
 }
 
 }  // namespace ftte::cli

@@ -431,17 +431,32 @@ StepResult Trainer::Step(const float* x, const int32_t* labels, int64_t n) {
 }
 
 StepResult Trainer::Evaluate(const float* x, const int32_t* labels, int64_t n) {
-  StepResult total;
   if (Status s = CheckMapped(); !s.ok()) {
-    total.status = s;
-    return total;
+    StepResult failed;
+    failed.status = s;
+    return failed;
   }
-  double loss = 0;
+  StepResult total = Combine(EvaluateBatches(x, labels, n));
+  total.status = CheckMapped();
+  return total;
+}
+
+std::vector<Trainer::LossSums> Trainer::EvaluateBatches(const float* x, const int32_t* labels,
+                                                        int64_t n) {
+  std::vector<LossSums> out;
   const int64_t sample = NumElements(model_->sample_shape()), micro = options_.micro();
   for (int64_t i = 0; i < n; i += micro) {
     const int64_t m = std::min(micro, n - i);
-    const LossSums s = ForwardLoss(x + i * sample, labels + i * model_->label_positions(), m, 1.0,
-                                   /*training=*/false);
+    out.push_back(ForwardLoss(x + i * sample, labels + i * model_->label_positions(), m, 1.0,
+                              /*training=*/false));
+  }
+  return out;
+}
+
+StepResult Trainer::Combine(const std::vector<LossSums>& batches) {
+  StepResult total;
+  double loss = 0;
+  for (const LossSums& s : batches) {
     loss += s.loss;
     total.correct += s.correct;
     total.correct_top3 += s.correct_top3;
@@ -450,7 +465,6 @@ StepResult Trainer::Evaluate(const float* x, const int32_t* labels, int64_t n) {
   }
   total.loss =
       static_cast<float>(loss / static_cast<double>(std::max<int64_t>(total.positions, 1)));
-  total.status = CheckMapped();
   return total;
 }
 

@@ -173,6 +173,30 @@ TEST(TrainerTest, NonFiniteOutputsAreNeverCountedRight) {
   }
 }
 
+// Evaluation split at micro-batch boundaries (as the simulator splits it over MPI ranks) and
+// combined in order gives Evaluate's result bit for bit.
+TEST(TrainerTest, EvaluationSplitAtMicroBatchesCombinesToTheWhole) {
+  auto model = MakeModel("mlp", 1).value();
+  TrainerOptions o;
+  o.batch = 8;
+  const int64_t n = 45, sample = NumElements(model->sample_shape());
+  Batch b = RandomBatch(*model, n, 5);
+  Trainer t(model.get(), o);
+  const StepResult whole = t.Evaluate(b.x.data(), b.y.data(), n);
+  std::vector<Trainer::LossSums> parts = t.EvaluateBatches(b.x.data(), b.y.data(), 24);
+  ASSERT_EQ(parts.size(), 3u);
+  const std::vector<Trainer::LossSums> rest =
+      t.EvaluateBatches(b.x.data() + 24 * sample, b.y.data() + 24, n - 24);
+  ASSERT_EQ(rest.size(), 3u);  // 8 + 8 + 5
+  parts.insert(parts.end(), rest.begin(), rest.end());
+  const StepResult combined = Trainer::Combine(parts);
+  EXPECT_EQ(combined.loss, whole.loss);
+  EXPECT_EQ(combined.correct, whole.correct);
+  EXPECT_EQ(combined.correct_top3, whole.correct_top3);
+  EXPECT_EQ(combined.positions, n);
+  EXPECT_GT(whole.loss, 0);
+}
+
 TEST(TrainerTest, LayersBeforeTheCutKeepNothing) {
   auto model = MakeModel("cnn", 1).value();
   ASSERT_TRUE(ApplyNamedMask(*model, "last").ok());

@@ -245,6 +245,33 @@ Result<Partition> PartitionShards(const std::vector<int32_t>& labels, int64_t cl
   return p;
 }
 
+Result<Partition> PartitionSample(int64_t size, int64_t clients, int64_t per_client,
+                                  uint64_t seed) {
+  if (size <= 0) return InvalidArgument("the dataset is empty: nothing to sample");
+  if (clients <= 0) {
+    return InvalidArgument("clients must be positive, got " + std::to_string(clients));
+  }
+  if (per_client <= 0 || per_client > size) {
+    return InvalidArgument("sample:" + std::to_string(per_client) + " needs 1 to " +
+                           std::to_string(size) + " samples per client (the dataset's size)");
+  }
+  Partition p(static_cast<size_t>(clients));
+  const Rng base(seed ^ 0x5a3b1e);
+  for (int64_t c = 0; c < clients; ++c) {
+    // Floyd's algorithm: per_client distinct values of [0, size) in per_client draws.
+    Rng rng = base.Fork(static_cast<uint64_t>(c));
+    std::vector<int64_t>& mine = p[static_cast<size_t>(c)];
+    mine.reserve(static_cast<size_t>(per_client));
+    for (int64_t j = size - per_client; j < size; ++j) {
+      const auto t = static_cast<int64_t>(rng.Below(static_cast<uint64_t>(j) + 1));
+      const bool taken = std::find(mine.begin(), mine.end(), t) != mine.end();
+      mine.push_back(taken ? j : t);
+    }
+    std::sort(mine.begin(), mine.end());
+  }
+  return p;
+}
+
 Result<Partition> PartitionNatural(const std::vector<int64_t>& group_of_sample) {
   if (group_of_sample.empty()) {
     return InvalidArgument("group_of_sample is empty: need at least one sample to form a client");
@@ -262,8 +289,9 @@ Result<Partition> PartitionNatural(const std::vector<int64_t>& group_of_sample) 
 Result<Partition> PartitionByName(const std::string& spec, const std::vector<int32_t>& labels,
                                   int num_classes, int64_t clients, uint64_t seed) {
   static constexpr char kForms[] =
-      "expected \"iid\", \"dirichlet:<alpha>\" (e.g. \"dirichlet:0.5\") or "
-      "\"shards:<shards_per_client>\" (e.g. \"shards:2\")";
+      "expected \"iid\", \"dirichlet:<alpha>\" (e.g. \"dirichlet:0.5\"), "
+      "\"shards:<shards_per_client>\" (e.g. \"shards:2\") or \"sample:<per_client>\" "
+      "(e.g. \"sample:64\": overlapping draws, for more devices than samples)";
   const int64_t size = static_cast<int64_t>(labels.size());
   if (spec == "iid") return PartitionIid(size, clients, seed);
   const size_t colon = spec.find(':');
@@ -280,13 +308,15 @@ Result<Partition> PartitionByName(const std::string& spec, const std::vector<int
     }
     return PartitionDirichlet(labels, num_classes, clients, alpha, seed);
   }
-  if (colon != std::string::npos && kind == "shards") {
+  if (colon != std::string::npos && (kind == "shards" || kind == "sample")) {
+    const char* what = kind == "shards" ? "shards_per_client" : "per_client";
     int64_t per_client = 0;
     const auto [ptr, ec] = std::from_chars(first, last, per_client);
     if (arg.empty() || ec != std::errc() || ptr != last) {
-      return InvalidArgument("bad partition spec \"" + spec + "\": shards_per_client \"" + arg +
+      return InvalidArgument("bad partition spec \"" + spec + "\": " + what + " \"" + arg +
                              "\" is not an integer; " + kForms);
     }
+    if (kind == "sample") return PartitionSample(size, clients, per_client, seed);
     return PartitionShards(labels, clients, per_client, seed);
   }
   return InvalidArgument("unknown partition spec \"" + spec + "\"; " + kForms);

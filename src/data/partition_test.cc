@@ -291,6 +291,36 @@ TEST(PartitionNaturalTest, RejectsEmptyInput) {
 
 // ---- By name ----
 
+TEST(PartitionSampleTest, MoreClientsThanSamplesEachWithDistinctSortedDraws) {
+  const Partition p = PartitionSample(100, 1000, 7, 3).value();
+  ASSERT_EQ(p.size(), 1000u);
+  std::vector<int64_t> hits(100, 0);
+  for (const auto& mine : p) {
+    ASSERT_EQ(mine.size(), 7u);
+    EXPECT_TRUE(std::is_sorted(mine.begin(), mine.end()));
+    EXPECT_EQ(std::adjacent_find(mine.begin(), mine.end()), mine.end()) << "a repeated sample";
+    for (int64_t i : mine) {
+      ASSERT_GE(i, 0);
+      ASSERT_LT(i, 100);
+      ++hits[i];
+    }
+  }
+  // Uniform: 70 draws per sample on average; none far off.
+  EXPECT_GT(*std::min_element(hits.begin(), hits.end()), 35);
+  EXPECT_LT(*std::max_element(hits.begin(), hits.end()), 110);
+  // A client's draw depends on the seed and its index only; all of them at per_client = size.
+  EXPECT_EQ(PartitionSample(100, 10, 7, 3).value()[4], p[4]);
+  EXPECT_NE(PartitionSample(100, 10, 7, 4).value()[4], p[4]);
+  EXPECT_EQ(PartitionSample(5, 2, 5, 1).value()[1], (std::vector<int64_t>{0, 1, 2, 3, 4}));
+}
+
+TEST(PartitionSampleTest, RejectsBadArguments) {
+  ExpectInvalid(PartitionSample(100, 4, 101, 1).status(), {"1 to 100 samples per client"});
+  ExpectInvalid(PartitionSample(100, 4, 0, 1).status(), {"1 to 100"});
+  ExpectInvalid(PartitionSample(100, 0, 5, 1).status(), {"clients must be positive"});
+  ExpectInvalid(PartitionSample(0, 4, 5, 1).status(), {"empty"});
+}
+
 TEST(PartitionByNameTest, DispatchesToThePartitioner) {
   const auto labels = RandomLabels(500, 10, 5);
   EXPECT_EQ(PartitionByName("iid", labels, 10, 8, 3).value(), PartitionIid(500, 8, 3).value());
@@ -300,6 +330,8 @@ TEST(PartitionByNameTest, DispatchesToThePartitioner) {
             PartitionDirichlet(labels, 10, 8, 0.1, 3).value());
   EXPECT_EQ(PartitionByName("shards:2", labels, 10, 8, 3).value(),
             PartitionShards(labels, 8, 2, 3).value());
+  EXPECT_EQ(PartitionByName("sample:16", labels, 10, 800, 3).value(),
+            PartitionSample(500, 800, 16, 3).value());
 }
 
 TEST(PartitionByNameTest, BadSpecsNameTheAcceptedForms) {
@@ -315,7 +347,7 @@ TEST(PartitionByNameTest, BadSpecsNameTheAcceptedForms) {
   for (const std::string spec : {"dirichlet:", "dirichlet:abc", "dirichlet:0.5x", "dirichlet: 1"}) {
     ExpectInvalid(PartitionByName(spec, labels, 10, 4, 1).status(), {"is not a number"});
   }
-  for (const std::string spec : {"shards:", "shards:2.5", "shards:two"}) {
+  for (const std::string spec : {"shards:", "shards:2.5", "shards:two", "sample:", "sample:1.5"}) {
     ExpectInvalid(PartitionByName(spec, labels, 10, 4, 1).status(), {"is not an integer"});
   }
   // Well-formed specs with bad values get the partitioner's own message.

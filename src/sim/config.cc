@@ -638,7 +638,7 @@ Status ValidateSimConfig(const SimConfig& c) {
     return InvalidArgument(
         "partition = \"natural\" needs per-user data: use it with a text dataset "
         "(bible-chapters, bible-books, text-dir), or partition " +
-        c.dataset + " with iid, dirichlet:A or shards:N");
+        c.dataset + " with iid, dirichlet:A, shards:N or sample:K");
   }
   if (c.personalize.steps > 0) {
     return InvalidArgument(

@@ -172,7 +172,8 @@ const char* OptimizerName(OptimizerConfig::Kind k) {
 Status CheckPartition(const std::string& spec) {
   static constexpr char kForms[] =
       "\"iid\", \"dirichlet:A\" with A > 0 (e.g. \"dirichlet:0.5\"), \"shards:N\" with "
-      "N >= 1 (e.g. \"shards:2\") or \"natural\" (text datasets)";
+      "N >= 1 (e.g. \"shards:2\"), \"sample:K\" with K >= 1 (K samples drawn per device, "
+      "overlapping: more devices than samples) or \"natural\" (text datasets)";
   if (spec == "iid" || spec == "natural") return Status::Ok();
   const size_t colon = spec.find(':');
   const std::string kind = spec.substr(0, colon);
@@ -185,7 +186,7 @@ Status CheckPartition(const std::string& spec) {
     if (!arg.empty() && ec == std::errc() && ptr == last && alpha > 0 && std::isfinite(alpha)) {
       return Status::Ok();
     }
-  } else if (colon != std::string::npos && kind == "shards") {
+  } else if (colon != std::string::npos && (kind == "shards" || kind == "sample")) {
     int64_t n = 0;
     const auto [ptr, ec] = std::from_chars(first, last, n);
     if (!arg.empty() && ec == std::errc() && ptr == last && n >= 1) return Status::Ok();

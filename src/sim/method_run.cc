@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 
 #include "ftte/core/check.h"
 #include "ftte/data/tokenizer.h"
@@ -76,8 +77,8 @@ void Personalize(const SimConfig& config, const Environment& env, const fl::Stra
 }
 
 Evaluator::Evaluator(const std::string& model, const data::ImageDataset* test, int threads,
-                     bool language_model)
-    : test_(test) {
+                     bool language_model, Cluster& cluster)
+    : test_(test), cluster_(cluster) {
   model_ = MakeModel(model, 0).value();
   model_->SetAllTrainable(false);
   TrainerOptions o;
@@ -92,7 +93,7 @@ Evaluator::Evaluator(const std::string& model, const data::ImageDataset* test, i
 const StepResult& Evaluator::Evaluate(const std::vector<float>& w, int64_t version) {
   if (version == cached_version_) return cached_;
   fl::SetWeights(*model_, w);
-  cached_ = trainer_->Evaluate(test_->images.data(), test_->labels.data(), test_->size);
+  cached_ = Run(*test_);
   cached_version_ = version;
   return cached_;
 }
@@ -101,8 +102,35 @@ StepResult Evaluator::EvaluateSubset(const std::vector<float>& w, const data::Im
                                      const std::vector<int64_t>& indices) {
   cached_version_ = -1;
   fl::SetWeights(*model_, w);
-  const data::ImageDataset d = data.Subset(indices);
-  return trainer_->Evaluate(d.images.data(), d.labels.data(), d.size);
+  return Run(data.Subset(indices));
+}
+
+StepResult Evaluator::Run(const data::ImageDataset& d) {
+  if (cluster_.size() == 1) return trainer_->Evaluate(d.images.data(), d.labels.data(), d.size);
+  // Contiguous shares of whole micro-batches: each rank computes its own first, then every
+  // share is broadcast in rank order and combined as one process would.
+  const int64_t micro = trainer_->options().micro();
+  const int64_t batches = (d.size + micro - 1) / micro;
+  const int64_t sample = d.size > 0 ? static_cast<int64_t>(d.images.size()) / d.size : 0;
+  const int64_t per = model_->label_positions();
+  const int64_t size = cluster_.size(), rank = cluster_.rank();
+  const int64_t from = std::min(d.size, batches * rank / size * micro);
+  const int64_t to = std::min(d.size, batches * (rank + 1) / size * micro);
+  const std::vector<Trainer::LossSums> mine = trainer_->EvaluateBatches(
+      d.images.data() + from * sample, d.labels.data() + from * per, to - from);
+  std::vector<Trainer::LossSums> all;
+  for (int r = 0; r < cluster_.size(); ++r) {
+    std::vector<uint8_t> bytes;
+    if (r == cluster_.rank()) {
+      const auto* p = reinterpret_cast<const uint8_t*>(mine.data());
+      bytes.assign(p, p + mine.size() * sizeof(Trainer::LossSums));
+    }
+    cluster_.Broadcast(r, &bytes);
+    const size_t n = bytes.size() / sizeof(Trainer::LossSums);
+    all.resize(all.size() + n);
+    if (n > 0) std::memcpy(&all[all.size() - n], bytes.data(), n * sizeof(Trainer::LossSums));
+  }
+  return Trainer::Combine(all);
 }
 
 MethodRun::MethodRun(const SimConfig& config, const MethodConfig& method, const Environment& env,

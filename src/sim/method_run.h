@@ -19,17 +19,22 @@ namespace ftte::sim::internal {
 
 // Evaluates weights on the test set (cached by version) or on a subset of a dataset. For a
 // language model <unk> is never a right answer (TrainerOptions::unscored_class): accuracies
-// are correct / scored.
+// are correct / scored. On a cluster (cluster.h) every rank evaluates its share of the
+// micro-batches and all get the whole result, equal to one process's (every rank must call
+// alike).
 class Evaluator {
  public:
   Evaluator(const std::string& model, const data::ImageDataset* test, int threads,
-            bool language_model);
+            bool language_model, Cluster& cluster = ProcessCluster());
   const StepResult& Evaluate(const std::vector<float>& w, int64_t version);
   StepResult EvaluateSubset(const std::vector<float>& w, const data::ImageDataset& data,
                             const std::vector<int64_t>& indices);
 
  private:
+  StepResult Run(const data::ImageDataset& data);
+
   const data::ImageDataset* test_;
+  Cluster& cluster_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<Trainer> trainer_;
   int64_t cached_version_ = -1;

@@ -15,6 +15,7 @@
 #include "ftte/sim/config.h"
 #include "ftte/sim/report.h"
 #include "ftte/sim/simulator.h"
+#include "thread_cluster.h"
 
 namespace ftte::sim {
 namespace {
@@ -403,7 +404,7 @@ TEST(SimulatorTextTest, PersonalisationReportsBeforeAndAfter) {
   EXPECT_EQ(all.personal_after->users, 5);
 }
 
-TEST(SimulatorTextTest, ResultsJsonIsIdenticalForOneAndTwoThreads) {
+TEST(SimulatorTextTest, ResultsAreIdenticalForOneAndTwoThreadsAndThreeRanks) {
   SimConfig c = TextConfig(fl::Algorithm::kFtte);
   c.methods[0].upload_changed_rows = true;
   c.personalize.steps = 3;
@@ -417,7 +418,18 @@ TEST(SimulatorTextTest, ResultsJsonIsIdenticalForOneAndTwoThreads) {
     for (const MethodConfig& m : c.methods) results.push_back(RunMethod(c, m, env).value());
     return ResultsJson(c, results) + ResultsCsv(results);
   };
-  EXPECT_EQ(run(1), run(2));
+  const std::string one = run(1);
+  EXPECT_EQ(one, run(2));
+  // Three ranks (as threads), personalisation and its evaluation of every user included.
+  std::vector<std::string> ranks(3);
+  ThreadCluster::Run(3, [&](int rank) {
+    SimConfig mine = c;
+    mine.threads = 1;
+    std::vector<MethodResult> results;
+    for (const MethodConfig& m : mine.methods) results.push_back(RunMethod(mine, m, env).value());
+    ranks[rank] = ResultsJson(mine, results) + ResultsCsv(results);
+  });
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(one, ranks[r]) << "rank " << r;
 }
 
 TEST(SimulatorTextTest, TextKeysAreHiddenForImageRuns) {

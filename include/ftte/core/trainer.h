@@ -103,8 +103,17 @@ class Trainer {
   // (ignored). Aborts on a label >= classes.
   StepResult Step(const float* x, const int32_t* labels, int64_t n);
   // Forward only, in micro-batches; returns the mean loss over all counted positions of the n
-  // samples and the counts summed.
+  // samples and the counts summed. Equals Combine(EvaluateBatches(x, labels, n)) plus the
+  // check of the mapped frozen rows.
   StepResult Evaluate(const float* x, const int32_t* labels, int64_t n);
+  // Evaluate's sums, one per micro-batch: a caller may split n samples at micro() boundaries
+  // (e.g. over processes), concatenate the parts in order and Combine them to the same result.
+  struct LossSums {
+    double loss = 0;  // summed over counted positions
+    int64_t correct = 0, correct_top3 = 0, positions = 0, scored = 0;
+  };
+  std::vector<LossSums> EvaluateBatches(const float* x, const int32_t* labels, int64_t n);
+  static StepResult Combine(const std::vector<LossSums>& batches);
 
   // The logits of the last pass Evaluate ran, [m, ..., num_classes()] row-major for its
   // m <= micro() samples. Owned by the Trainer; overwritten by the next Step or Evaluate (a
@@ -125,10 +134,6 @@ class Trainer {
 
  private:
   class Sink;
-  struct LossSums {
-    double loss = 0;  // summed over counted positions
-    int64_t correct = 0, correct_top3 = 0, positions = 0, scored = 0;
-  };
   LossSums ForwardLoss(const float* x, const int32_t* labels, int64_t n, double inv_positions,
                        bool training);
 

@@ -53,6 +53,13 @@ Result<Partition> PartitionDirichlet(const std::vector<int32_t>& labels, int num
 Result<Partition> PartitionShards(const std::vector<int32_t>& labels, int64_t clients,
                                   int64_t shards_per_client, uint64_t seed);
 
+// Overlapping samples, for populations larger than the dataset (e.g. 100,000 devices over
+// Fashion-MNIST's 60,000 images): each client draws `per_client` distinct indices uniformly from
+// [0, size), independently of the others (clients share samples; the data are IID). Client c's
+// draw depends only on (seed, c), in ascending order. O(clients * per_client log per_client).
+// Errors: size <= 0, clients <= 0, per_client <= 0 or > size.
+Result<Partition> PartitionSample(int64_t size, int64_t clients, int64_t per_client, uint64_t seed);
+
 // Natural: one client per distinct group id (e.g. a writer or a book), clients numbered in order
 // of each group's first appearance; each client's indices ascend. Group ids are arbitrary values.
 // O(size) expected. Errors: group_of_sample is empty.

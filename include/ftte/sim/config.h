@@ -21,8 +21,9 @@
 //   context = 32                 # text only: sequence length T of samples and model, [1, 4096]
 //   holdout = 0.1                # text only: held-out fraction of each user's tokens, (0, 1)
 //   target_metric = "top1"       # text only: top1 | top3, the metric of time-to-target
-//   partition = "dirichlet:0.5"  # iid | dirichlet:A (A > 0) | shards:N (N >= 1); text datasets
-//                                # need "natural" (one device per user), their default
+//   partition = "dirichlet:0.5"  # iid | dirichlet:A (A > 0) | shards:N (N >= 1) | sample:K
+//                                # (K per device, overlapping: more devices than samples); text
+//                                # datasets need "natural" (one device per user), their default
 //   train_limit = 0              # first N training samples (0 = all)
 //   test_limit = 2000            # first N test samples evaluated (0 = all); text: N held-out
 //                                # samples spread evenly over the users
