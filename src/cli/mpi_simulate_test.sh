@@ -30,6 +30,16 @@ for f in runs/ftte-seed1.json models/fedavg-seed0.safetensors; do
   [ -f "$work/three/$f" ] || { echo "FAIL: no $f"; exit 1; }
 done
 
+# Whole runs spread over the ranks (--split runs): the same results and models.
+timeout 300 "$mpiexec" --oversubscribe -np 3 "$ftte" simulate "${tiny[@]}" --threads 1 \
+  --split runs --out "$work/runs" >"$work/runs.log" 2>&1 || { cat "$work/runs.log"; exit 1; }
+cmp "$work/one/results.json" "$work/runs/results.json" ||
+  { echo "FAIL: results.json of --split runs differs from one process's"; exit 1; }
+for f in "$work"/one/models/*; do
+  cmp "$f" "$work/runs/models/$(basename "$f")" ||
+    { echo "FAIL: model $(basename "$f") of --split runs differs"; exit 1; }
+done
+
 # Ranks that disagree on the configuration: a clear error, exit non-zero, no hang.
 if timeout 120 "$mpiexec" --oversubscribe -np 1 "$ftte" simulate "${tiny[@]}" --seed 0 \
      --out "$work/bad" : -np 1 "$ftte" simulate "${tiny[@]}" --seed 1 --out "$work/bad" \
@@ -39,4 +49,5 @@ fi
 grep -q "disagree on the configuration" "$work/bad.log" ||
   { cat "$work/bad.log"; echo "FAIL: no error naming the disagreement"; exit 1; }
 [ ! -f "$work/bad/results.json" ] || { echo "FAIL: results written"; exit 1; }
-echo "mpi_simulate: 3 ranks = 1 process (results.json identical); mismatched ranks refused"
+echo "mpi_simulate: 3 ranks = 1 process (results.json identical, --split jobs and runs);" \
+  "mismatched ranks refused"

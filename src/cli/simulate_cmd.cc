@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -54,18 +55,24 @@ constexpr char kHelp[] =
     "  --print-config    print the effective configuration as TOML and exit\n"
     "\n"
     "Across processes or hosts: mpirun -np N ftte simulate ... (Open MPI; --hostfile F for\n"
-    "hosts). Device training is spread over the ranks; the results equal the one-process run's\n"
-    "byte for byte. Rank 0 prints and writes DIR; every rank reads the same data and config.\n";
+    "hosts). The results equal the one-process run's byte for byte. Rank 0 prints and writes\n"
+    "DIR; every rank reads the same data and config.\n"
+    "  --split jobs      (default) every run's device training and evaluation spread over\n"
+    "                    the ranks\n"
+    "  --split runs      whole runs (method x seed) spread over the ranks, for sweeps of\n"
+    "                    several seeds and methods; rank 0 collects them at the end\n";
+
+// The ranks of the mpirun this process belongs to (set by RunSimulate), or null.
+sim::Cluster* job_cluster = nullptr;
 
 // Rank 0 of an mpirun (or the only process) prints progress and writes the results.
-bool Root() { return sim::ProcessCluster().root(); }
+bool Root() { return job_cluster == nullptr || job_cluster->root(); }
 
 int Fail(const Status& s, int code) {
   if (Root()) {
     std::fprintf(stderr, "ftte simulate: %s\n", s.message().c_str());
   } else {
-    std::fprintf(stderr, "ftte simulate (rank %d): %s\n", sim::ProcessCluster().rank(),
-                 s.message().c_str());
+    std::fprintf(stderr, "ftte simulate (rank %d): %s\n", job_cluster->rank(), s.message().c_str());
   }
   return code;
 }
@@ -326,6 +333,83 @@ std::string DataFingerprint(const sim::Environment& env) {
   return f;
 }
 
+// One run of the experiment (method x seed), in run order.
+struct RunSlot {
+  std::string label;
+  int owner = 0;  // --split runs: the rank that trains it
+  bool resumed = false;
+  std::optional<sim::MethodResult> result;
+  std::string error;           // the run failed
+  std::vector<uint8_t> model;  // --split runs, on its owner: the saved model file
+};
+
+// A run's final model as SaveModel writes it (through a private temporary folder).
+Result<std::vector<uint8_t>> ModelBytes(const sim::SimConfig& c, const sim::Environment& env,
+                                        const sim::MethodResult& r) {
+  namespace fs = std::filesystem;
+  const fs::path dir =
+      fs::temp_directory_path() / ("ftte-rank-model-" + std::to_string(::getpid()) + "-" + r.name);
+  std::error_code ec;
+  fs::create_directories(dir / "models", ec);
+  const Status saved = SaveModel(dir.string(), c, env, r);
+  std::vector<uint8_t> bytes;
+  if (saved.ok()) {
+    const fs::path file =
+        dir / "models" / (r.name + "-seed" + std::to_string(r.seed) + ".safetensors");
+    std::ifstream in(file, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  fs::remove_all(dir, ec);
+  if (!saved.ok()) return saved;
+  return bytes;
+}
+
+// --split runs: every run trained by another rank comes to rank 0 (one broadcast each, in run
+// order): its run file, read back as --resume reads it, and its model file, both written there.
+Status GatherRuns(sim::Cluster& cluster, const std::string& out_dir, const sim::SimConfig& c,
+                  std::vector<RunSlot>* slots) {
+  for (RunSlot& slot : *slots) {
+    if (slot.resumed || slot.owner == 0) continue;
+    std::vector<uint8_t> bytes;
+    if (slot.owner == cluster.rank()) {
+      const std::string head = slot.result ? sim::RunFileText(c, *slot.result) : slot.error;
+      const uint64_t n = head.size();
+      bytes.push_back(slot.result ? 1 : 0);
+      bytes.insert(bytes.end(), reinterpret_cast<const uint8_t*>(&n),
+                   reinterpret_cast<const uint8_t*>(&n) + sizeof n);
+      bytes.insert(bytes.end(), head.begin(), head.end());
+      bytes.insert(bytes.end(), slot.model.begin(), slot.model.end());
+    }
+    cluster.Broadcast(slot.owner, &bytes);
+    if (!cluster.root()) continue;
+    uint64_t n = 0;
+    if (bytes.size() < 1 + sizeof n)
+      return DataLoss("a run from rank " + std::to_string(slot.owner) + " is cut");
+    std::memcpy(&n, bytes.data() + 1, sizeof n);
+    if (bytes.size() < 1 + sizeof n + n)
+      return DataLoss("a run from rank " + std::to_string(slot.owner) + " is cut");
+    const std::string head(bytes.begin() + 1 + sizeof n, bytes.begin() + 1 + sizeof n + n);
+    if (bytes[0] == 0) {
+      slot.error = head;
+      continue;
+    }
+    FTTE_ASSIGN_OR_RETURN(
+        sim::MethodResult r,
+        sim::ParseRunFile(head, c, "the run from rank " + std::to_string(slot.owner)));
+    FTTE_RETURN_IF_ERROR(sim::WriteRunFile(out_dir, c, r));
+    const std::string path = (std::filesystem::path(out_dir) / "models" /
+                              (r.name + "-seed" + std::to_string(r.seed) + ".safetensors"))
+                                 .string();
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(bytes.data() + 1 + sizeof n + n),
+              static_cast<std::streamsize>(bytes.size() - 1 - sizeof n - n));
+    out.close();
+    if (!out) return IoError("cannot write " + path + "; check the --out folder");
+    slot.result = std::move(r);
+  }
+  return Status::Ok();
+}
+
 // `finished_together`: set when every rank of the cluster reached the end.
 int Simulate(const std::vector<std::string>& args, bool* finished_together) {
   // --set may repeat, so it is taken out before the one-value-per-flag parser sees the rest.
@@ -341,6 +425,7 @@ int Simulate(const std::vector<std::string>& args, bool* finished_together) {
                                                         // listed in errors; taken out above
                                                         {"set", true},
                                                         {"print-config", false},
+                                                        {"split", true},
                                                         {"help", false}})
                                   : Result<Flags>(sets.status());
   if (flags.ok() && flags->Has("help")) {
@@ -426,52 +511,84 @@ int Simulate(const std::vector<std::string>& args, bool* finished_together) {
                      : (" (resuming: " + std::to_string(done.size()) + " run(s) done)").c_str());
   }
 
-  std::vector<sim::MethodResult> results;
-  std::vector<std::string> failures;
+  // --split runs: whole runs spread over the ranks (run i on rank i mod size), each trained by
+  // its rank alone, then sent to rank 0 (its run file and model) in run order.
+  const std::string split = f.Get("split", "jobs");
+  if (split != "jobs" && split != "runs") {
+    return Fail(InvalidArgument("--split " + split +
+                                ": use jobs (every run's device training "
+                                "spread over the ranks) or runs (whole runs spread)"),
+                2);
+  }
+  const bool split_runs = cluster.size() > 1 && split == "runs";
+  sim::LocalCluster alone;
+  if (split_runs) sim::SetProcessCluster(&alone);
+  std::vector<RunSlot> slots;
   ProgressLine progress(c.duration_s, static_cast<int64_t>(seeds.size() * c.methods.size()));
-  int64_t run_index = 0;
   for (uint64_t seed : seeds) {
     sim::SimConfig cs = c;
     cs.seed = seed;
     std::optional<sim::Environment> env;
     for (const sim::MethodConfig& m : c.methods) {
-      progress.Start(run_index++);
+      RunSlot& slot = slots.emplace_back();
+      slot.label = m.name;
+      if (seeds.size() > 1) slot.label.append(" seed ").append(std::to_string(seed));
+      progress.Start(static_cast<int64_t>(slots.size() - 1));
       if (auto it = done.find({m.name, seed}); it != done.end()) {
-        results.push_back(it->second);
+        slot.result = it->second;
+        slot.resumed = true;
         progress.Resumed();
         continue;
       }
+      slot.owner = split_runs ? static_cast<int>((slots.size() - 1) % cluster.size()) : 0;
+      if (split_runs && slot.owner != cluster.rank()) continue;
       if (!env) {
         auto e = sim::MakeEnvironment(cs);
         if (!e.ok()) return Fail(e.status(), 1);
         env = std::move(e).value();
-        Status st = cluster.Agree(
+        Status st = sim::ProcessCluster().Agree(
             "the data of seed " + std::to_string(seed) + " (same files and data_dir on every host)",
             DataFingerprint(*env));
         if (!st.ok()) return Fail(st, 1);
         DescribeData(*env);
       }
-      std::string label = m.name;
-      if (seeds.size() > 1) label.append(" seed ").append(std::to_string(seed));
       auto r =
           sim::RunMethod(cs, m, *env, [&](const std::string&, double t, double acc, double eps) {
-            progress.Update(label, t, acc, eps);
+            progress.Update(slot.label, t, acc, eps);
           });
       progress.End();
       if (!r.ok()) {
-        if (Root()) {
-          std::fprintf(stderr, "ftte simulate: %s failed: %s\n", label.c_str(),
-                       r.status().message().c_str());
-        }
-        failures.push_back(label);
+        slot.error = r.status().message();
         continue;
       }
       if (Root()) {
         if (Status st = sim::WriteRunFile(out_dir, c, *r); !st.ok()) return Fail(st, 1);
         if (Status st = SaveModel(out_dir, cs, *env, *r); !st.ok()) return Fail(st, 1);
+      } else if (split_runs) {
+        auto model = ModelBytes(cs, *env, *r);
+        if (!model.ok()) return Fail(model.status(), 1);
+        slot.model = std::move(model).value();
       }
-      results.push_back(std::move(r).value());
+      slot.result = std::move(r).value();
     }
+  }
+  if (split_runs) {
+    sim::SetProcessCluster(&cluster);
+    if (Status st = GatherRuns(cluster, out_dir, c, &slots); !st.ok()) return Fail(st, 1);
+  }
+  std::vector<sim::MethodResult> results;
+  std::vector<std::string> failures;
+  for (const RunSlot& slot : slots) {
+    if (slot.result) {
+      results.push_back(*slot.result);
+      continue;
+    }
+    if (slot.error.empty()) continue;  // --split runs: another rank's run (rank 0 has it)
+    if (Root()) {
+      std::fprintf(stderr, "ftte simulate: %s failed: %s\n", slot.label.c_str(),
+                   slot.error.c_str());
+    }
+    failures.push_back(slot.label);
   }
 
   if (!results.empty() && Root()) {
@@ -499,11 +616,12 @@ int Simulate(const std::vector<std::string>& args, bool* finished_together) {
     std::printf("models:  %s\n", (d / "models").c_str());
     std::printf("config:  %s (rerun with --config)\n", (d / "config.toml").c_str());
   }
-  // Every rank got here (rank 0 wrote everything): the job may end without an abort.
-  if (cluster.Agree("the outcome", std::to_string(failures.size())).ok()) {
-    *finished_together = true;
-  }
-  if (!failures.empty()) {
+  // Every rank got here (rank 0 wrote everything): the job may end without an abort, with rank
+  // 0's outcome (the only rank that knows every run under --split runs).
+  std::vector<uint8_t> failed(1, failures.empty() ? 0 : 1);
+  cluster.Broadcast(0, &failed);
+  *finished_together = true;
+  if (failed.at(0) != 0) {
     std::string list;
     for (const std::string& n : failures) list += (list.empty() ? "" : ", ") + n;
     if (Root()) {
@@ -521,9 +639,11 @@ int RunSimulate(const std::vector<std::string>& args) {
   if (!mpi.ok()) return Fail(mpi.status(), 2);
   bool together = false;
   if (mpi.value() == nullptr) return Simulate(args, &together);
-  sim::SetProcessCluster(&mpi.value()->cluster());
+  job_cluster = &mpi.value()->cluster();
+  sim::SetProcessCluster(job_cluster);
   const int code = Simulate(args, &together);
   sim::SetProcessCluster(nullptr);
+  job_cluster = nullptr;
   // A rank that stops alone (an error only it met, or one before the others finished) leaves
   // the others waiting: it ends the whole job.
   mpi.value()->End(/*abort_job=*/code != 0 && !together);
