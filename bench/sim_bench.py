@@ -89,22 +89,25 @@ RANKS_ARGS = ["--config", "experiments/paper-fmnist-small.toml", "--methods", "f
 def ranks():
     rows = []
     reference = None
-    configs = [("1 process", 1, 1), ("1 process", 1, 2)]
+    configs = [("1 process", 1, 1, "jobs"), ("1 process", 1, 2, "jobs")]
     if MPIRUN:
-        configs += [("mpirun", n, 1) for n in (1, 2, 3, 4)]
-    for kind, n, threads in configs:
-        label = f"{kind}, {n} rank(s) x {threads} thread(s)" if kind == "mpirun" \
-            else f"{kind}, {threads} thread(s)"
+        configs += [("mpirun", n, 1, "jobs") for n in (1, 2, 3, 4)]
+        configs += [("mpirun", 2, 1, "runs")]
+    for kind, n, threads, split in configs:
+        label = f"{kind}, {n} rank(s) x {threads} thread(s), --split {split}" \
+            if kind == "mpirun" else f"{kind}, {threads} thread(s)"
         log(f"ranks: {label} ...")
         out = tempfile.mkdtemp(prefix="ftte-simbench-")
-        cmd = [FTTE, "simulate", *RANKS_ARGS, "--threads", str(threads), "--out", out]
+        cmd = [FTTE, "simulate", *RANKS_ARGS, "--threads", str(threads), "--split", split,
+               "--out", out]
         env = None
         if kind == "mpirun":
             cmd = [MPIRUN, "--bind-to", "none"] + (["--oversubscribe"] if n > CORES else []) + \
                   ["-np", str(n)] + cmd
             env = MPI_ENV
         wall, rss, err = timed(cmd, env)
-        row = {"kind": kind, "ranks": n, "threads": threads, "wall_s": round(wall, 2),
+        row = {"kind": kind, "ranks": n, "threads": threads, "split": split,
+               "wall_s": round(wall, 2),
                "oversubscribed": n * threads > CORES}
         m = re.search(r"mpi: (\d+) ranks, (\d+) broadcasts of (\d+) bytes in all; peak RSS per "
                       r"rank max (\d+) bytes, sum (\d+) bytes", err)
@@ -135,7 +138,7 @@ def model(rows):
     """Amdahl's law fitted to the 2-rank run: the serial share s from T1 / T2 = 1 / (s + (1-s)/2),
     then the predicted speed-up at N ranks, one core each, when the network is not the limit."""
     t1 = next(r["wall_s"] for r in rows if r["kind"] == "1 process" and r["threads"] == 1)
-    two = [r for r in rows if r["kind"] == "mpirun" and r["ranks"] == 2]
+    two = [r for r in rows if r["kind"] == "mpirun" and r["ranks"] == 2 and r["split"] == "jobs"]
     if not two:
         return None
     t2 = two[0]["wall_s"]
@@ -206,15 +209,15 @@ def main():
                      f"{mib(r['peak_rss_bytes'])} | "
                      f"{'' if per is None else f'{per / 1024:.2f} KiB'} |")
     lines += ["", "## Ranks (MPI) against threads", "",
-              "`experiments/paper-fmnist-small.toml`, FTTE and FedBuff, 180 virtual s. "
+              "`experiments/paper-fmnist-small.toml`, FTTE and FedBuff, one seed, 180 virtual s. "
               "`identical`: results.json byte-identical to the first row's. Speed-up against one "
               f"process with one thread. This machine has {CORES} cores: runs with more ranks x "
               "threads than cores are oversubscribed (*).", "",
               "| run | wall s | speed-up | identical | broadcast per update | RSS, all ranks |",
               "|---|---:|---:|:-:|---:|---:|"]
     for r in rk:
-        label = (f"mpirun -np {r['ranks']} x {r['threads']} thread" if r["kind"] == "mpirun"
-                 else f"1 process x {r['threads']} thread(s)")
+        label = (f"mpirun -np {r['ranks']} x {r['threads']} thread, --split {r['split']}"
+                 if r["kind"] == "mpirun" else f"1 process x {r['threads']} thread(s)")
         if r["oversubscribed"]:
             label += " *"
         per = r.get("broadcast_bytes_per_update")
@@ -222,12 +225,14 @@ def main():
                      f"{'yes' if r['identical'] else '**NO**'} | "
                      f"{'' if per is None else f'{per / 1024:.1f} KiB'} | "
                      f"{mib(r['peak_rss_bytes_sum'])} |")
-    two_ranks = next((r for r in rk if r["kind"] == "mpirun" and r["ranks"] == 2), None)
+    two_ranks = next((r for r in rk if r["kind"] == "mpirun" and r["ranks"] == 2
+                      and r["split"] == "jobs"), None)
     two_threads = next(r for r in rk if r["kind"] == "1 process" and r["threads"] == 2)
     if two_ranks:
         over = two_ranks["wall_s"] / two_threads["wall_s"] - 1
-        lines += ["", f"MPI overhead at 2 ranks on {CORES} cores vs 2 threads: "
-                  f"**{100 * over:+.1f}%** (goal: <= 10%)."]
+        lines += ["", f"MPI overhead at 2 ranks (`--split jobs`) on {CORES} cores vs 2 threads: "
+                  f"**{100 * over:+.1f}%** (goal: <= 10%). `--split runs` spreads this "
+                  "experiment's two runs (FTTE and FedBuff, of different lengths) whole."]
     if fit:
         pred = ", ".join(f"{n} ranks {v}x" for n, v in fit["predicted_speedup"].items())
         lines += ["", f"Model of a cluster (Amdahl's law fitted to the 2-rank run: serial share "
