@@ -9,45 +9,23 @@
 #include <limits>
 
 #include "ftte/data/synthetic.h"
-#include "ftte/sim/config.h"
 #include "ftte/sim/simulator.h"
 #include "job_runner.h"
+#include "small_setup.h"
 #include "thread_cluster.h"
 
 namespace ftte::sim {
 namespace {
 
-SimConfig Config(fl::Algorithm a) {
-  SimConfig c;
-  c.model = "mlp";
-  c.client.local_steps = 3;
-  c.client.batch = 16;
-  c.client.optimizer.lr = 0.05f;
-  c.duration_s = 40;
-  c.eval_every_s = 10;
-  c.population.devices = 12;
-  c.population.straggler_fraction = 0.5;
-  c.population.memory_min = 1 << 20;
-  c.population.memory_max = 8 << 20;
-  MethodConfig m = DefaultMethod(a, fl::AlgorithmName(a));
-  m.server.concurrency = 5;
-  m.server.buffer = 2;
-  if (a == fl::Algorithm::kFtte) m.server.mask = "budget";
-  c.methods.push_back(m);
-  return c;
-}
-
-Environment Env(const SimConfig& c) {
-  Environment env;
-  env.train = data::SyntheticImages(480, 1);
-  // Not a whole number of evaluation batches (256): the ranks' shares differ in size.
+// The small setup, with jobs of different lengths (uneven shares: the ranks' loads differ) and
+// a test set that is not a whole number of evaluation batches (256: the ranks' shares differ).
+Environment UnevenEnvironment(const SimConfig& c) {
+  Environment env = SmallEnvironment(c);
   env.test = data::SyntheticImages(300, 2);
-  env.devices = MakeDevices(c.population, c.seed).value();
-  for (size_t d = 0; d < env.devices.size(); ++d) {
-    env.partition.emplace_back();
-    // Uneven shares: the ranks get jobs of different lengths.
+  for (size_t d = 0; d < env.partition.size(); ++d) {
+    env.partition[d].clear();
     for (int64_t i = static_cast<int64_t>(d); i < env.train.size; i += 12 + (d % 3) * 5) {
-      env.partition.back().push_back(i);
+      env.partition[d].push_back(i);
     }
   }
   return env;
@@ -74,8 +52,9 @@ void ExpectIdentical(const MethodResult& a, const MethodResult& b, const std::st
 class ClusterTest : public ::testing::TestWithParam<fl::Algorithm> {};
 
 TEST_P(ClusterTest, ThreeRanksGiveTheOneProcessResultOnEveryRank) {
-  SimConfig c = Config(GetParam());
-  const Environment env = Env(c);
+  SimConfig c = SmallConfig(GetParam());
+  c.duration_s = 40;
+  const Environment env = UnevenEnvironment(c);
   c.threads = 2;
   auto one = RunMethod(c, c.methods[0], env);
   ASSERT_TRUE(one.ok()) << one.status().ToString();
