@@ -10,6 +10,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # Root may run mpirun (CI machines run as root).
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Containers often forbid the cross-process copies (CMA) Open MPI's shared memory uses for large
+# messages; copy through the shared segment instead (slower, works everywhere).
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
 tiny=(--seeds 0,1 --set model=mlp --set train_limit=800 --set test_limit=300
       --set duration_s=20 --set eval_every_s=10 --set devices.count=8
       --set client.local_steps=2 --set method.*.concurrency=3 --set method.*.buffer=2
