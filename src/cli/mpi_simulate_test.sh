@@ -43,6 +43,17 @@ for f in "$work"/one/models/*; do
     { echo "FAIL: model $(basename "$f") of --split runs differs"; exit 1; }
 done
 
+# Tuning trials spread whole too: the same choice, the same results.
+tuned=(--set tune.server_step=[0.5,1] --set tune.validation=100 --set target_accuracy=0.2)
+"$ftte" simulate "${tiny[@]}" "${tuned[@]}" --threads 2 --out "$work/tuned1" \
+  >"$work/tuned1.log" 2>&1 || { cat "$work/tuned1.log"; exit 1; }
+timeout 300 "$mpiexec" --oversubscribe -np 3 "$ftte" simulate "${tiny[@]}" "${tuned[@]}" \
+  --threads 1 --split runs --out "$work/tuned3" >"$work/tuned3.log" 2>&1 ||
+  { cat "$work/tuned3.log"; exit 1; }
+for f in results.json tuning.json; do
+  cmp "$work/tuned1/$f" "$work/tuned3/$f" || { echo "FAIL: tuned --split runs: $f differs"; exit 1; }
+done
+
 # Ranks that disagree on the configuration: a clear error, exit non-zero, no hang.
 if timeout 120 "$mpiexec" --oversubscribe -np 1 "$ftte" simulate "${tiny[@]}" --seed 0 \
      --out "$work/bad" : -np 1 "$ftte" simulate "${tiny[@]}" --seed 1 --out "$work/bad" \

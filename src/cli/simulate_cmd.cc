@@ -261,10 +261,96 @@ Result<std::optional<sim::MethodResult>> FindRun(const std::string& out_dir,
   return std::optional<sim::MethodResult>(std::move(r));
 }
 
+// One run of the experiment (method x seed) or one tuning trial, in order.
+struct RunSlot {
+  sim::SimConfig config;  // what it ran (its run file names it)
+  std::string label;
+  int owner = 0;  // --split runs: the rank that trains it
+  bool resumed = false;
+  std::optional<sim::MethodResult> result;
+  std::string error;           // the run failed
+  std::vector<uint8_t> model;  // --split runs, on its owner: the saved model file
+};
+
+// A run's final model as SaveModel writes it (through a private temporary folder).
+Result<std::vector<uint8_t>> ModelBytes(const sim::SimConfig& c, const sim::Environment& env,
+                                        const sim::MethodResult& r) {
+  namespace fs = std::filesystem;
+  const fs::path dir =
+      fs::temp_directory_path() / ("ftte-rank-model-" + std::to_string(::getpid()) + "-" + r.name);
+  std::error_code ec;
+  fs::create_directories(dir / "models", ec);
+  const Status saved = SaveModel(dir.string(), c, env, r);
+  std::vector<uint8_t> bytes;
+  if (saved.ok()) {
+    const fs::path file =
+        dir / "models" / (r.name + "-seed" + std::to_string(r.seed) + ".safetensors");
+    std::ifstream in(file, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  fs::remove_all(dir, ec);
+  if (!saved.ok()) return saved;
+  return bytes;
+}
+
+// --split runs: the runs come to every rank (one broadcast each, in order): each run file, read
+// back as --resume reads it, and rank 0 writes it. With `models` (the measured runs, which only
+// rank 0 needs), only the runs of other ranks, with their model files; without (tuning trials,
+// from which every rank chooses), all.
+Status GatherRuns(sim::Cluster& cluster, const std::string& out_dir, bool models,
+                  std::vector<RunSlot>* slots) {
+  for (RunSlot& slot : *slots) {
+    if (slot.resumed || (models && slot.owner == 0)) continue;
+    std::vector<uint8_t> bytes;
+    if (slot.owner == cluster.rank()) {
+      const std::string head =
+          slot.result ? sim::RunFileText(slot.config, *slot.result) : slot.error;
+      const uint64_t n = head.size();
+      bytes.push_back(slot.result ? 1 : 0);
+      bytes.insert(bytes.end(), reinterpret_cast<const uint8_t*>(&n),
+                   reinterpret_cast<const uint8_t*>(&n) + sizeof n);
+      bytes.insert(bytes.end(), head.begin(), head.end());
+      bytes.insert(bytes.end(), slot.model.begin(), slot.model.end());
+    }
+    cluster.Broadcast(slot.owner, &bytes);
+    uint64_t n = 0;
+    if (bytes.size() < 1 + sizeof n)
+      return DataLoss("a run from rank " + std::to_string(slot.owner) + " is cut");
+    std::memcpy(&n, bytes.data() + 1, sizeof n);
+    if (bytes.size() < 1 + sizeof n + n)
+      return DataLoss("a run from rank " + std::to_string(slot.owner) + " is cut");
+    const std::string head(bytes.begin() + 1 + sizeof n, bytes.begin() + 1 + sizeof n + n);
+    if (bytes[0] == 0) {
+      slot.error = head;
+      continue;
+    }
+    FTTE_ASSIGN_OR_RETURN(
+        sim::MethodResult r,
+        sim::ParseRunFile(head, slot.config, "the run from rank " + std::to_string(slot.owner)));
+    if (cluster.root() && slot.owner != 0) {
+      FTTE_RETURN_IF_ERROR(sim::WriteRunFile(out_dir, slot.config, r));
+    }
+    if (!cluster.root() || !models) {
+      slot.result = std::move(r);
+      continue;
+    }
+    const std::string path = (std::filesystem::path(out_dir) / "models" /
+                              (r.name + "-seed" + std::to_string(r.seed) + ".safetensors"))
+                                 .string();
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(bytes.data() + 1 + sizeof n + n),
+              static_cast<std::streamsize>(bytes.size() - 1 - sizeof n - n));
+    out.close();
+    if (!out) return IoError("cannot write " + path + "; check the --out folder");
+    slot.result = std::move(r);
+  }
+  return Status::Ok();
+}
+
 // [tune]: every method's trials on the validation split (saved as run files, reused by
 // --resume), DIR/tuning.json, and the configuration of the measured runs.
-Result<sim::SimConfig> TuneMethods(const sim::SimConfig& c, const std::string& out_dir,
-                                   bool resume) {
+Result<sim::SimConfig> TuneMethods(const sim::SimConfig& c, const std::string& out_dir, bool resume,
+                                   bool split_runs) {
   std::optional<sim::Environment> env;
   std::optional<ProgressLine> progress;
   const double horizon = c.tune.duration_s > 0 ? c.tune.duration_s : c.duration_s;
@@ -300,7 +386,43 @@ Result<sim::SimConfig> TuneMethods(const sim::SimConfig& c, const std::string& o
     if (r.ok() && Root()) FTTE_RETURN_IF_ERROR(sim::WriteRunFile(out_dir, trial, *r));
     return r;
   };
-  FTTE_ASSIGN_OR_RETURN(std::vector<sim::MethodTuning> tuning, sim::Tune(c, run));
+  // --split runs: the trials, whole, spread over the ranks (trial i on rank i mod size), each
+  // trained by its rank alone; then every rank has every result and all choose alike.
+  std::vector<RunSlot> trials;
+  if (split_runs) {
+    sim::Cluster& cluster = *job_cluster;
+    const std::vector<sim::TrialPoint> grid = sim::TuneGrid(c.tune);
+    for (const sim::MethodConfig& m : c.methods) {
+      if (!m.tune_like.empty()) continue;
+      for (size_t i = 0; i < grid.size(); ++i) {
+        RunSlot& slot = trials.emplace_back();
+        slot.config = sim::TrialConfig(c, m, grid[i], i);
+        slot.label = m.name;
+        slot.owner = static_cast<int>((trials.size() - 1) % cluster.size());
+      }
+    }
+    sim::LocalCluster alone;
+    sim::SetProcessCluster(&alone);
+    for (size_t k = 0; k < trials.size(); ++k) {
+      RunSlot& slot = trials[k];
+      if (slot.owner != cluster.rank()) continue;
+      auto r = run(slot.config, k, trials.size());
+      if (r.ok()) {
+        slot.result = std::move(r).value();
+      } else {
+        slot.error = r.status().message();
+      }
+    }
+    sim::SetProcessCluster(&cluster);
+    FTTE_RETURN_IF_ERROR(GatherRuns(cluster, out_dir, /*models=*/false, &trials));
+  }
+  auto spread = [&](const sim::SimConfig&, size_t index, size_t) -> Result<sim::MethodResult> {
+    const RunSlot& slot = trials.at(index);
+    if (slot.result) return *slot.result;
+    return InvalidArgument(slot.error);
+  };
+  FTTE_ASSIGN_OR_RETURN(std::vector<sim::MethodTuning> tuning,
+                        split_runs ? sim::Tune(c, spread) : sim::Tune(c, run));
   if (!Root()) {
     FTTE_RETURN_IF_ERROR(sim::CheckTargetReached(c, tuning));
     return sim::ApplyTuning(c, tuning);
@@ -331,83 +453,6 @@ std::string DataFingerprint(const sim::Environment& env) {
   add(env.test.labels.data(), env.test.labels.size() * sizeof(int32_t));
   for (const std::vector<int64_t>& p : env.partition) add(p.data(), p.size() * sizeof(int64_t));
   return f;
-}
-
-// One run of the experiment (method x seed), in run order.
-struct RunSlot {
-  std::string label;
-  int owner = 0;  // --split runs: the rank that trains it
-  bool resumed = false;
-  std::optional<sim::MethodResult> result;
-  std::string error;           // the run failed
-  std::vector<uint8_t> model;  // --split runs, on its owner: the saved model file
-};
-
-// A run's final model as SaveModel writes it (through a private temporary folder).
-Result<std::vector<uint8_t>> ModelBytes(const sim::SimConfig& c, const sim::Environment& env,
-                                        const sim::MethodResult& r) {
-  namespace fs = std::filesystem;
-  const fs::path dir =
-      fs::temp_directory_path() / ("ftte-rank-model-" + std::to_string(::getpid()) + "-" + r.name);
-  std::error_code ec;
-  fs::create_directories(dir / "models", ec);
-  const Status saved = SaveModel(dir.string(), c, env, r);
-  std::vector<uint8_t> bytes;
-  if (saved.ok()) {
-    const fs::path file =
-        dir / "models" / (r.name + "-seed" + std::to_string(r.seed) + ".safetensors");
-    std::ifstream in(file, std::ios::binary);
-    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
-  fs::remove_all(dir, ec);
-  if (!saved.ok()) return saved;
-  return bytes;
-}
-
-// --split runs: every run trained by another rank comes to rank 0 (one broadcast each, in run
-// order): its run file, read back as --resume reads it, and its model file, both written there.
-Status GatherRuns(sim::Cluster& cluster, const std::string& out_dir, const sim::SimConfig& c,
-                  std::vector<RunSlot>* slots) {
-  for (RunSlot& slot : *slots) {
-    if (slot.resumed || slot.owner == 0) continue;
-    std::vector<uint8_t> bytes;
-    if (slot.owner == cluster.rank()) {
-      const std::string head = slot.result ? sim::RunFileText(c, *slot.result) : slot.error;
-      const uint64_t n = head.size();
-      bytes.push_back(slot.result ? 1 : 0);
-      bytes.insert(bytes.end(), reinterpret_cast<const uint8_t*>(&n),
-                   reinterpret_cast<const uint8_t*>(&n) + sizeof n);
-      bytes.insert(bytes.end(), head.begin(), head.end());
-      bytes.insert(bytes.end(), slot.model.begin(), slot.model.end());
-    }
-    cluster.Broadcast(slot.owner, &bytes);
-    if (!cluster.root()) continue;
-    uint64_t n = 0;
-    if (bytes.size() < 1 + sizeof n)
-      return DataLoss("a run from rank " + std::to_string(slot.owner) + " is cut");
-    std::memcpy(&n, bytes.data() + 1, sizeof n);
-    if (bytes.size() < 1 + sizeof n + n)
-      return DataLoss("a run from rank " + std::to_string(slot.owner) + " is cut");
-    const std::string head(bytes.begin() + 1 + sizeof n, bytes.begin() + 1 + sizeof n + n);
-    if (bytes[0] == 0) {
-      slot.error = head;
-      continue;
-    }
-    FTTE_ASSIGN_OR_RETURN(
-        sim::MethodResult r,
-        sim::ParseRunFile(head, c, "the run from rank " + std::to_string(slot.owner)));
-    FTTE_RETURN_IF_ERROR(sim::WriteRunFile(out_dir, c, r));
-    const std::string path = (std::filesystem::path(out_dir) / "models" /
-                              (r.name + "-seed" + std::to_string(r.seed) + ".safetensors"))
-                                 .string();
-    std::ofstream out(path, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(bytes.data() + 1 + sizeof n + n),
-              static_cast<std::streamsize>(bytes.size() - 1 - sizeof n - n));
-    out.close();
-    if (!out) return IoError("cannot write " + path + "; check the --out folder");
-    slot.result = std::move(r);
-  }
-  return Status::Ok();
 }
 
 // `finished_together`: set when every rank of the cluster reached the end.
@@ -445,10 +490,10 @@ int Simulate(const std::vector<std::string>& args, bool* finished_together) {
   if (config.ok()) {
     sim::SimConfig same = config.value();
     same.threads = 1;  // per rank: results do not depend on it
-    outcome = sim::FormatSimConfig(same);
+    outcome = sim::FormatSimConfig(same) + "\n--split " + flags->Get("split", "jobs");
   }
   const Status agreed =
-      cluster.Agree("the configuration (--config, --set, --seed, --methods)", outcome);
+      cluster.Agree("the configuration (--config, --set, --seed, --methods, --split)", outcome);
   if (!config.ok()) {
     *finished_together = agreed.ok();
     if (agreed.ok() && !Root()) return 2;
@@ -457,11 +502,21 @@ int Simulate(const std::vector<std::string>& args, bool* finished_together) {
   if (!agreed.ok()) return Fail(agreed, 2);
   const Flags& f = flags.value();
   const std::string out_dir = f.Get("out", "out/sim");
+  // --split runs: whole runs spread over the ranks (run i on rank i mod size), each trained by
+  // its rank alone, then sent to rank 0 (its run file and model) in run order.
+  const std::string split = f.Get("split", "jobs");
+  if (split != "jobs" && split != "runs") {
+    return Fail(InvalidArgument("--split " + split +
+                                ": use jobs (every run's device training "
+                                "spread over the ranks) or runs (whole runs spread)"),
+                2);
+  }
   if (Root()) {
     if (Status st = PrepareOutput(out_dir); !st.ok()) return Fail(st, 2);
   }
+  const bool split_runs = cluster.size() > 1 && split == "runs";
   if (config.value().tune.Enabled()) {
-    auto tuned = TuneMethods(config.value(), out_dir, f.Has("resume"));
+    auto tuned = TuneMethods(config.value(), out_dir, f.Has("resume"), split_runs);
     if (!tuned.ok()) return Fail(tuned.status(), 1);
     config = std::move(tuned);
   }
@@ -511,16 +566,6 @@ int Simulate(const std::vector<std::string>& args, bool* finished_together) {
                      : (" (resuming: " + std::to_string(done.size()) + " run(s) done)").c_str());
   }
 
-  // --split runs: whole runs spread over the ranks (run i on rank i mod size), each trained by
-  // its rank alone, then sent to rank 0 (its run file and model) in run order.
-  const std::string split = f.Get("split", "jobs");
-  if (split != "jobs" && split != "runs") {
-    return Fail(InvalidArgument("--split " + split +
-                                ": use jobs (every run's device training "
-                                "spread over the ranks) or runs (whole runs spread)"),
-                2);
-  }
-  const bool split_runs = cluster.size() > 1 && split == "runs";
   sim::LocalCluster alone;
   if (split_runs) sim::SetProcessCluster(&alone);
   std::vector<RunSlot> slots;
@@ -531,6 +576,7 @@ int Simulate(const std::vector<std::string>& args, bool* finished_together) {
     std::optional<sim::Environment> env;
     for (const sim::MethodConfig& m : c.methods) {
       RunSlot& slot = slots.emplace_back();
+      slot.config = c;
       slot.label = m.name;
       if (seeds.size() > 1) slot.label.append(" seed ").append(std::to_string(seed));
       progress.Start(static_cast<int64_t>(slots.size() - 1));
@@ -574,7 +620,9 @@ int Simulate(const std::vector<std::string>& args, bool* finished_together) {
   }
   if (split_runs) {
     sim::SetProcessCluster(&cluster);
-    if (Status st = GatherRuns(cluster, out_dir, c, &slots); !st.ok()) return Fail(st, 1);
+    if (Status st = GatherRuns(cluster, out_dir, /*models=*/true, &slots); !st.ok()) {
+      return Fail(st, 1);
+    }
   }
   std::vector<sim::MethodResult> results;
   std::vector<std::string> failures;
