@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -11,6 +12,7 @@
 
 #ifdef FTTE_WITH_MPI
 #include <mpi.h>
+#include <sodium.h>
 #include <sys/resource.h>
 #endif
 
@@ -28,14 +30,14 @@ int LaunchedSize() {
 
 #ifdef FTTE_WITH_MPI
 
-// FNV-1a: agreement checks only need equal values to hash equally (not a security boundary:
-// the ranks of one job trust each other).
-uint64_t Fnv1a(const char* p, size_t n, uint64_t h = 0xcbf29ce484222325ULL) {
-  for (size_t i = 0; i < n; ++i) {
-    h ^= static_cast<uint8_t>(p[i]);
-    h *= 0x100000001b3ULL;
-  }
-  return h;
+// The first 8 bytes of the value's BLAKE2b digest (libsodium, as everywhere in ftte).
+uint64_t Digest(const std::string& value) {
+  unsigned char h[crypto_generichash_BYTES];
+  crypto_generichash(h, sizeof h, reinterpret_cast<const unsigned char*>(value.data()),
+                     value.size(), nullptr, 0);
+  uint64_t out = 0;
+  std::memcpy(&out, h, sizeof out);
+  return out;
 }
 
 // Waits for a nonblocking operation without spinning: the worker threads of this rank keep the
@@ -83,7 +85,7 @@ class MpiCluster final : public sim::Cluster, public MpiSession {
   }
 
   Status Agree(const std::string& what, const std::string& value) override {
-    const uint64_t mine = Fnv1a(value.data(), value.size());
+    const uint64_t mine = Digest(value);
     std::vector<uint64_t> all(static_cast<size_t>(size_));
     MPI_Request request;
     MPI_Iallgather(&mine, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD, &request);
@@ -150,14 +152,6 @@ std::string OwnBinary() {
 #endif  // FTTE_WITH_MPI
 
 }  // namespace
-
-bool BuiltWithMpi() {
-#ifdef FTTE_WITH_MPI
-  return true;
-#else
-  return false;
-#endif
-}
 
 Result<std::unique_ptr<MpiSession>> JoinMpiIfLaunched() {
   const int size = LaunchedSize();

@@ -24,9 +24,6 @@ class MpiSession {
 // launching an ftte built without MPI (names the fix).
 Result<std::unique_ptr<MpiSession>> JoinMpiIfLaunched();
 
-// Whether this ftte was built with MPI (FTTE_WITH_MPI).
-bool BuiltWithMpi();
-
 }  // namespace ftte::cli
 
 #endif  // FTTE_CLI_MPI_CLUSTER_H_

@@ -214,15 +214,18 @@ Status PrepareOutput(const std::string& dir) {
   return Status::Ok();
 }
 
+// Where a run's final model goes, relative to the output folder.
+std::string ModelFileName(const sim::MethodResult& r) {
+  return "models/" + r.name + "-seed" + std::to_string(r.seed) + ".safetensors";
+}
+
 // The final model of a run, as a checkpoint that ftte predict and PyTorch's safetensors load.
 Status SaveModel(const std::string& dir, const sim::SimConfig& c, const sim::Environment& env,
                  const sim::MethodResult& r) {
   const std::string spec = env.model.empty() ? c.model : env.model;
   FTTE_ASSIGN_OR_RETURN(auto model, MakeModel(spec, 0));
   fl::SetWeights(*model, r.final_weights);
-  const std::string path = (std::filesystem::path(dir) / "models" /
-                            (r.name + "-seed" + std::to_string(r.seed) + ".safetensors"))
-                               .string();
+  const std::string path = (std::filesystem::path(dir) / ModelFileName(r)).string();
   if (env.tokenizer) return data::SaveLanguageModel(*model, *env.tokenizer, path);
   return SaveCheckpoint(*model, path,
                         {{"ftte.method", r.name}, {"ftte.seed", std::to_string(r.seed)}});
@@ -283,9 +286,7 @@ Result<std::vector<uint8_t>> ModelBytes(const sim::SimConfig& c, const sim::Envi
   const Status saved = SaveModel(dir.string(), c, env, r);
   std::vector<uint8_t> bytes;
   if (saved.ok()) {
-    const fs::path file =
-        dir / "models" / (r.name + "-seed" + std::to_string(r.seed) + ".safetensors");
-    std::ifstream in(file, std::ios::binary);
+    std::ifstream in(dir / ModelFileName(r), std::ios::binary);
     bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
   fs::remove_all(dir, ec);
@@ -334,9 +335,7 @@ Status GatherRuns(sim::Cluster& cluster, const std::string& out_dir, bool models
       slot.result = std::move(r);
       continue;
     }
-    const std::string path = (std::filesystem::path(out_dir) / "models" /
-                              (r.name + "-seed" + std::to_string(r.seed) + ".safetensors"))
-                                 .string();
+    const std::string path = (std::filesystem::path(out_dir) / ModelFileName(r)).string();
     std::ofstream out(path, std::ios::binary);
     out.write(reinterpret_cast<const char*>(bytes.data() + 1 + sizeof n + n),
               static_cast<std::streamsize>(bytes.size() - 1 - sizeof n - n));

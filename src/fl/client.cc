@@ -58,6 +58,11 @@ int64_t PredictClientPeak(Model& model, const Mask& mask, const ClientConfig& co
   return peak;
 }
 
+int64_t LocalSteps(const ClientConfig& config, int64_t samples) {
+  if (config.local_steps > 0) return config.local_steps;
+  return std::max<int64_t>(1, config.local_epochs) * ((samples + config.batch - 1) / config.batch);
+}
+
 int64_t StepFlops(Model& model, const Mask& mask, int64_t batch) {
   const Mask saved = Mask::FromModel(model);
   mask.ApplyTo(model);
@@ -115,10 +120,7 @@ ClientResult ClientTrainer::Train(const std::vector<float>& weights, const Mask&
   Reconfigure(weights, mask, config);
   const int64_t n = static_cast<int64_t>(indices.size());
   const int64_t sample = data.sample_numel();
-  const int64_t per_epoch = (n + config.batch - 1) / config.batch;
-  const int64_t steps = config.local_steps > 0
-                            ? config.local_steps
-                            : std::max<int64_t>(1, config.local_epochs) * per_epoch;
+  const int64_t steps = LocalSteps(config, n);
   const int64_t per = data.labels_per_sample;
   xb_.resize(static_cast<size_t>(config.batch * sample));
   yb_.resize(static_cast<size_t>(config.batch * per));

@@ -34,12 +34,8 @@ int64_t JobRunner::Submit(Job job) {
     std::lock_guard<std::mutex> lock(mu_);
     ticket = next_ticket_++;
     if (cluster_.size() > 1) {
-      const fl::ClientConfig& c = job.plan->client;
-      const auto n = static_cast<int64_t>(job.indices->size());
-      const int64_t steps = c.local_steps > 0
-                                ? c.local_steps
-                                : std::max<int64_t>(1, c.local_epochs) *
-                                      ((n + c.batch - 1) / std::max<int64_t>(1, c.batch));
+      const int64_t steps =
+          fl::LocalSteps(job.plan->client, static_cast<int64_t>(job.indices->size()));
       const auto least = static_cast<int>(
           std::min_element(outstanding_.begin(), outstanding_.end()) - outstanding_.begin());
       outstanding_[least] += steps;

@@ -321,11 +321,8 @@ int64_t MethodRun::DownloadBytes(int64_t device) {
 }
 
 double MethodRun::ComputeSeconds(int64_t device, const PlanCosts& costs) const {
-  const fl::ClientConfig& c = costs.plan->client;
-  const auto n = static_cast<int64_t>(env_.partition[device].size());
-  const int64_t steps = c.local_steps > 0
-                            ? c.local_steps
-                            : std::max<int64_t>(1, c.local_epochs) * ((n + c.batch - 1) / c.batch);
+  const int64_t steps =
+      fl::LocalSteps(costs.plan->client, static_cast<int64_t>(env_.partition[device].size()));
   const DeviceProfile& p = env_.devices[device];
   return static_cast<double>(steps) * static_cast<double>(costs.step_flops) / p.flops_per_s *
          p.slowdown;

@@ -51,6 +51,9 @@ inline constexpr int64_t kClientBytesPerTrainableValue = sizeof(float);
 int64_t PredictClientPeak(Model& model, const Mask& mask, const ClientConfig& config);
 // FLOPs of one local step at batch `batch` under `mask`.
 int64_t StepFlops(Model& model, const Mask& mask, int64_t batch);
+// The local steps of one round on `samples` samples: local_steps, else local_epochs (at least
+// one) passes of ceil(samples / batch) steps.
+int64_t LocalSteps(const ClientConfig& config, int64_t samples);
 
 // A replica of the model and its trainer. Not thread-safe; reusable across rounds and devices
 // (the simulator gives each worker thread one). Train() allocates only when the mask or the
